@@ -1,0 +1,1 @@
+"""Adapters that make MindStore the memory of chat and agent frameworks."""

@@ -1,0 +1,1 @@
+"""The Textual app for browsing and editing a store (``mindstore tui``)."""
