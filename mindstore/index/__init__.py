@@ -1,0 +1,224 @@
+"""The key index: FAISS over one space's keys, addressed by slot id.
+
+It is a derived cache of the keys the SQL store holds. It remembers the change sequence it has
+applied (``seq``) so the store can bring it up to date, and it saves itself with a checksum so a
+damaged file is detected and rebuilt rather than trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+__all__ = ["KeyIndex", "IndexFileError", "gpu_available", "normalize"]
+
+_FORMAT = 1
+
+
+class IndexFileError(Exception):
+    """An index file is missing, damaged, or does not match its metadata (internal: rebuild)."""
+
+
+def gpu_available() -> bool:
+    """True when this FAISS build has GPU support and sees at least one GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows (float32, contiguous) so that inner product is cosine similarity."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, vectors.shape[-1])
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+class KeyIndex:
+    """Exact cosine search over ``(id, vector)`` pairs, with add, remove, search, save and load.
+
+    Vectors are normalised on the way in. Searches may be restricted to a subset of ids; small
+    subsets are scored directly (O(subset)), large ones by a filtered scan, and both are exact.
+    With a GPU build of FAISS and a GPU present, unrestricted searches run on the GPU.
+    """
+
+    def __init__(self, dim: int, *, device: str = "auto") -> None:
+        self.dim = int(dim)
+        self.seq = 0  # last change sequence applied from the SQL store
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._use_gpu = device in ("auto", "cuda", "gpu") and gpu_available()
+        self._gpu_index = None  # lazily made copy, dropped on every change
+        self._ids: np.ndarray | None = None
+        self.dirty = False  # changed since loaded or saved
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self._use_gpu else "cpu"
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index, sorted (cached until the next change)."""
+        if self._ids is None:
+            self._ids = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+        return self._ids
+
+    def _changed(self) -> None:
+        self._gpu_index = None
+        self._ids = None
+        self.dirty = True
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace the vectors of ``ids``."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) == 0:
+            return
+        self.remove(ids)
+        self._index.add_with_ids(normalize(vectors), ids)
+        self._changed()
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) == 0 or len(self) == 0:
+            return 0
+        n = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if n:
+            self._changed()
+        return n
+
+    def reset(self) -> None:
+        self._index.reset()
+        self._changed()
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored (normalised) vectors of ``ids``, which must all be present."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_batch(ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by cosine for each query row: (scores, ids), padded with (-inf, -1).
+
+        ``subset`` restricts the search to those ids (ids absent from the index are ignored).
+        Ties are broken by the smaller id so results are reproducible.
+        """
+        q = normalize(queries)
+        n = len(q)
+        total = len(self)
+        if subset is not None:
+            subset = np.ascontiguousarray(subset, dtype=np.int64).reshape(-1)
+            if len(subset) <= max(2048, total // 16):
+                return self._search_direct(q, k, subset)
+        if total == 0:
+            return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
+        kk = min(k, total)
+        if subset is None:
+            index = self._search_index()
+            scores, ids = index.search(q, kk)
+        else:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(subset))
+            scores, ids = self._index.search(q, kk, params=params)
+        return _pad(_tiebreak(scores, ids), n, k)
+
+    def _search_direct(self, q: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(q)
+        subset = np.unique(subset)
+        if len(subset) and len(self):
+            subset = subset[np.isin(subset, self.ids(), assume_unique=True)]
+        else:
+            subset = subset[:0]
+        if len(subset) == 0:
+            return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
+        sims = q @ self.reconstruct(subset).T  # (n, |subset|)
+        kk = min(k, len(subset))
+        # sort by (-score, id): subset is sorted ascending, and a stable sort keeps that order.
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
+        scores = np.take_along_axis(sims, order, axis=1).astype(np.float32)
+        return _pad((scores, subset[order]), n, k)
+
+    def _search_index(self):  # noqa: ANN202 - a faiss index
+        if not self._use_gpu:
+            return self._index
+        if self._gpu_index is None:
+            self._gpu_res = getattr(self, "_gpu_res", None) or faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
+        return self._gpu_index
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the index and its metadata atomically (temp file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = faiss.serialize_index(self._index)
+        meta = {
+            "format": _FORMAT,
+            "dim": self.dim,
+            "seq": int(self.seq),
+            "count": len(self),
+            "bytes": int(data.nbytes),
+            "crc32": zlib.crc32(memoryview(data)),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        meta_path = _meta_path(path)
+        tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, meta_path)
+        self.dirty = False
+
+    @classmethod
+    def load(cls, path: Path, *, dim: int, device: str = "auto") -> KeyIndex:
+        """Read an index saved by :meth:`save`; raise :class:`IndexFileError` if it is not sound."""
+        path = Path(path)
+        try:
+            meta = json.loads(_meta_path(path).read_text())
+            raw = np.fromfile(path, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise IndexFileError(f"cannot read {path}: {exc}") from exc
+        if meta.get("format") != _FORMAT or meta.get("dim") != dim:
+            raise IndexFileError(f"{path} has format {meta.get('format')} / dim {meta.get('dim')}")
+        if raw.nbytes != meta.get("bytes") or zlib.crc32(memoryview(raw)) != meta.get("crc32"):
+            raise IndexFileError(f"{path} is damaged (size or checksum differs from its metadata)")
+        try:
+            index = faiss.deserialize_index(raw)
+        except RuntimeError as exc:
+            raise IndexFileError(f"{path} is not a FAISS index: {exc}") from exc
+        if index.d != dim or index.ntotal != meta["count"]:
+            raise IndexFileError(f"{path} holds {index.ntotal} vectors of dim {index.d}")
+        self = cls(dim, device=device)
+        self._index = faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index
+        if not isinstance(self._index, faiss.IndexIDMap2):
+            raise IndexFileError(f"{path} is not an id-mapped index")
+        self.seq = int(meta["seq"])
+        return self
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _tiebreak(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row by (-score, id) so equal scores come back in a fixed order."""
+    order = np.lexsort((ids, -scores), axis=1) if scores.size else np.zeros_like(ids)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def _pad(result: tuple[np.ndarray, np.ndarray], n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores, ids = result
+    scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+    if scores.shape[1] < k:
+        pad = k - scores.shape[1]
+        scores = np.hstack([scores, np.full((n, pad), -np.inf, np.float32)])
+        ids = np.hstack([ids, np.full((n, pad), -1, np.int64)])
+    return scores, ids.astype(np.int64)

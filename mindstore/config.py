@@ -1,0 +1,61 @@
+"""One settings object with defaults: ``MindStore()`` needs none of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy.engine import make_url
+
+__all__ = ["Config", "default_url", "default_index_dir"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Tunables of a store. Every field has a default that suits a chat application."""
+
+    dedup_threshold: float = 0.95
+    """Cosine similarity at or above which an added text reinforces an existing slot in its scope."""
+    embed_batch_size: int = 64
+    """Texts embedded per model call in ``add_many`` and ``reindex``."""
+    index_dir: Path | None = None
+    """Where key index files live; default: beside a SQLite file, else the user cache dir."""
+    device: str = "auto"
+    """``auto`` (GPU when present), ``cpu`` or ``cuda``: for FAISS and the embedder."""
+    save_index_every: int = 10_000
+    """Save the key index after this many changes (it is also saved on close)."""
+
+    def __post_init__(self) -> None:
+        from .errors import InvalidInputError
+
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise InvalidInputError("dedup_threshold must be in (0, 1]; pass dedup=False to add() to skip it")
+        if self.embed_batch_size < 1:
+            raise InvalidInputError("embed_batch_size must be a positive integer")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
+
+
+def default_url() -> str:
+    """``$MINDSTORE_DB`` if set, else a SQLite file in the user data directory."""
+    env = os.environ.get("MINDSTORE_DB")
+    if env:
+        return env
+    path = Path(platformdirs.user_data_dir("mindstore")) / "mindstore.db"
+    return f"sqlite:///{path}"
+
+
+def default_index_dir(url: str) -> Path | None:
+    """Beside the SQLite file (``memory.db.index/``); for servers, one folder per database URL
+    under the user cache dir. None for in-memory SQLite (the index is rebuilt on open)."""
+    from .db import sqlite_path
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        return None if path is None else path.with_name(path.name + ".index")
+    key = hashlib.sha1(u.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("mindstore")) / "indexes" / key

@@ -1,0 +1,83 @@
+"""Engine setup: SQLite tuned for durability with concurrency (WAL), any other SQLAlchemy URL as is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from ..errors import DatabaseError
+from .models import SCHEMA_VERSION, Base, MetaRow
+
+__all__ = ["open_database", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL, or None for in-memory and other backends."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
+    cur = dbapi_conn.cursor()
+    # WAL: readers never block the writer; synchronous=NORMAL in WAL loses nothing on a process
+    # crash (only the last commits on power loss). busy_timeout lets two processes share a file.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    """Create the engine, the schema if missing, and check the schema version."""
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(
+            f"{url!r} is not a database URL; use e.g. sqlite:///path/to/memory.db or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from exc
+    kwargs: dict = {}
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is None:
+            kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(u, **kwargs)
+    except (ImportError, SQLAlchemyError) as exc:
+        hint = " (install the postgres extra: pip install 'mindstore[postgres]')" if "psycopg" in str(exc) else ""
+        raise DatabaseError(f"cannot use database {u.render_as_string(hide_password=True)}: {exc}{hint}") from exc
+    if u.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _tune_sqlite)
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as s, s.begin():
+            row = s.get(MetaRow, "schema_version")
+            if row is None:
+                s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"this database uses schema version {row.value}, newer than this mindstore "
+                    f"({SCHEMA_VERSION}); upgrade mindstore to open it"
+                )
+            s.execute(select(MetaRow.key))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DatabaseError(
+            f"cannot open database {u.render_as_string(hide_password=True)}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    return engine, sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,106 @@
+"""SQLAlchemy models: the SQL store is the source of truth for every slot and its history.
+
+``events.id`` doubles as the store's change sequence: every add, update, reinforce and delete
+appends one event, so "what changed since sequence s" is an indexed range scan. Key indexes
+remember the last sequence they applied and catch up from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; BigInteger elsewhere for billions of rows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MetaRow(Base):
+    """Key/value facts about the database itself (schema version)."""
+
+    __tablename__ = "mindstore_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class SpaceRow(Base):
+    """A named set of slots sharing one key kind (``key_source``) and dimension."""
+
+    __tablename__ = "spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    key_source: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SlotRow(Base):
+    """One memory. ``key`` is the float32 key vector as stored; the index holds a normalised copy."""
+
+    __tablename__ = "slots"
+    # AUTOINCREMENT on SQLite so that a deleted slot's id is never handed out again: ids are
+    # also FAISS ids and history keys.
+    __table_args__ = (
+        Index("ix_slots_scope", "space_id", "user_id", "agent_id", "session_id", "id"),
+        Index("ix_slots_agent", "space_id", "agent_id"),
+        Index("ix_slots_session", "space_id", "session_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(500))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    reads: Mapped[int] = mapped_column(Integer, default=0)
+    writes: Mapped[int] = mapped_column(Integer, default=1)
+    last_access: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRow(Base):
+    """One change of one slot. The id is the change sequence number."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_space_seq", "space_id", "id"),
+        Index("ix_events_slot", "slot_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    # No foreign key: a deleted slot keeps its history.
+    slot_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    old_text: Mapped[str | None] = mapped_column(Text)
+    new_text: Mapped[str | None] = mapped_column(Text)
+    old_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,87 @@
+"""The plain, frozen values mindstore hands back: slots, hits, history events, scopes, pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Scope", "Usage", "Slot", "Hit", "Event", "Page"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who a memory belongs to. ``None`` in a query means "any"; in a slot it means "unset"."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Access statistics of one slot; they drive least-recently-used writes and eviction."""
+
+    reads: int = 0
+    writes: int = 1
+    last_access: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One memory: its text (or label and value vector), scope, metadata, usage and times."""
+
+    id: int
+    space: str
+    scope: Scope
+    text: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.scope.user_id
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.scope.agent_id
+
+    @property
+    def session_id(self) -> str | None:
+        return self.scope.session_id
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: the slot and its similarity to the query (cosine, higher is closer)."""
+
+    score: float
+    slot: Slot
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change in a slot's history: ``add``, ``reinforce``, ``update`` or ``delete``."""
+
+    id: int
+    slot_id: int
+    kind: str
+    old_text: str | None
+    new_text: str | None
+    old_metadata: dict[str, Any] | None
+    new_metadata: dict[str, Any] | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of :meth:`MindStore.list`; pass ``next_cursor`` back to get the next one."""
+
+    slots: list[Slot]
+    next_cursor: str | None

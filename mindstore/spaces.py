@@ -1,0 +1,159 @@
+"""A space's key index kept in step with the SQL store (the source of truth).
+
+On open the saved index is loaded and checked (checksum, dimension, count, change sequence); a
+stale one catches up from the change log, a damaged or inconsistent one is rebuilt from SQL.
+Before each search it catches up again, so writes from other processes are seen at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm.auto import tqdm
+
+from .db import EventRow, SlotRow, SpaceRow
+from .index import IndexFileError, KeyIndex
+
+__all__ = ["SpaceInfo", "SpaceIndex", "keys_from_bytes"]
+
+log = logging.getLogger("mindstore")
+
+_REBUILD_CHUNK = 20_000
+_PROGRESS_FROM = 50_000  # slots; below this a rebuild is quick enough to need no bar
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """A space as recorded in the database."""
+
+    name: str
+    dim: int
+    key_source: str
+    count: int = 0
+
+
+def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+class SpaceIndex:
+    """One space's :class:`KeyIndex`, its file, and the logic that keeps it true to SQL."""
+
+    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str) -> None:
+        self.space_id = row.id
+        self.name = row.name
+        self.dim = row.dim
+        self.key_source = row.key_source
+        self._sessions = sessions
+        self.path = path
+        self._device = device
+        self.local_events: set[int] = set()  # our own events, already applied to the index
+        self.changes_since_save = 0
+        self.repaired: str | None = None  # how the last open fixed the index, for stats and logs
+        self.index = self._open()
+
+    # -- open: load, check, repair or rebuild ------------------------------------------------
+
+    def _open(self) -> KeyIndex:
+        index: KeyIndex | None = None
+        if self.path is not None and self.path.exists():
+            try:
+                index = KeyIndex.load(self.path, dim=self.dim, device=self._device)
+            except IndexFileError as exc:
+                log.warning("key index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
+                self.repaired = "rebuilt: damaged file"
+        if index is None:
+            self.repaired = self.repaired or ("rebuilt: no file" if self.path is not None else None)
+            return self._rebuild()
+        with self._sessions() as s:
+            db_seq = self._db_seq(s)
+        if index.seq > db_seq:
+            log.warning("key index of space %r is ahead of the database; rebuilding", self.name)
+            self.repaired = "rebuilt: index ahead of database"
+            return self._rebuild()
+        self.index = index
+        if index.seq < db_seq:
+            self.catch_up()
+            self.repaired = "caught up from change log"
+        with self._sessions() as s:
+            count = s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+        if count != len(index):
+            log.warning("key index of space %r holds %d keys, SQL %d; rebuilding", self.name, len(index), count)
+            self.repaired = "rebuilt: count differs"
+            return self._rebuild()
+        return index
+
+    def _db_seq(self, s: Session) -> int:
+        return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
+
+    def _rebuild(self) -> KeyIndex:
+        index = KeyIndex(self.dim, device=self._device)
+        with self._sessions() as s:
+            # Read the sequence first: changes made while we stream are re-applied by catch_up.
+            index.seq = self._db_seq(s)
+            total = s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            bar = tqdm(total=total, desc=f"indexing space {self.name!r}", unit="slot", disable=total < _PROGRESS_FROM or None)
+            last = 0
+            while True:
+                rows = s.execute(
+                    select(SlotRow.id, SlotRow.key)
+                    .where(SlotRow.space_id == self.space_id, SlotRow.id > last)
+                    .order_by(SlotRow.id)
+                    .limit(_REBUILD_CHUNK)
+                ).all()
+                if not rows:
+                    break
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                index.add(ids, keys_from_bytes([r[1] for r in rows], self.dim))
+                last = int(ids[-1])
+                bar.update(len(rows))
+            bar.close()
+        self.index = index
+        self.local_events.clear()
+        self.catch_up()
+        self.save()
+        return index
+
+    # -- staying in step -----------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply every change logged since ``index.seq``; return how many slots were refreshed."""
+        index = self.index
+        with self._sessions() as s:
+            db_seq = self._db_seq(s)
+            if db_seq <= index.seq:
+                return 0
+            rows = s.execute(
+                select(EventRow.id, EventRow.slot_id).where(
+                    EventRow.space_id == self.space_id, EventRow.id > index.seq, EventRow.id <= db_seq
+                )
+            ).all()
+            touched = sorted({slot_id for eid, slot_id in rows if eid not in self.local_events})
+            for start in range(0, len(touched), 10_000):
+                chunk = touched[start : start + 10_000]
+                found = s.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.id.in_(chunk))).all()
+                present = {r[0] for r in found}
+                gone = np.array([i for i in chunk if i not in present], dtype=np.int64)
+                index.remove(gone)
+                if found:
+                    ids = np.array([r[0] for r in found], dtype=np.int64)
+                    index.add(ids, keys_from_bytes([r[1] for r in found], self.dim))
+        index.seq = db_seq
+        index.dirty = True
+        self.local_events = {e for e in self.local_events if e > db_seq}
+        self.changes_since_save += len(touched)
+        return len(touched)
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.index.save(self.path)
+        self.changes_since_save = 0
+
+    def save_if_dirty(self) -> None:
+        if self.index.dirty:
+            self.save()

@@ -1,0 +1,894 @@
+"""MindStore: the long-term memory an application embeds.
+
+``MindStore()`` opens a SQLite store in the user data directory; ``MindStore(url)`` takes any
+SQLAlchemy URL. Every write is committed to SQL before the call returns; the FAISS key index is a
+derived cache kept in step with SQL (see :mod:`mindstore.spaces`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, insert, select, update as sql_update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from .config import Config, default_index_dir, default_url
+from .db import EventRow, SlotRow, SpaceRow, open_database
+from .embed import Embedder, resolve_embedder
+from .errors import (
+    DatabaseError,
+    EmbedderMismatchError,
+    InvalidInputError,
+    InvalidVectorError,
+    NotFoundError,
+    SpaceError,
+    StoreClosedError,
+)
+from .filters import Predicate, compile_filter
+from .slots import Event, Hit, Page, Scope, Slot, Usage
+from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
+
+__all__ = ["MindStore"]
+
+_MAX_K = 10_000
+_ROLES_KEPT = ("user", "assistant")
+_PHATIC = {
+    "hi", "hello", "hey", "thanks", "thank you", "thx", "ok", "okay", "k", "yes", "no", "sure",
+    "bye", "goodbye", "cool", "great", "nice", "lol", "hmm", "yep", "nope", "got it", "sounds good",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything mindstore stores is UTC.
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def _check_text(text: Any, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(f"{what} is empty; pass the words to remember")
+    return text
+
+
+def _check_id(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInputError(f"{what} must be a non-empty string of at most 255 characters, or None; got {value!r}")
+    return value
+
+
+def _scope(user_id: Any, agent_id: Any, session_id: Any) -> Scope:
+    return Scope(_check_id(user_id, "user_id"), _check_id(agent_id, "agent_id"), _check_id(session_id, "session_id"))
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
+    if not all(isinstance(k, str) for k in metadata):
+        raise InvalidInputError("metadata keys must be strings")
+    try:
+        # Normalise through JSON so what we hand back is exactly what the database holds.
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
+        raise InvalidInputError(f"k must be an integer from 1 to {_MAX_K}, got {k!r}")
+    return k
+
+
+def _check_min_score(min_score: Any) -> float | None:
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score):
+        raise InvalidInputError(f"min_score must be a number (cosine similarity, -1 to 1), got {min_score!r}")
+    return float(min_score)
+
+
+def _check_vectors(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
+    try:
+        v = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVectorError(f"{what} must be numbers, shape (n, {dim}): {exc}") from exc
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise InvalidVectorError(f"{what} has shape {v.shape}; this space's keys have dimension {dim}")
+    if not np.isfinite(v).all():
+        raise InvalidVectorError(f"{what} holds NaN or infinite values")
+    if (np.linalg.norm(v, axis=1) == 0).any():
+        raise InvalidVectorError(f"{what} has a zero row; cosine similarity needs a non-zero key")
+    return np.ascontiguousarray(v)
+
+
+def worth_keeping(text: str) -> bool:
+    """A chat message worth a slot: not empty, not a bare greeting or acknowledgement."""
+    words = text.strip().lower().strip(" .!?,:;").split()
+    return bool(words) and " ".join(words) not in _PHATIC
+
+
+class MindStore:
+    """Long-term memory: add, search, get, list, update, delete, history, export and import.
+
+    Memories are scoped by ``user_id``, ``agent_id`` and ``session_id``; a search in a scope never
+    returns another scope's slots. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        space: str = "chat",
+        embedder: Embedder | str | None = None,
+        config: Config | None = None,
+        reindex: bool = False,
+    ) -> None:
+        self.url = url or default_url()
+        self.config = config or Config()
+        self.space = space
+        self._embedder_arg = embedder
+        self._embedder: Embedder | None = None if embedder is None or isinstance(embedder, str) else embedder
+        self._lock = threading.RLock()
+        self._closed = False
+        self._engine, self._sessions = open_database(self.url)
+        index_dir = self.config.index_dir or default_index_dir(self.url)
+        self._index_dir = Path(index_dir) if index_dir is not None else None
+        self._spaces: dict[str, SpaceIndex] = {}
+        try:
+            row = self._space_row(space)
+            if row is not None:
+                if row.key_source != self.embedder_name:
+                    if not reindex:
+                        raise EmbedderMismatchError(
+                            f"space {space!r} was built with {row.key_source}, but this store was opened "
+                            f"with {self.embedder_name}. Open it with embedder={row.key_source!r}, or pass "
+                            f"reindex=True (CLI: mindstore reindex --model ...) to re-embed its slots."
+                        )
+                    self.reindex()
+                else:
+                    self._space_index(space)  # load and check the key index now, not on first search
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> MindStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MindStore({self._engine.url.render_as_string(hide_password=True)!r}, space={self.space!r})"
+
+    def close(self) -> None:
+        """Save the key indexes and release the database. Everything acknowledged is durable."""
+        with self._lock:
+            if self._closed:
+                return
+            for sp in self._spaces.values():
+                sp.save_if_dirty()
+            self._engine.dispose()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this MindStore is closed; open a new one")
+
+    # -- spaces and the embedder ---------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        """The text embedder (loaded on first use)."""
+        if self._embedder is None:
+            self._embedder = resolve_embedder(self._embedder_arg)
+        return self._embedder
+
+    @property
+    def embedder_name(self) -> str:
+        if self._embedder is not None:
+            return self._embedder.name
+        from .embed import SentenceTransformerEmbedder, DEFAULT_MODEL
+
+        arg = self._embedder_arg
+        return SentenceTransformerEmbedder(arg if isinstance(arg, str) else DEFAULT_MODEL).name
+
+    def _space_row(self, name: str) -> SpaceRow | None:
+        with self._sessions() as s:
+            return s.scalar(select(SpaceRow).where(SpaceRow.name == name))
+
+    def _space_index(self, name: str, *, create_dim: int | None = None, key_source: str | None = None) -> SpaceIndex:
+        sp = self._spaces.get(name)
+        if sp is not None:
+            return sp
+        row = self._space_row(name)
+        if row is None:
+            if create_dim is None:
+                raise SpaceError(f"no space named {name!r} in this store; spaces: {[s.name for s in self.spaces()]}")
+            with self._sessions() as s, s.begin():
+                s.add(SpaceRow(name=name, dim=create_dim, key_source=key_source or self.embedder_name, created_at=_now()))
+            row = self._space_row(name)
+        path = self._index_dir / f"{name}.faiss" if self._index_dir is not None else None
+        sp = SpaceIndex(row, self._sessions, path, self.config.device)
+        self._spaces[name] = sp
+        return sp
+
+    def _text_space(self, *, create: bool) -> SpaceIndex | None:
+        if self.space in self._spaces:
+            return self._spaces[self.space]
+        if not create and self._space_row(self.space) is None:
+            return None
+        return self._space_index(self.space, create_dim=self.embedder.dim, key_source=self.embedder_name)
+
+    def _resolve_space(self, space: str | None) -> SpaceIndex | None:
+        """The named space, or the text space; None when the text space has no slots yet."""
+        if space is None or space == self.space:
+            return self._text_space(create=False)
+        return self._space_index(space)
+
+    def create_space(self, name: str, *, dim: int, key_source: str) -> SpaceInfo:
+        """Create a space for vectors of another kind (e.g. a neural controller's keys)."""
+        self._check_open()
+        _check_text(name, "space name")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
+        with self._lock:
+            row = self._space_row(name)
+            if row is not None and (row.dim != dim or row.key_source != key_source):
+                raise SpaceError(
+                    f"space {name!r} exists with dim {row.dim} and keys from {row.key_source}; "
+                    "pick another name or use those settings"
+                )
+            sp = self._space_index(name, create_dim=dim, key_source=key_source)
+        return SpaceInfo(sp.name, sp.dim, sp.key_source, len(sp.index))
+
+    def spaces(self) -> list[SpaceInfo]:
+        """Every space in the store with its slot count."""
+        self._check_open()
+        with self._sessions() as s:
+            counts = dict(s.execute(select(SlotRow.space_id, func.count()).group_by(SlotRow.space_id)).all())
+            rows = s.scalars(select(SpaceRow).order_by(SpaceRow.id)).all()
+            return [SpaceInfo(r.name, r.dim, r.key_source, counts.get(r.id, 0)) for r in rows]
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch_size)
+        return _check_vectors(vectors, vectors.shape[1] if vectors.ndim == 2 else -1, "embedding")
+
+    # -- rows to values ------------------------------------------------------------------------
+
+    def _slot(self, row: SlotRow, space: str) -> Slot:
+        return Slot(
+            id=row.id,
+            space=space,
+            scope=Scope(row.user_id, row.agent_id, row.session_id),
+            text=row.text,
+            metadata=dict(row.metadata_ or {}),
+            label=row.label,
+            usage=Usage(row.reads, row.writes, _aware(row.last_access)),
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+        )
+
+    def _space_names(self, s: Session) -> dict[int, str]:
+        return dict(s.execute(select(SpaceRow.id, SpaceRow.name)).all())
+
+    @staticmethod
+    def _scope_where(space_id: int, scope: Scope, *, exact: bool = False) -> list:
+        where = [SlotRow.space_id == space_id]
+        for col, value in ((SlotRow.user_id, scope.user_id), (SlotRow.agent_id, scope.agent_id), (SlotRow.session_id, scope.session_id)):
+            if value is not None:
+                where.append(col == value)
+            elif exact:
+                where.append(col.is_(None))
+        return where
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        text: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        dedup: bool = True,
+    ) -> Slot:
+        """Remember ``text``. A near-duplicate in the same scope is reinforced instead (see Config)."""
+        return self.add_many([text], user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata, dedup=dedup)[0]
+
+    def add_many(
+        self,
+        texts: Sequence[str],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        dedup: bool = True,
+    ) -> list[Slot]:
+        """Remember many texts in one scope, embedded in batches. ``metadata`` is one dict for all
+        or a list with one per text. Returns one slot per text (a reinforced one for duplicates)."""
+        self._check_open()
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise InvalidInputError("texts must be a list of strings; use add() for a single text")
+        texts = [_check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        scope = _scope(user_id, agent_id, session_id)
+        metas = self._metadata_list(metadata, len(texts))
+        if not texts:
+            return []
+        keys = self._embed(texts)
+        with self._lock:
+            self._check_open()
+            sp = self._text_space(create=True)
+            if keys.shape[1] != sp.dim:
+                raise EmbedderMismatchError(f"the embedder gives {keys.shape[1]} dims; space {sp.name!r} holds {sp.dim}")
+            return self._write_new(sp, scope, keys, texts=texts, metas=metas, dedup=dedup)
+
+    def add_vectors(
+        self,
+        keys: Any,
+        *,
+        space: str,
+        labels: Sequence[str | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+        values: Any = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[Slot]:
+        """Store slots keyed by given vectors in a vector space (see :meth:`create_space`)."""
+        self._check_open()
+        with self._lock:
+            sp = self._space_index(space)
+            keys = _check_vectors(keys, sp.dim, "keys")
+            n = len(keys)
+            scope = _scope(user_id, agent_id, session_id)
+            metas = self._metadata_list(metadata, n)
+            labels = self._optional_strings(labels, n, "labels")
+            texts = self._optional_strings(texts, n, "texts")
+            vals = None
+            if values is not None:
+                vals = np.ascontiguousarray(values, dtype=np.float32).reshape(n, -1)
+                if not np.isfinite(vals).all():
+                    raise InvalidVectorError("values hold NaN or infinite numbers")
+            return self._write_new(sp, scope, keys, texts=texts, metas=metas, labels=labels, values=vals, dedup=False)
+
+    @staticmethod
+    def _optional_strings(items: Sequence[str | None] | None, n: int, what: str) -> list[str | None]:
+        if items is None:
+            return [None] * n
+        if isinstance(items, str) or len(items) != n:
+            raise InvalidInputError(f"{what} must be a list with one entry per key ({n})")
+        for i, t in enumerate(items):
+            if t is not None:
+                _check_text(t, f"{what}[{i}]")
+        return list(items)
+
+    @staticmethod
+    def _metadata_list(metadata: Any, n: int) -> list[dict[str, Any]]:
+        if metadata is None or isinstance(metadata, Mapping):
+            one = _check_metadata(metadata)
+            return [dict(one) for _ in range(n)]
+        if isinstance(metadata, (str, bytes)) or not isinstance(metadata, Sequence) or len(metadata) != n:
+            raise InvalidInputError(f"metadata must be one dict, or a list of {n} dicts (one per item)")
+        return [_check_metadata(m) for m in metadata]
+
+    def _write_new(
+        self,
+        sp: SpaceIndex,
+        scope: Scope,
+        keys: np.ndarray,
+        *,
+        texts: Sequence[str | None],
+        metas: list[dict[str, Any]],
+        labels: Sequence[str | None] | None = None,
+        values: np.ndarray | None = None,
+        dedup: bool,
+    ) -> list[Slot]:
+        n = len(keys)
+        unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+        # target[i]: ("old", slot id) to reinforce an existing slot, ("new", j) for the j-th new
+        # row of this batch, or None to insert row i.
+        target: list[tuple[str, int] | None] = [None] * n
+        if dedup:
+            sp.catch_up()
+            thr = self.config.dedup_threshold
+            with self._sessions() as s:
+                scope_ids = np.array(s.scalars(select(SlotRow.id).where(*self._scope_where(sp.space_id, scope, exact=True))).all(), dtype=np.int64)
+            if len(scope_ids):
+                scores, ids = sp.index.search(unit, 1, subset=scope_ids)
+                for i in range(n):
+                    if ids[i, 0] >= 0 and scores[i, 0] >= thr:
+                        target[i] = ("old", int(ids[i, 0]))
+            kept: list[int] = []
+            for i in range(n):
+                if target[i] is not None:
+                    continue
+                if kept:
+                    sims = unit[kept] @ unit[i]
+                    j = int(np.argmax(sims))
+                    if sims[j] >= thr:
+                        target[i] = ("new", kept[j])
+                        continue
+                kept.append(i)
+        fresh = [i for i in range(n) if target[i] is None]
+        now = _now()
+        rows = [
+            {
+                "space_id": sp.space_id,
+                "user_id": scope.user_id,
+                "agent_id": scope.agent_id,
+                "session_id": scope.session_id,
+                "text": texts[i],
+                "label": labels[i] if labels is not None else None,
+                "key": keys[i].tobytes(),
+                "value": values[i].tobytes() if values is not None else None,
+                "metadata_": metas[i],
+                "reads": 0,
+                "writes": 1,
+                "last_access": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in fresh
+        ]
+        try:
+            with self._sessions() as s, s.begin():
+                new_ids: dict[int, int] = {}
+                if rows:
+                    result = s.execute(insert(SlotRow).returning(SlotRow.id, sort_by_parameter_order=True), rows)
+                    for i, slot_id in zip(fresh, result.scalars().all()):
+                        new_ids[i] = int(slot_id)
+                events = [
+                    {"space_id": sp.space_id, "slot_id": new_ids[i], "kind": "add", "old_text": None,
+                     "new_text": texts[i], "old_metadata": None, "new_metadata": metas[i], "at": now}
+                    for i in fresh
+                ]
+                reinforced: dict[int, int] = {}
+                for i in range(n):
+                    t = target[i]
+                    if t is None:
+                        continue
+                    slot_id = t[1] if t[0] == "old" else new_ids[t[1]]
+                    reinforced[slot_id] = reinforced.get(slot_id, 0) + 1
+                    events.append({"space_id": sp.space_id, "slot_id": slot_id, "kind": "reinforce", "old_text": None,
+                                   "new_text": texts[i], "old_metadata": None, "new_metadata": None, "at": now})
+                for slot_id, times in reinforced.items():
+                    s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
+                event_ids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all() if events else []
+                all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
+                got = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(set(all_ids)))).all()}
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"write failed, nothing was stored: {exc}") from exc
+        # Committed: now the derived index.
+        if new_ids:
+            sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
+        sp.local_events.update(int(e) for e in event_ids)
+        self._after_change(sp, len(event_ids))
+        return [self._slot(got[i], sp.name) for i in all_ids]
+
+    def _after_change(self, sp: SpaceIndex, n: int) -> None:
+        sp.changes_since_save += n
+        if sp.changes_since_save >= self.config.save_index_every:
+            sp.save()
+
+    def add_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        dedup: bool = True,
+    ) -> list[Slot]:
+        """Store the chat messages worth keeping (user and assistant turns that say something),
+        each with its ``role`` in metadata. ``messages`` is the OpenAI shape:
+        ``[{"role": "user", "content": "..."}, ...]``."""
+        if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+            raise InvalidInputError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        base = _check_metadata(metadata)
+        texts, metas = [], []
+        for i, m in enumerate(messages):
+            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+                raise InvalidInputError(f"messages[{i}] must be a dict with 'role' and 'content'")
+            role, content = m["role"], m["content"]
+            if not isinstance(role, str):
+                raise InvalidInputError(f"messages[{i}]['role'] must be a string")
+            if content is None:
+                continue  # e.g. an assistant turn that only calls tools
+            if not isinstance(content, str):
+                raise InvalidInputError(f"messages[{i}]['content'] must be a string (multi-part content: pass its text)")
+            if role not in _ROLES_KEPT or not worth_keeping(content):
+                continue
+            meta = {**base, "role": role}
+            if isinstance(m.get("name"), str):
+                meta["name"] = m["name"]
+            texts.append(content)
+            metas.append(meta)
+        if not texts:
+            return []
+        return self.add_many(texts, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metas, dedup=dedup)
+
+    def update(self, id: int, *, text: str | None = None, metadata: Mapping[str, Any] | None = None) -> Slot:
+        """Change a slot's text (re-embedded) and/or replace its metadata; history records both."""
+        self._check_open()
+        if text is None and metadata is None:
+            raise InvalidInputError("nothing to update: pass text=... and/or metadata=...")
+        if text is not None:
+            _check_text(text)
+        new_meta = _check_metadata(metadata) if metadata is not None else None
+        with self._lock:
+            row, space = self._row(id)
+            sp = self._space_index(space)
+            key = None
+            if text is not None and text != row.text and sp.key_source == self.embedder_name:
+                key = self._embed([text])[0]
+            now = _now()
+            values: dict[str, Any] = {"writes": SlotRow.writes + 1, "updated_at": now, "last_access": now}
+            if text is not None:
+                values["text"] = text
+            if new_meta is not None:
+                values["metadata_"] = new_meta
+            if key is not None:
+                values["key"] = key.tobytes()
+            with self._sessions() as s, s.begin():
+                s.execute(sql_update(SlotRow).where(SlotRow.id == row.id).values(**values))
+                eid = s.execute(insert(EventRow).returning(EventRow.id), [{
+                    "space_id": sp.space_id, "slot_id": row.id, "kind": "update",
+                    "old_text": row.text, "new_text": text if text is not None else row.text,
+                    "old_metadata": row.metadata_, "new_metadata": new_meta if new_meta is not None else row.metadata_,
+                    "at": now,
+                }]).scalar_one()
+                new_row = s.get(SlotRow, row.id)
+            if key is not None:
+                sp.index.add(np.array([row.id]), key[None, :])
+            sp.local_events.add(int(eid))
+            self._after_change(sp, 1)
+            return self._slot(new_row, space)
+
+    def delete(self, id: int) -> None:
+        """Forget one slot. Its history stays readable through :meth:`history`."""
+        self._check_open()
+        with self._lock:
+            row, space = self._row(id)
+            self._delete_rows(self._space_index(space), [row])
+
+    def delete_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        space: str | None = None,
+    ) -> int:
+        """Forget every slot of a scope (at least one of user_id, agent_id, session_id); returns how many."""
+        self._check_open()
+        scope = _scope(user_id, agent_id, session_id)
+        if scope == Scope():
+            raise InvalidInputError("delete_all needs user_id, agent_id or session_id; use reset() to empty the store")
+        with self._lock:
+            sp = self._resolve_space(space)
+            if sp is None:
+                return 0
+            with self._sessions() as s:
+                rows = s.scalars(select(SlotRow).where(*self._scope_where(sp.space_id, scope))).all()
+            return self._delete_rows(sp, rows)
+
+    def _delete_rows(self, sp: SpaceIndex, rows: Sequence[SlotRow]) -> int:
+        if not rows:
+            return 0
+        now = _now()
+        ids = [r.id for r in rows]
+        with self._sessions() as s, s.begin():
+            eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
+                {"space_id": sp.space_id, "slot_id": r.id, "kind": "delete", "old_text": r.text, "new_text": None,
+                 "old_metadata": r.metadata_, "new_metadata": None, "at": now}
+                for r in rows
+            ]).scalars().all()
+            for start in range(0, len(ids), 10_000):
+                s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
+        sp.index.remove(np.array(ids, dtype=np.int64))
+        sp.local_events.update(int(e) for e in eids)
+        self._after_change(sp, len(ids))
+        return len(ids)
+
+    def reset(self) -> None:
+        """Delete every slot, space and history event in this store. Irreversible."""
+        self._check_open()
+        with self._lock:
+            with self._sessions() as s, s.begin():
+                s.execute(sql_delete(EventRow))
+                s.execute(sql_delete(SlotRow))
+                s.execute(sql_delete(SpaceRow))
+            for sp in self._spaces.values():
+                sp.index.reset()
+                sp.index.seq = 0
+                sp.save()
+            self._spaces.clear()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _row(self, id: Any) -> tuple[SlotRow, str]:
+        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
+            raise InvalidInputError(f"slot ids are integers, got {id!r}")
+        with self._sessions() as s:
+            row = s.get(SlotRow, int(id))
+            if row is None:
+                raise NotFoundError(f"no slot with id {id}; list ids with store.list() or `mindstore list`")
+            return row, self._space_names(s)[row.space_id]
+
+    def get(self, id: int) -> Slot:
+        """The slot with this id (NotFoundError if it does not exist)."""
+        self._check_open()
+        row, space = self._row(id)
+        return self._slot(row, space)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """The ``k`` slots closest in meaning to ``query`` within the scope and filters, best first.
+
+        Exact: a scope with at least ``k`` matching slots always yields ``k`` hits. Hits count as
+        reads in the slots' usage statistics.
+        """
+        self._check_open()
+        _check_text(query, "query")
+        args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
+        with self._lock:
+            sp = self._text_space(create=False)
+        if sp is None:
+            return []
+        return self._search(sp, self._embed([query]), *args)
+
+    def search_vector(
+        self,
+        vector: Any,
+        *,
+        space: str | None = None,
+        k: int = 5,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """Like :meth:`search`, with a key vector instead of text (any space)."""
+        self._check_open()
+        args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
+        with self._lock:
+            sp = self._resolve_space(space)
+        if sp is None:
+            return []
+        q = _check_vectors(vector, sp.dim, "query vector")
+        if len(q) != 1:
+            raise InvalidVectorError("search_vector takes one query vector")
+        return self._search(sp, q, *args)
+
+    @staticmethod
+    def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
+        return _check_k(k), _scope(user_id, agent_id, session_id), compile_filter(filters), _check_min_score(min_score)
+
+    def _candidates(self, s: Session, sp: SpaceIndex, scope: Scope, pred: Predicate | None) -> np.ndarray | None:
+        """Ids that a scoped or filtered search may return (None: the whole space)."""
+        if scope == Scope() and pred is None:
+            return None
+        where = self._scope_where(sp.space_id, scope)
+        if pred is None:
+            return np.array(s.scalars(select(SlotRow.id).where(*where)).all(), dtype=np.int64)
+        rows = s.execute(select(SlotRow.id, SlotRow.metadata_).where(*where)).all()
+        return np.array([r[0] for r in rows if pred(r[1] or {})], dtype=np.int64)
+
+    def _search(self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None) -> list[Hit]:
+        with self._lock:
+            self._check_open()
+            sp.catch_up()
+            with self._sessions() as s:
+                subset = self._candidates(s, sp, scope, pred)
+                if subset is not None and len(subset) == 0:
+                    return []
+                scores, ids = sp.index.search(q, k, subset=subset)
+                pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and (min_score is None or sc >= min_score)]
+                if not pairs:
+                    return []
+                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_([i for _, i in pairs]))).all()}
+            # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
+            pairs = [(sc, i) for sc, i in pairs if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
+            now = _now()
+            try:
+                with self._sessions() as s, s.begin():
+                    s.execute(sql_update(SlotRow).where(SlotRow.id.in_([i for _, i in pairs])).values(reads=SlotRow.reads + 1, last_access=now))
+            except OperationalError:
+                pass  # usage is advisory: a busy database must not fail a read
+            else:
+                for _, i in pairs:
+                    rows[i].reads += 1
+                    rows[i].last_access = now
+            return [Hit(sc, self._slot(rows[i], sp.name)) for sc, i in pairs]
+
+    @staticmethod
+    def _in_scope(row: SlotRow, scope: Scope) -> bool:
+        return all(want is None or have == want for want, have in ((scope.user_id, row.user_id), (scope.agent_id, row.agent_id), (scope.session_id, row.session_id)))
+
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        space: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of slots in id order. Pass ``page.next_cursor`` back for the next page; pages stay
+        stable while slots are added or deleted (keyset pagination, never OFFSET)."""
+        self._check_open()
+        scope = _scope(user_id, agent_id, session_id)
+        pred = compile_filter(filters)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_K:
+            raise InvalidInputError(f"limit must be an integer from 1 to {_MAX_K}")
+        after = 0
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor.isdigit():
+                raise InvalidInputError(f"cursor {cursor!r} is not one this store handed out; pass page.next_cursor")
+            after = int(cursor)
+        sp = self._resolve_space(space)
+        if sp is None:
+            return Page([], None)
+        out: list[SlotRow] = []
+        with self._sessions() as s:
+            while len(out) < limit:
+                batch = s.scalars(
+                    select(SlotRow).where(*self._scope_where(sp.space_id, scope), SlotRow.id > after).order_by(SlotRow.id).limit(limit if pred is None else max(limit, 500))
+                ).all()
+                if not batch:
+                    break
+                for r in batch:
+                    after = r.id
+                    if pred is None or pred(r.metadata_ or {}):
+                        out.append(r)
+                        if len(out) == limit:
+                            break
+            more = len(out) == limit and s.scalar(
+                select(SlotRow.id).where(*self._scope_where(sp.space_id, scope), SlotRow.id > out[-1].id).limit(1)
+            ) is not None
+        return Page([self._slot(r, sp.name) for r in out], str(out[-1].id) if more else None)
+
+    def count(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        space: str | None = None,
+    ) -> int:
+        """How many slots a scope holds (the whole space when no scope is given)."""
+        self._check_open()
+        scope = _scope(user_id, agent_id, session_id)
+        sp = self._resolve_space(space)
+        if sp is None:
+            return 0
+        with self._sessions() as s:
+            return s.scalar(select(func.count()).where(*self._scope_where(sp.space_id, scope))) or 0
+
+    def history(self, id: int) -> list[Event]:
+        """Every change of a slot, oldest first; still there after the slot is deleted."""
+        self._check_open()
+        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
+            raise InvalidInputError(f"slot ids are integers, got {id!r}")
+        with self._sessions() as s:
+            rows = s.scalars(select(EventRow).where(EventRow.slot_id == int(id)).order_by(EventRow.id)).all()
+        if not rows:
+            raise NotFoundError(f"no slot with id {id} was ever stored here")
+        return [Event(r.id, r.slot_id, r.kind, r.old_text, r.new_text, r.old_metadata, r.new_metadata, _aware(r.at)) for r in rows]
+
+    def keys(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored key vectors of these slots, as given (not normalised), in order."""
+        self._check_open()
+        ids = [int(i) for i in ids]
+        with self._sessions() as s:
+            rows = dict(s.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.id.in_(ids))).all())
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise NotFoundError(f"no slots with ids {missing[:10]}")
+            dims = {len(rows[i]) // 4 for i in ids}
+            if len(dims) > 1:
+                raise InvalidInputError("those slots belong to spaces of different dimensions")
+            return keys_from_bytes([rows[i] for i in ids], dims.pop() if dims else 0)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def reindex(self, *, batch_size: int | None = None) -> int:
+        """Re-embed every slot of the text space with this store's embedder; returns how many.
+
+        Use after changing the embedding model. Other processes should reopen the store after.
+        """
+        from tqdm.auto import tqdm
+
+        self._check_open()
+        batch_size = batch_size or self.config.embed_batch_size
+        with self._lock:
+            row = self._space_row(self.space)
+            if row is None:
+                return 0
+            dim = self.embedder.dim
+            with self._sessions() as s:
+                total = s.scalar(select(func.count()).where(SlotRow.space_id == row.id)) or 0
+                texts_missing = s.scalar(select(func.count()).where(SlotRow.space_id == row.id, SlotRow.text.is_(None))) or 0
+            if texts_missing:
+                raise SpaceError(f"space {self.space!r} has {texts_missing} slots without text; only text spaces can be re-embedded")
+            done, after = 0, 0
+            self._spaces.pop(self.space, None)
+            with tqdm(total=total, desc=f"re-embedding {self.space!r}", unit="slot", disable=total < 1000 or None) as bar:
+                while True:
+                    with self._sessions() as s:
+                        batch = s.execute(select(SlotRow.id, SlotRow.text).where(SlotRow.space_id == row.id, SlotRow.id > after).order_by(SlotRow.id).limit(batch_size * 16)).all()
+                    if not batch:
+                        break
+                    keys = self._embed([t for _, t in batch])
+                    with self._sessions() as s, s.begin():
+                        s.execute(sql_update(SlotRow), [{"id": i, "key": keys[j].tobytes()} for j, (i, _) in enumerate(batch)])
+                    after = batch[-1][0]
+                    done += len(batch)
+                    bar.update(len(batch))
+            with self._sessions() as s, s.begin():
+                s.execute(sql_update(SpaceRow).where(SpaceRow.id == row.id).values(dim=dim, key_source=self.embedder_name))
+            if self._index_dir is not None:
+                (self._index_dir / f"{self.space}.faiss").unlink(missing_ok=True)
+            self._text_space(create=False)
+            return done
+
+    # -- export / import ---------------------------------------------------------------------
+
+    def export(self, path: str | Path) -> int:
+        """Write every space, slot (key included) and history event as JSON Lines; returns slots written."""
+        from .transfer import export_jsonl
+
+        self._check_open()
+        with self._lock:
+            return export_jsonl(self._sessions, Path(path))
+
+    def import_(self, path: str | Path) -> int:
+        """Load a file written by :meth:`export` into this store, keeping ids; returns slots read.
+
+        The whole file is checked first: on any problem nothing is imported.
+        """
+        from .transfer import import_jsonl
+
+        self._check_open()
+        with self._lock:
+            n = import_jsonl(self._sessions, self._engine, Path(path))
+            for sp in list(self._spaces.values()):
+                sp.catch_up()
+            return n
