@@ -1,0 +1,220 @@
+"""Episodes for one-shot binding: Omniglot (Lake et al. 2015) and a synthetic task.
+
+An episode (Santoro et al. 2016) shows C classes, each P times, in random order. At step t the
+model sees the image x_t and the label of the previous step y_{t-1}: it must bind each image to
+its label, which arrives one step late, and recall the label when the class comes back. Labels
+are drawn afresh for every episode (a random subset of the label space, in random order), so no
+class keeps a label across episodes and only binding in memory can solve the task.
+
+Omniglot images are downsampled (20x20 by default, as in the paper), inverted (strokes = 1) and
+held in RAM as one uint8 tensor; rotations by 0, 90, 180, 270 degrees count as new classes when
+training. The data set is split by alphabet (``EVAL_ALPHABETS`` never appear in training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# The split, picked once: the two alphabets that sort last are held out for evaluation. The
+# six others train; every 5th character of each training alphabet is kept aside for validation
+# (model choices are made on validation, never on the held-out alphabets).
+EVAL_ALPHABETS = ("Sanskrit", "Tagalog")
+VALIDATION_EVERY = 5
+DRAWINGS = 20
+HOME_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+FULL_ZIPS = ("images_background.zip", "images_evaluation.zip")
+
+
+def cache_dir() -> Path:
+    """The user cache dir for downloaded zips and preprocessed tensors."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("mindstore")) / "omniglot"
+
+
+def default_data_dir() -> Path:
+    """$MINDSTORE_DATA, else ../shared/data/omniglot next to the repository, else the cache."""
+    if env := os.environ.get("MINDSTORE_DATA"):
+        return Path(env)
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+    return shared if shared.exists() else cache_dir()
+
+
+@dataclass
+class Omniglot:
+    """All drawings of a set of characters: ``images`` (chars, 20, S, S) uint8, strokes = 255."""
+
+    images: Tensor
+    alphabets: list[str]  # alphabet of each character
+    characters: list[str]  # "Alphabet/characterNN"
+
+    def select(self, keep: list[int]) -> Omniglot:
+        return Omniglot(self.images[keep], [self.alphabets[i] for i in keep],
+                        [self.characters[i] for i in keep])
+
+    def split(self) -> dict[str, Omniglot]:
+        """{"train", "val", "eval"}: eval = held-out alphabets, val = every 5th training char."""
+        parts: dict[str, list[int]] = {"train": [], "val": [], "eval": []}
+        seen: dict[str, int] = {}
+        for i, a in enumerate(self.alphabets):
+            n = seen[a] = seen.get(a, -1) + 1
+            if a in EVAL_ALPHABETS:
+                parts["eval"].append(i)
+            elif n % VALIDATION_EVERY == VALIDATION_EVERY - 1:
+                parts["val"].append(i)
+            else:
+                parts["train"].append(i)
+        return {k: self.select(v) for k, v in parts.items()}
+
+
+def _sources(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    zips = sorted(path.glob("*.zip"))
+    return zips if zips else [path]
+
+
+def download(dest: Path | None = None) -> Path:
+    """Fetch the full background and evaluation zips from the data set's home into ``dest``."""
+    dest = dest or cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in FULL_ZIPS:
+        if not (dest / name).exists():
+            tmp = dest / (name + ".part")
+            urllib.request.urlretrieve(HOME_URL + name, tmp)
+            tmp.rename(dest / name)
+    return dest
+
+
+def _entries(source: Path):
+    """(alphabet, character, drawing file name, bytes reader) for a zip or a folder."""
+    if source.suffix == ".zip":
+        with zipfile.ZipFile(source) as z:
+            for name in sorted(z.namelist()):
+                parts = name.split("/")
+                if name.endswith(".png") and len(parts) >= 3:
+                    yield parts[-3], parts[-2], parts[-1], z.read(name)
+    else:
+        for png in sorted(source.rglob("*.png")):
+            yield png.parent.parent.name, png.parent.name, png.name, png.read_bytes()
+
+
+def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: bool = True,
+                  allow_download: bool = True) -> Omniglot:
+    """Load every character under ``path`` (a zip, or a folder of zips or of PNGs).
+
+    Characters found in several zips (Greek and Latin in the two small sets) are kept once.
+    The preprocessed tensor is cached in the user cache dir, keyed by the sources and ``size``.
+    """
+    from PIL import Image
+
+    path = Path(path) if path is not None else default_data_dir()
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        if not allow_download:
+            raise FileNotFoundError(f"no Omniglot data at {path}; set MINDSTORE_DATA or pass --data")
+        path = download()
+    sources = _sources(path)
+    stamp = "-".join(f"{s.resolve()}:{s.stat().st_size}" for s in sources)
+    cached = cache_dir() / f"omniglot-{size}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.pt"
+    if use_cache and cached.exists():
+        blob = torch.load(cached, weights_only=True)
+        return Omniglot(blob["images"], blob["alphabets"], blob["characters"])
+    drawings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for source in sources:
+        for alphabet, char, fname, data in _entries(source):
+            img = Image.open(io.BytesIO(data)).convert("L").resize((size, size), Image.BOX)
+            drawings.setdefault((alphabet, char), {})[fname] = 255 - np.asarray(img, np.uint8)
+    keys = sorted(k for k, v in drawings.items() if len(v) == DRAWINGS)
+    images = torch.from_numpy(np.stack([np.stack([drawings[k][f] for f in sorted(drawings[k])])
+                                        for k in keys]))
+    data = Omniglot(images, [a for a, _ in keys], [f"{a}/{c}" for a, c in keys])
+    if use_cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"images": images, "alphabets": data.alphabets,
+                    "characters": data.characters}, cached)
+    return data
+
+
+def with_rotations(images: Tensor) -> Tensor:
+    """(chars, 20, S, S) -> (4 chars, 20, S, S): each rotation by k * 90 degrees is a new class."""
+    return torch.cat([images.rot90(k, dims=(-2, -1)) for k in range(4)])
+
+
+@dataclass
+class Episodes:
+    """A batch of episodes: ``x`` (B, T, 1, S, S) float in [0, 1], ``y`` (B, T) target labels,
+    ``y_prev`` (B, T) the label shown with x_t (y_{t-1}; -1 at t = 0), ``instance`` (B, T) which
+    presentation of its class x_t is (1-based)."""
+
+    x: Tensor
+    y: Tensor
+    y_prev: Tensor
+    instance: Tensor
+
+    def to(self, device: torch.device | str) -> Episodes:
+        return Episodes(*(t.to(device) for t in (self.x, self.y, self.y_prev, self.instance)))
+
+
+def make_episodes(images: Tensor, classes: int, presentations: int, label_space: int,
+                  gen: torch.Generator) -> Episodes:
+    """Assemble episodes from ``images`` (B, C, P, S, S) uint8: C classes x P drawings each."""
+    B, C, P = images.shape[:3]
+    T = C * P
+    labels = torch.rand(B, label_space, generator=gen).argsort(1)[:, :C]  # fresh per episode
+    order = torch.rand(B, T, generator=gen).argsort(1)  # shuffle the C*P presentations
+    cls = (torch.arange(T) // P).expand(B, T).gather(1, order)
+    # instance: how many times this class has been shown up to and including step t
+    onehot = torch.nn.functional.one_hot(cls, C)
+    instance = (onehot.cumsum(1) * onehot).sum(-1)
+    flat = images.reshape(B, T, *images.shape[3:]).gather(
+        1, order.view(B, T, 1, 1).expand(-1, -1, *images.shape[3:]))
+    y = labels.gather(1, cls)
+    y_prev = torch.cat([torch.full((B, 1), -1, dtype=torch.long), y[:, :-1]], dim=1)
+    return Episodes(flat.unsqueeze(2).float() / 255.0, y, y_prev, instance)
+
+
+class OmniglotEpisodes:
+    """Samples episodes from a set of characters (rotations as new classes if ``rotate``)."""
+
+    def __init__(self, data: Omniglot, *, rotate: bool) -> None:
+        self.images = with_rotations(data.images) if rotate else data.images
+
+    @property
+    def num_classes(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, batch: int, classes: int, presentations: int, label_space: int,
+               gen: torch.Generator) -> Episodes:
+        if classes > self.num_classes or presentations > self.images.shape[1]:
+            raise ValueError(f"cannot draw {classes} classes x {presentations} drawings from "
+                             f"{self.num_classes} classes x {self.images.shape[1]} drawings")
+        cls = torch.rand(batch, self.num_classes, generator=gen).argsort(1)[:, :classes]
+        draw = torch.rand(batch, classes, self.images.shape[1], generator=gen).argsort(2)
+        imgs = self.images[cls.unsqueeze(-1), draw[..., :presentations]]  # (B, C, P, S, S)
+        return make_episodes(imgs, classes, presentations, label_space, gen)
+
+
+class SyntheticEpisodes:
+    """Random binary patterns, new ones every episode; each presentation flips ``noise`` of the
+    pixels. Nothing can be learnt about the classes themselves, only how to bind them."""
+
+    def __init__(self, size: int = 8, noise: float = 0.05) -> None:
+        self.size, self.noise = size, noise
+
+    def sample(self, batch: int, classes: int, presentations: int, label_space: int,
+               gen: torch.Generator) -> Episodes:
+        S = self.size
+        proto = torch.rand(batch, classes, 1, S, S, generator=gen) < 0.5
+        flips = torch.rand(batch, classes, presentations, S, S, generator=gen) < self.noise
+        imgs = (proto ^ flips).to(torch.uint8) * 255
+        return make_episodes(imgs, classes, presentations, label_space, gen)

@@ -1,0 +1,218 @@
+"""The memory-augmented neural network (MANN) of Santoro et al. 2016 and its LSTM baseline.
+
+    x_t --Encoder--> e_t                                 (small conv net, Koch/Vinyals-style)
+    [e_t, e_{t-1}, onehot(y_{t-1}), r_{t-1}] --Controller--> h_t      (LSTM | GRU | RNN cell)
+    h_t --WriteHead--> write key k_t, gate alpha_t       LRUA write (memory.py)
+    h_t --ReadHead--> read keys k^r_{t,j}, strengths beta_{t,j}       content reads r_t
+    [h_t, r_t] --Linear--> logits over the label space
+
+The write at step t stores k_t, computed from h_t, which has seen y_{t-1} and e_{t-1}: it binds
+the previous image to its label. e_{t-1} is fed to the controller directly so that the binding
+does not first have to be learnt as a one-step delay line (``prev_embedding``; the plain paper
+setting is ``prev_embedding=False``). Reads come from the same memory a step or many steps later,
+when the class comes back, keyed by the new image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .memory import DenseMemory, Memory, MemoryState, SparseMemory
+
+CONTROLLERS = ("lstm", "gru", "rnn")
+
+
+@dataclass
+class MANNConfig:
+    """Everything needed to rebuild a model; saved inside every checkpoint."""
+
+    model: str = "mann"  # "mann", or "lstm": the controller alone, no external memory
+    controller: str = "lstm"  # lstm | gru | rnn
+    memory: str = "sparse"  # sparse (top-K reads, Rae et al. 2016) | dense
+    hidden: int = 200  # controller units
+    slots: int = 128  # N
+    width: int = 64  # D: slot and key width
+    read_heads: int = 4
+    topk: int = 4  # K for sparse memory (SAM: 4 was as good as 8 or 16)
+    score: str = "cosine"  # cosine | dot | multiplicative | additive
+    gamma: float = 0.95  # usage decay
+    label_space: int = 20  # output units; an episode uses a random subset of them
+    image_size: int = 20
+    encoder: str = "conv"  # conv (images) | mlp (small synthetic patterns)
+    channels: int = 32
+    embed: int = 64  # e_t width
+    prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
+
+
+class Encoder(nn.Module):
+    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: 3 blocks of conv3x3-BN-ReLU-maxpool."""
+
+    def __init__(self, cfg: MANNConfig) -> None:
+        super().__init__()
+        S = cfg.image_size
+        if cfg.encoder == "conv":
+            layers: list[nn.Module] = []
+            c_in = 1
+            for _ in range(3):
+                layers += [nn.Conv2d(c_in, cfg.channels, 3, padding=1),
+                           nn.BatchNorm2d(cfg.channels), nn.ReLU(), nn.MaxPool2d(2)]
+                c_in = cfg.channels
+            layers.append(nn.Flatten())
+            self.net = nn.Sequential(*layers)
+            flat = self.net(torch.zeros(2, 1, S, S)).shape[1]
+            self.net.append(nn.Linear(flat, cfg.embed))
+        elif cfg.encoder == "mlp":
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(S * S, 128), nn.ReLU(),
+                                     nn.Linear(128, cfg.embed))
+        else:
+            raise ValueError(f"unknown encoder {cfg.encoder!r}; choose conv or mlp")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Controller(nn.Module):
+    """The recurrent core: an LSTM (default), GRU or plain tanh RNN cell."""
+
+    def __init__(self, kind: str, inputs: int, hidden: int) -> None:
+        super().__init__()
+        cells = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+        if kind not in cells:
+            raise ValueError(f"unknown controller {kind!r}; choose one of {', '.join(CONTROLLERS)}")
+        self.kind, self.hidden = kind, hidden
+        self.cell = cells[kind](inputs, hidden)
+
+    def initial_state(self, batch: int, device: torch.device | str) -> tuple[Tensor, ...]:
+        h = torch.zeros(batch, self.hidden, device=device)
+        return (h, h.clone()) if self.kind == "lstm" else (h,)
+
+    def forward(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if self.kind == "lstm":
+            h, c = self.cell(x, state)
+            return h, (h, c)
+        h = self.cell(x, state[0])
+        return h, (h,)
+
+
+class ReadHead(nn.Module):
+    """h_t -> read keys k^r (B, H, D) and key strengths beta (B, H), for all heads at once."""
+
+    def __init__(self, hidden: int, heads: int, width: int) -> None:
+        super().__init__()
+        self.heads, self.width = heads, width
+        self.key = nn.Linear(hidden, heads * width)
+        self.beta = nn.Linear(hidden, heads)
+        nn.init.constant_(self.beta.bias, 10.0)  # sharp from the start: cosines lie in [-1, 1]
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        k = self.key(h).view(-1, self.heads, self.width)
+        return k, 1.0 + F.softplus(self.beta(h))  # beta >= 1
+
+
+class WriteHead(nn.Module):
+    """h_t -> write key k_t (B, D) and the LRUA gate alpha_t (B,)."""
+
+    def __init__(self, hidden: int, width: int) -> None:
+        super().__init__()
+        self.key = nn.Linear(hidden, width)
+        self.alpha = nn.Linear(hidden, 1)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.tanh(self.key(h)), self.alpha(h).squeeze(-1)
+
+
+@dataclass
+class MANNState:
+    controller: tuple[Tensor, ...]
+    memory: MemoryState
+    reads: Tensor  # r_{t-1} flattened, (B, H*D)
+    prev_embed: Tensor  # e_{t-1}, (B, embed)
+
+
+def build_memory(cfg: MANNConfig) -> Memory:
+    if cfg.memory == "dense":
+        return DenseMemory(cfg.slots, cfg.width, cfg.read_heads, cfg.score, cfg.gamma)
+    if cfg.memory == "sparse":
+        return SparseMemory(cfg.slots, cfg.width, cfg.read_heads, cfg.score, cfg.gamma, cfg.topk)
+    raise ValueError(f"unknown memory {cfg.memory!r}; choose dense or sparse")
+
+
+def label_input(y_prev: Tensor, label_space: int) -> Tensor:
+    """onehot(y_{t-1}); all zeros where there is no previous label (y_prev = -1)."""
+    return F.one_hot(y_prev + 1, label_space + 1)[..., 1:].float()
+
+
+class MANN(nn.Module):
+    """Santoro et al.'s MANN: controller + content read heads + LRUA write head."""
+
+    def __init__(self, cfg: MANNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        inputs = cfg.embed * (2 if cfg.prev_embedding else 1) + cfg.label_space
+        inputs += cfg.read_heads * cfg.width
+        self.controller = Controller(cfg.controller, inputs, cfg.hidden)
+        self.read_head = ReadHead(cfg.hidden, cfg.read_heads, cfg.width)
+        self.write_head = WriteHead(cfg.hidden, cfg.width)
+        self.memory = build_memory(cfg)
+        self.out = nn.Linear(cfg.hidden + cfg.read_heads * cfg.width, cfg.label_space)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MANNState:
+        cfg = self.cfg
+        return MANNState(self.controller.initial_state(batch, device),
+                         self.memory.initial_state(batch, device),
+                         torch.zeros(batch, cfg.read_heads * cfg.width, device=device),
+                         torch.zeros(batch, cfg.embed, device=device))
+
+    def step(self, e: Tensor, y_prev: Tensor, state: MANNState) -> tuple[Tensor, MANNState]:
+        """One time step from an encoded image e_t (B, embed) and y_{t-1} (B,)."""
+        parts = [e, state.prev_embed] if self.cfg.prev_embedding else [e]
+        x = torch.cat(parts + [label_input(y_prev, self.cfg.label_space), state.reads], dim=-1)
+        h, ctrl = self.controller(x, state.controller)
+        k_w, alpha = self.write_head(h)
+        k_r, beta = self.read_head(h)
+        r, mem = self.memory.step(state.memory, k_w, alpha, k_r, beta)
+        r = r.flatten(1)
+        return self.out(torch.cat([h, r], dim=-1)), MANNState(ctrl, mem, r, e)
+
+    def forward(self, x: Tensor, y_prev: Tensor) -> Tensor:
+        """Episodes x (B, T, 1, S, S), y_prev (B, T) -> logits (B, T, label_space)."""
+        B, T = y_prev.shape
+        e = self.encoder(x.flatten(0, 1)).view(B, T, -1)
+        state = self.initial_state(B, x.device)
+        logits = []
+        for t in range(T):
+            out, state = self.step(e[:, t], y_prev[:, t], state)
+            logits.append(out)
+        return torch.stack(logits, dim=1)
+
+
+class LSTMBaseline(nn.Module):
+    """The same encoder and inputs, an LSTM and no external memory (Santoro's LSTM row)."""
+
+    def __init__(self, cfg: MANNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        inputs = cfg.embed * (2 if cfg.prev_embedding else 1) + cfg.label_space
+        self.lstm = nn.LSTM(inputs, cfg.hidden, batch_first=True)
+        self.out = nn.Linear(cfg.hidden, cfg.label_space)
+
+    def forward(self, x: Tensor, y_prev: Tensor) -> Tensor:
+        B, T = y_prev.shape
+        e = self.encoder(x.flatten(0, 1)).view(B, T, -1)
+        parts = [e, F.pad(e, (0, 0, 1, 0))[:, :-1]] if self.cfg.prev_embedding else [e]
+        h, _ = self.lstm(torch.cat(parts + [label_input(y_prev, self.cfg.label_space)], dim=-1))
+        return self.out(h)
+
+
+def build_model(cfg: MANNConfig) -> nn.Module:
+    if cfg.model == "mann":
+        return MANN(cfg)
+    if cfg.model == "lstm":
+        return LSTMBaseline(cfg)
+    raise ValueError(f"unknown model {cfg.model!r}; choose mann or lstm")

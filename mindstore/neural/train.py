@@ -1,0 +1,129 @@
+"""Training loop for the MANN and its baselines: read it top to bottom.
+
+Episodes are sampled on the fly (Omniglot training alphabets with rotations as new classes, or
+the synthetic task); the loss is the cross-entropy of every step's label prediction. Every
+``eval_every`` steps the model is scored on validation episodes (characters kept aside from the
+training alphabets) and a checkpoint is written: {"config", "model_config", "state_dict",
+"metrics"}, plain tensors and dicts only, so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import OmniglotEpisodes, SyntheticEpisodes, load_omniglot
+from .evaluate import accuracy_by_instance
+from .model import MANNConfig, build_model
+
+
+@dataclass
+class TrainConfig:
+    """A training run; saved inside the checkpoint next to the model's config."""
+
+    model: MANNConfig = field(default_factory=MANNConfig)
+    task: str = "omniglot"  # omniglot | synthetic
+    data: str | None = None  # Omniglot zip or folder; None: data.default_data_dir()
+    steps: int = 10_000
+    batch: int = 16
+    classes: int = 5  # ways per training episode
+    presentations: int = 10  # drawings of each class per episode
+    lr: float = 1e-3
+    lr_min: float = 1e-4  # cosine decay from lr to lr_min over the run
+    clip: float = 5.0
+    eval_every: int = 500
+    eval_episodes: int = 160
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    out: str = "runs/mann.pt"
+    threads: int = 0  # torch.set_num_threads; 0 leaves the default
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def save_checkpoint(path: str | Path, cfg: TrainConfig, model: nn.Module, metrics: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"config": asdict(cfg), "model_config": asdict(model.cfg),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metrics": metrics}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint (weights_only: no code runs on load)."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(MANNConfig(**blob["model_config"]))
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob
+
+
+def make_sampler(cfg: TrainConfig, split: str):
+    """Episode source for ``split`` (train | val | eval) of the configured task."""
+    if cfg.task == "synthetic":
+        return SyntheticEpisodes(size=cfg.model.image_size)
+    if cfg.task != "omniglot":
+        raise ValueError(f"unknown task {cfg.task!r}; choose omniglot or synthetic")
+    parts = load_omniglot(cfg.data, size=cfg.model.image_size).split()
+    return OmniglotEpisodes(parts[split], rotate=split == "train")
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -> dict:
+    """Train, evaluate on validation every ``eval_every`` steps, save to ``cfg.out``."""
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
+    model = build_model(cfg.model).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # cosine decay: high learning rate early shortens the plateau at chance, low late refines
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (cfg.lr_min + 0.5 * (
+        cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))) / cfg.lr)
+    metrics: dict = {"history": [], "params": sum(p.numel() for p in model.parameters())}
+    start, running = time.time(), None
+    bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc=f"train {cfg.model.model}")
+    for step in bar:
+        model.train()
+        ep = train_eps.sample(cfg.batch, cfg.classes, cfg.presentations, cfg.model.label_space,
+                              gen).to(device)
+        logits = model(ep.x, ep.y_prev)
+        loss = F.cross_entropy(logits.flatten(0, 1), ep.y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{running:.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            acc = accuracy_by_instance(model, val_eps, ways=cfg.classes,
+                                       presentations=cfg.presentations,
+                                       episodes=cfg.eval_episodes, seed=1234, device=device)
+            row = {"step": step, "loss": round(running, 4), "seconds": round(time.time() - start),
+                   "val": {str(k): round(v, 4) for k, v in acc.items() if k in (1, 2, 3, 5, 10)}}
+            metrics["history"].append(row)
+            metrics["val"] = row["val"]
+            metrics["steps"], metrics["seconds"] = step, row["seconds"]
+            bar.write(json.dumps(row))
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            save_checkpoint(cfg.out, cfg, model, metrics)
+    return metrics
