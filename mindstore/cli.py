@@ -1,0 +1,382 @@
+"""The ``mindstore`` command: a thin layer over :class:`mindstore.MindStore`.
+
+Every command takes ``--db URL`` (or ``$MINDSTORE_DB``; default: a SQLite file in the user data
+directory) and ``--json`` for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+
+from .errors import MindStoreError
+
+app = typer.Typer(
+    name="mindstore",
+    help="A memory that learns and lasts: store, search and edit long-term memories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", envvar="MINDSTORE_DB", help="SQLAlchemy URL, e.g. sqlite:///memory.db or postgresql+psycopg://user@host/db. Default: a SQLite file in the user data dir.")]
+UserOpt = Annotated[Optional[str], typer.Option("--user", "-u", help="user_id scope")]
+AgentOpt = Annotated[Optional[str], typer.Option("--agent", "-a", help="agent_id scope")]
+SessionOpt = Annotated[Optional[str], typer.Option("--session", "-s", help="session_id scope")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+SpaceOpt = Annotated[Optional[str], typer.Option("--space", help="space name (default: the text space 'chat')")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, bundled)")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _store(db: str | None, model: str | None = None, **kwargs: Any) -> Iterator[Any]:
+    from .store import MindStore
+
+    try:
+        with MindStore(db, embedder=model, **kwargs) as store:
+            yield store
+    except MindStoreError as exc:
+        _fail(str(exc))
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return obj
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(_jsonable(obj), ensure_ascii=False, indent=2))
+
+
+def _scope_str(slot: Any) -> str:
+    parts = [f"{k}={v}" for k, v in (("user", slot.user_id), ("agent", slot.agent_id), ("session", slot.session_id)) if v]
+    return " ".join(parts) or "-"
+
+
+def _line(slot: Any, score: float | None = None) -> str:
+    head = f"[{slot.id}]" + (f" {score:.3f}" if score is not None else "")
+    body = slot.text if slot.text is not None else f"label={slot.label}"
+    return f"{head} {body}  ({_scope_str(slot)})"
+
+
+def _parse_meta(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            _fail(f"--meta takes key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        _fail(f"--filter takes JSON, e.g. '{{\"role\": \"user\"}}' or '{{\"year\": {{\"$gte\": 2020}}}}': {exc}")
+    return value
+
+
+@app.command()
+def add(
+    text: Annotated[list[str], typer.Argument(help="text to remember; several arguments add several memories; '-' reads lines from stdin")],
+    db: DbOpt = None,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    meta: Annotated[Optional[list[str]], typer.Option("--meta", "-m", help="metadata key=value (value parsed as JSON when it can be); repeatable")] = None,
+    no_dedup: Annotated[bool, typer.Option("--no-dedup", help="store even near-duplicates of existing memories")] = False,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remember text."""
+    texts = [line.rstrip("\n") for line in sys.stdin if line.strip()] if text == ["-"] else text
+    with _store(db, model) as store:
+        try:
+            slots = store.add_many(texts, user_id=user, agent_id=agent, session_id=session, metadata=_parse_meta(meta), dedup=not no_dedup)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(slots)
+        else:
+            for slot in slots:
+                typer.echo(f"added {_line(slot)}" if slot.usage.writes == 1 else f"reinforced {_line(slot)}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for, in plain words")],
+    db: DbOpt = None,
+    k: Annotated[int, typer.Option("-k", help="how many results")] = 5,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    filter: Annotated[Optional[str], typer.Option("--filter", "-f", help="metadata filter as JSON")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="drop hits below this cosine similarity")] = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the memories closest in meaning to QUERY."""
+    with _store(db, model) as store:
+        try:
+            hits = store.search(query, k=k, user_id=user, agent_id=agent, session_id=session, filters=_parse_filter(filter), min_score=min_score)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(hits)
+        elif not hits:
+            typer.echo("no memories found")
+        else:
+            for hit in hits:
+                typer.echo(_line(hit.slot, hit.score))
+
+
+@app.command("list")
+def list_(
+    db: DbOpt = None,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    space: SpaceOpt = None,
+    filter: Annotated[Optional[str], typer.Option("--filter", "-f", help="metadata filter as JSON")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="slots per page")] = 20,
+    cursor: Annotated[Optional[str], typer.Option("--cursor", help="the cursor printed after the previous page")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored memories, oldest first, a page at a time."""
+    with _store(db) as store:
+        try:
+            page = store.list(user_id=user, agent_id=agent, session_id=session, space=space, filters=_parse_filter(filter), limit=limit, cursor=cursor)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(page)
+            return
+        for slot in page.slots:
+            typer.echo(_line(slot))
+        if page.next_cursor:
+            typer.echo(f"-- more: --cursor {page.next_cursor}")
+
+
+@app.command()
+def show(id: Annotated[int, typer.Argument(help="slot id")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one memory with its metadata and usage."""
+    with _store(db) as store:
+        try:
+            slot = store.get(id)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(slot)
+            return
+        typer.echo(f"id:       {slot.id}\nspace:    {slot.space}\nscope:    {_scope_str(slot)}")
+        if slot.text is not None:
+            typer.echo(f"text:     {slot.text}")
+        if slot.label is not None:
+            typer.echo(f"label:    {slot.label}")
+        typer.echo(f"metadata: {json.dumps(slot.metadata, ensure_ascii=False)}")
+        typer.echo(f"usage:    reads={slot.usage.reads} writes={slot.usage.writes} last_access={slot.usage.last_access}")
+        typer.echo(f"created:  {slot.created_at}\nupdated:  {slot.updated_at}")
+
+
+@app.command()
+def edit(
+    id: Annotated[int, typer.Argument(help="slot id")],
+    text: Annotated[Optional[str], typer.Option("--text", "-t", help="new text (re-embedded)")] = None,
+    meta: Annotated[Optional[list[str]], typer.Option("--meta", "-m", help="metadata key=value, replacing all metadata; repeatable")] = None,
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a memory's text and/or metadata (history keeps the old version)."""
+    with _store(db, model) as store:
+        try:
+            slot = store.update(id, text=text, metadata=_parse_meta(meta))
+        except MindStoreError as exc:
+            _fail(str(exc))
+        _print_json(slot) if as_json else typer.echo(f"updated {_line(slot)}")
+
+
+@app.command()
+def rm(
+    ids: Annotated[Optional[list[int]], typer.Argument(help="slot ids to delete")] = None,
+    db: DbOpt = None,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    all_in_scope: Annotated[bool, typer.Option("--all", help="delete every memory of the given scope")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation with --all")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete memories by id, or a whole scope with --all."""
+    if not ids and not all_in_scope:
+        _fail("give slot ids, or --all with --user/--agent/--session")
+    with _store(db) as store:
+        try:
+            if all_in_scope:
+                if not (user or agent or session):
+                    _fail("--all needs --user, --agent or --session")
+                n = store.count(user_id=user, agent_id=agent, session_id=session)
+                if not yes and not typer.confirm(f"delete {n} memories?"):
+                    raise typer.Exit(1)
+                deleted = store.delete_all(user_id=user, agent_id=agent, session_id=session)
+            else:
+                for i in ids or []:
+                    store.get(i)  # check them all first: delete none if one is unknown
+                for i in ids or []:
+                    store.delete(i)
+                deleted = len(ids or [])
+        except MindStoreError as exc:
+            _fail(str(exc))
+        _print_json({"deleted": deleted}) if as_json else typer.echo(f"deleted {deleted}")
+
+
+@app.command()
+def history(id: Annotated[int, typer.Argument(help="slot id (deleted slots keep their history)")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show every change of a memory, oldest first."""
+    with _store(db) as store:
+        try:
+            events = store.history(id)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(events)
+            return
+        for e in events:
+            change = {"add": e.new_text, "reinforce": e.new_text, "delete": e.old_text}.get(e.kind, f"{e.old_text!r} -> {e.new_text!r}")
+            typer.echo(f"{e.at:%Y-%m-%d %H:%M:%S} {e.kind:<9} {change}")
+
+
+@app.command("export")
+def export_(path: Annotated[Path, typer.Argument(help="JSON Lines file to write")], db: DbOpt = None) -> None:
+    """Write the whole store (slots, keys, history) to a JSON Lines file."""
+    with _store(db) as store:
+        typer.echo(f"exported {store.export(path)} slots to {path}")
+
+
+@app.command("import")
+def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written by export")], db: DbOpt = None) -> None:
+    """Load a file written by export (ids are kept; nothing is loaded if any line is bad)."""
+    with _store(db) as store:
+        try:
+            n = store.import_(path)
+        except MindStoreError as exc:
+            _fail(str(exc))
+        typer.echo(f"imported {n} slots from {path}")
+
+
+@app.command()
+def stats(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Spaces, slot counts and index state."""
+    from .store import MindStore
+
+    with _store(db) as store:
+        store: MindStore
+        info = {"url": repr(store), "spaces": [dataclasses.asdict(s) for s in store.spaces()]}
+        for sp in info["spaces"]:
+            idx = store._space_index(sp["name"])
+            sp.update(index_size=len(idx.index), index_device=idx.index.device, index_file=str(idx.path) if idx.path else None, index_repair=idx.repaired)
+        if as_json:
+            _print_json(info)
+            return
+        typer.echo(info["url"])
+        for sp in info["spaces"]:
+            typer.echo(f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}, index {sp['index_size']} on {sp['index_device']}")
+
+
+@app.command()
+def reindex(db: DbOpt = None, model: ModelOpt = None) -> None:
+    """Re-embed every memory with --model (after changing embedding models)."""
+    with _store(db, model, reindex=True) as store:
+        typer.echo(f"text space {store.space!r} embedded with {store.embedder_name}: {store.count()} slots")
+
+
+@app.command()
+def tui(db: DbOpt = None) -> None:
+    """Browse, search and edit memories in the terminal (coming in a later release)."""
+    try:
+        from .tui.app import run  # type: ignore[import-not-found]
+    except ImportError:
+        _fail("the terminal UI arrives in a later release; use list, search, show, edit and rm meanwhile")
+    run(db)
+
+
+@app.command()
+def demo(
+    db: Annotated[Optional[str], typer.Option("--db", help="store to use (default: a fresh SQLite file in a temporary directory)")] = None,
+) -> None:
+    """Show MindStore at work: remember facts for two users, search, update, reopen."""
+    import tempfile
+
+    from .store import MindStore
+
+    tmp = None
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mindstore-demo-")
+        db = f"sqlite:///{tmp.name}/demo.db"
+    facts = {
+        "alice": ["Alice is allergic to peanuts", "Alice works as a nurse in Lisbon", "Alice's daughter Mia turns six in March", "Alice prefers trains to planes"],
+        "bob": ["Bob is vegetarian", "Bob plays bass in a jazz trio", "Bob is training for the Berlin marathon", "Bob's cat is called Pixel"],
+    }
+    typer.echo(f"store: {db}")
+    with MindStore(db) as store:
+        for user, texts in facts.items():
+            store.add_many(texts, user_id=user)
+            typer.echo(f"remembered {len(texts)} facts for {user}")
+        for user, q in (("alice", "does she have any food allergies?"), ("bob", "does he eat meat?"), ("alice", "how does she like to travel?")):
+            hit = store.search(q, user_id=user, k=1)[0]
+            typer.echo(f"{user}: {q!r} -> {hit.slot.text!r} (score {hit.score:.2f})")
+        typer.echo(f"scoping: bob's memories never answer for alice -> {[h.slot.text for h in store.search('Pixel the cat', user_id='alice', k=2)]}")
+        slot = store.search("where does alice work?", user_id="alice", k=1)[0].slot
+        store.update(slot.id, text="Alice works as a nurse in Porto")
+        typer.echo(f"updated [{slot.id}] {slot.text!r} -> 'Alice works as a nurse in Porto'; history: {[e.kind for e in store.history(slot.id)]}")
+    with MindStore(db) as store:
+        hit = store.search("which city does alice work in?", user_id="alice", k=1)[0]
+        typer.echo(f"after reopening: 'which city does alice work in?' -> {hit.slot.text!r}; {store.count()} slots in all")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+def _register_neural() -> None:
+    try:
+        from .neural.cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_neural()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Fixtures: real stores on SQLite files and on the PostgreSQL server at 127.0.0.1:5432.
+
+Each PostgreSQL test gets a fresh database, dropped afterwards. The server is part of every
+machine of this project (CI included); if it is down, start it with
+``pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PG_ADMIN_URL = os.environ.get("MINDSTORE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"mindstore_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'memory.db'}"
+    else:
+        yield from _pg_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'memory.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from _pg_database()
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    """Index files in the test's own folder, also for PostgreSQL."""
+    from mindstore import Config
+
+    return Config(index_dir=tmp_path / "index")
+
+
+@pytest.fixture
+def store(db_url: str, config):
+    from mindstore import MindStore
+
+    with MindStore(db_url, config=config) as s:
+        yield s
+
+
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every row of every mindstore table, for byte-for-byte comparisons."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    out = {}
+    with engine.connect() as c:
+        for table in ("spaces", "slots", "events", "mindstore_meta"):
+            try:
+                out[table] = [tuple(r) for r in c.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+            except Exception:  # table not created yet
+                out[table] = []
+    engine.dispose()
+    return out

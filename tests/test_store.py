@@ -1,0 +1,260 @@
+"""MindStore behaviour on both backends, with the real MiniLM model and real FAISS."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mindstore import Config, Event, Hit, MindStore, Page, Slot
+
+
+def test_add_returns_slot_with_scope_metadata_and_usage(store: MindStore) -> None:
+    slot = store.add("Alice is allergic to peanuts", user_id="alice", agent_id="cook", session_id="s1", metadata={"source": "chat"})
+    assert isinstance(slot, Slot)
+    assert slot.id > 0 and slot.space == "chat"
+    assert (slot.user_id, slot.agent_id, slot.session_id) == ("alice", "cook", "s1")
+    assert slot.metadata == {"source": "chat"}
+    assert slot.usage.reads == 0 and slot.usage.writes == 1
+    assert slot.created_at is not None and slot.created_at.tzinfo is not None
+    assert store.get(slot.id) == slot
+
+
+def test_search_ranks_the_matching_memory_first(store: MindStore) -> None:
+    store.add_many(["Bob plays bass in a jazz trio", "Alice is allergic to peanuts", "The office moved to Porto"], user_id="u")
+    hits = store.search("does she have a food allergy?", user_id="u", k=3)
+    assert [type(h) for h in hits] == [Hit] * 3
+    assert hits[0].slot.text == "Alice is allergic to peanuts"
+    assert hits[0].score > hits[1].score >= hits[2].score
+
+
+def test_search_hits_count_as_reads(store: MindStore) -> None:
+    slot = store.add("The wifi password is on the fridge", user_id="u")
+    hit = store.search("where is the wifi password", user_id="u", k=1)[0]
+    assert hit.slot.id == slot.id and hit.slot.usage.reads == 1
+    store.search("wifi", user_id="u", k=1)
+    again = store.get(slot.id)
+    assert again.usage.reads == 2
+    assert again.usage.last_access >= slot.usage.last_access
+
+
+def test_scoped_search_returns_exactly_k_however_many_other_users(store: MindStore) -> None:
+    others = [f"User {i} likes topic number {i} very much" for i in range(300)]
+    store.add_many(others, user_id="crowd", dedup=False)
+    mine = ["I like tea", "I own a red bicycle", "My sister lives in Oslo", "I play chess", "I hate mornings", "I collect stamps"]
+    store.add_many(mine, user_id="me")
+    hits = store.search("topic number", user_id="me", k=5)
+    assert len(hits) == 5
+    assert all(h.slot.user_id == "me" for h in hits)
+    assert len(store.search("anything", user_id="me", k=50)) == len(mine)
+    assert store.search("anything", user_id="nobody") == []
+
+
+def test_scope_fields_combine(store: MindStore) -> None:
+    store.add("shared fact", user_id="u", agent_id="a1", session_id="s1")
+    store.add("other agent's fact", user_id="u", agent_id="a2", session_id="s1")
+    store.add("other session's fact", user_id="u", agent_id="a1", session_id="s2")
+    assert {h.slot.text for h in store.search("fact", user_id="u", agent_id="a1", k=10)} == {"shared fact", "other session's fact"}
+    assert {h.slot.text for h in store.search("fact", session_id="s1", k=10)} == {"shared fact", "other agent's fact"}
+    assert len(store.search("fact", k=10)) == 3
+
+
+def test_metadata_filters_equality_in_and_ranges(store: MindStore) -> None:
+    store.add("trip to Rome", user_id="u", metadata={"year": 2019, "kind": "travel"})
+    store.add("trip to Oslo", user_id="u", metadata={"year": 2023, "kind": "travel"})
+    store.add("new job at the bakery", user_id="u", metadata={"year": 2023, "kind": "work"})
+    texts = lambda hits: {h.slot.text for h in hits}  # noqa: E731
+    assert texts(store.search("trip", user_id="u", filters={"kind": "travel"}, k=10)) == {"trip to Rome", "trip to Oslo"}
+    assert texts(store.search("trip", user_id="u", filters={"year": {"$gte": 2020}}, k=10)) == {"trip to Oslo", "new job at the bakery"}
+    assert texts(store.search("trip", user_id="u", filters={"kind": {"$in": ["work"]}, "year": 2023}, k=10)) == {"new job at the bakery"}
+    assert texts(store.search("trip", user_id="u", filters={"$or": [{"year": 2019}, {"kind": "work"}]}, k=10)) == {"trip to Rome", "new job at the bakery"}
+    assert store.search("trip", filters={"kind": "sport"}) == []
+
+
+def test_min_score_drops_weak_hits(store: MindStore) -> None:
+    store.add_many(["The cat sleeps on the sofa", "Quarterly tax forms are due in April"], user_id="u")
+    hits = store.search("where does the cat sleep", user_id="u", k=2, min_score=0.4)
+    assert [h.slot.text for h in hits] == ["The cat sleeps on the sofa"]
+
+
+def test_near_duplicate_reinforces_instead_of_copying(store: MindStore) -> None:
+    first = store.add("Alice is allergic to peanuts.", user_id="alice")
+    again = store.add("Alice is allergic to peanuts", user_id="alice")
+    assert again.id == first.id
+    assert again.usage.writes == 2
+    assert store.count(user_id="alice") == 1
+    assert [e.kind for e in store.history(first.id)] == ["add", "reinforce"]
+    # another scope keeps its own copy; dedup=False always stores
+    assert store.add("Alice is allergic to peanuts", user_id="bob").id != first.id
+    assert store.add("Alice is allergic to peanuts", user_id="alice", dedup=False).id != first.id
+    assert store.count(user_id="alice") == 2
+
+
+def test_add_many_dedups_within_the_batch(store: MindStore) -> None:
+    slots = store.add_many(["I love green tea", "I love green tea!", "Paris is in France"], user_id="u")
+    assert slots[0].id == slots[1].id
+    assert slots[1].usage.writes == 2
+    assert store.count(user_id="u") == 2
+
+
+def test_dedup_threshold_is_configurable(db_url: str, config: Config) -> None:
+    loose = Config(index_dir=config.index_dir, dedup_threshold=0.5)
+    with MindStore(db_url, config=loose) as s:
+        a = s.add("I love green tea", user_id="u")
+        b = s.add("I really enjoy green tea", user_id="u")
+        assert a.id == b.id
+
+
+def test_add_messages_keeps_what_is_worth_keeping(store: MindStore) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "hi"},
+        {"role": "user", "content": "I'm moving to Vienna next spring."},
+        {"role": "assistant", "content": "Congratulations! Vienna has great coffee houses."},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "user", "content": "thanks"},
+    ]
+    slots = store.add_messages(messages, user_id="u", session_id="s", metadata={"channel": "web"})
+    assert [s.text for s in slots] == ["I'm moving to Vienna next spring.", "Congratulations! Vienna has great coffee houses."]
+    assert [s.metadata["role"] for s in slots] == ["user", "assistant"]
+    assert all(s.metadata["channel"] == "web" and s.session_id == "s" for s in slots)
+
+
+def test_get_list_pagination_is_stable_and_complete(store: MindStore) -> None:
+    ids = [s.id for s in store.add_many([f"note number {i}" for i in range(25)], user_id="u", dedup=False)]
+    store.add("someone else's note", user_id="v")
+    seen, cursor = [], None
+    while True:
+        page = store.list(user_id="u", limit=10, cursor=cursor)
+        assert isinstance(page, Page)
+        seen += [s.id for s in page.slots]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+        store.add("added while paging", user_id="v")  # other writes do not disturb the pages
+    assert seen == ids
+    assert store.list(user_id="u", limit=100).next_cursor is None
+
+
+def test_update_reembeds_and_records_history(store: MindStore) -> None:
+    slot = store.add("Alice works in Lisbon", user_id="alice", metadata={"v": 1})
+    updated = store.update(slot.id, text="Alice works in Tokyo", metadata={"v": 2})
+    assert updated.text == "Alice works in Tokyo" and updated.metadata == {"v": 2}
+    assert updated.usage.writes == 2
+    assert store.search("Japan", user_id="alice", k=1)[0].slot.id == slot.id
+    events = store.history(slot.id)
+    assert [type(e) for e in events] == [Event, Event]
+    add, upd = events
+    assert (upd.kind, upd.old_text, upd.new_text, upd.old_metadata, upd.new_metadata) == ("update", "Alice works in Lisbon", "Alice works in Tokyo", {"v": 1}, {"v": 2})
+    assert add.at <= upd.at
+
+
+def test_delete_forgets_but_history_remains(store: MindStore) -> None:
+    keep = store.add("keep me", user_id="u")
+    gone = store.add("forget me", user_id="u")
+    store.delete(gone.id)
+    assert [h.slot.id for h in store.search("forget me", user_id="u", k=5)] == [keep.id]
+    assert [e.kind for e in store.history(gone.id)] == ["add", "delete"]
+    assert store.history(gone.id)[-1].old_text == "forget me"
+    assert store.count() == 1
+
+
+def test_delete_all_removes_only_that_scope(store: MindStore) -> None:
+    store.add_many(["a1", "a2 fact", "a3 thing"], user_id="a", dedup=False)
+    store.add_many(["b1", "b2 fact"], user_id="b", dedup=False)
+    store.add("a in session x", user_id="a", session_id="x")
+    assert store.delete_all(user_id="a", session_id="x") == 1
+    assert store.delete_all(user_id="a") == 3
+    assert store.count(user_id="a") == 0 and store.count(user_id="b") == 2
+    assert {h.slot.user_id for h in store.search("fact", k=10)} == {"b"}
+
+
+def test_reset_empties_the_store(store: MindStore) -> None:
+    store.add("something", user_id="u")
+    store.reset()
+    assert store.count() == 0 and store.spaces() == []
+    assert store.add("fresh start", user_id="u").text == "fresh start"
+
+
+def test_close_and_reopen_keeps_slots_usage_history_and_results(db_url: str, config: Config) -> None:
+    with MindStore(db_url, config=config) as s:
+        s.add_many(["Mia's birthday is in March", "The car needs new tyres", "Grandma likes orchids"], user_id="u")
+        edited = s.search("birthday", user_id="u", k=1)[0].slot
+        s.update(edited.id, metadata={"important": True})
+        before_hits = [(h.slot.id, round(h.score, 5)) for h in s.search("flowers for grandma", user_id="u", k=3)]
+        before_slots = s.list(limit=100).slots
+        before_history = s.history(edited.id)
+    with MindStore(db_url, config=config) as s:
+        assert s.list(limit=100).slots == before_slots
+        assert s.history(edited.id) == before_history
+        assert [(h.slot.id, round(h.score, 5)) for h in s.search("flowers for grandma", user_id="u", k=3)] == before_hits
+
+
+def test_export_import_round_trips_exactly(store: MindStore, tmp_path) -> None:
+    a = store.add("Alice is allergic to peanuts", user_id="alice", metadata={"tags": ["health"], "n": 1.5})
+    store.add("Bob plays bass", user_id="bob", agent_id="x", session_id="y")
+    store.update(a.id, text="Alice is allergic to peanuts and shellfish")
+    gone = store.add("temporary", user_id="alice")
+    store.delete(gone.id)
+    store.search("allergy", user_id="alice")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert store.export(first) == 2
+    with MindStore(f"sqlite:///{tmp_path / 'other.db'}", config=Config(index_dir=tmp_path / "other")) as other:
+        assert other.import_(first) == 2
+        other.export(second)
+        assert other.get(a.id) == store.get(a.id)
+        assert other.history(gone.id) == [
+            type(e)(id=o.id, **{k: getattr(e, k) for k in ("slot_id", "kind", "old_text", "new_text", "old_metadata", "new_metadata", "at")})
+            for e, o in zip(store.history(gone.id), other.history(gone.id))
+        ]
+        assert other.search("shellfish", user_id="alice", k=1)[0].slot.id == a.id
+    assert first.read_bytes() == second.read_bytes()
+    lines = [json.loads(line) for line in first.read_text().splitlines()]
+    assert [line["type"] for line in lines][:1] == ["space"]
+
+
+def test_import_into_a_store_with_those_ids_changes_nothing(store: MindStore, tmp_path) -> None:
+    store.add("one", user_id="u")
+    path = tmp_path / "dump.jsonl"
+    store.export(path)
+    from mindstore import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="already exist"):
+        store.import_(path)
+    assert store.count() == 1
+
+
+def test_vector_spaces_are_separate_from_text(store: MindStore) -> None:
+    info = store.create_space("glyphs", dim=8, key_source="test-controller")
+    assert (info.name, info.dim, info.count) == ("glyphs", 8, 0)
+    rng = np.random.default_rng(0)
+    keys = rng.normal(size=(20, 8)).astype(np.float32)
+    slots = store.add_vectors(keys, space="glyphs", labels=[f"c{i}" for i in range(20)], user_id="u")
+    hit = store.search_vector(keys[7] + 0.01, space="glyphs", k=1, user_id="u")[0]
+    assert hit.slot.id == slots[7].id and hit.slot.label == "c7" and hit.slot.space == "glyphs"
+    np.testing.assert_array_equal(store.keys([slots[3].id, slots[1].id]), keys[[3, 1]])
+    assert store.count(space="glyphs") == 20 and store.count() == 0
+    store.add("a text memory", user_id="u")
+    assert {(s.name, s.count) for s in store.spaces()} == {("glyphs", 20), ("chat", 1)}
+    assert all(h.slot.space == "chat" for h in store.search("text", user_id="u", k=5))
+
+
+def test_many_slots_search_stays_exact(store: MindStore) -> None:
+    """Filtered scans (large scopes) and direct scoring (small scopes) agree with brute force."""
+    store.create_space("v", dim=16, key_source="random")
+    rng = np.random.default_rng(1)
+    keys = rng.normal(size=(3000, 16)).astype(np.float32)
+    users = np.where(np.arange(3000) % 3 == 0, "big", np.where(np.arange(3000) % 100 == 1, "small", "other"))
+    ids = np.empty(3000, dtype=np.int64)
+    for u in ("big", "small", "other"):
+        mask = users == u
+        ids[mask] = [s.id for s in store.add_vectors(keys[mask], space="v", user_id=u)]
+    q = rng.normal(size=16).astype(np.float32)
+    unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    sims = unit @ (q / np.linalg.norm(q))
+    for u in ("big", "small"):
+        mask = users == u
+        expected = ids[mask][np.argsort(-sims[mask])[:10]]
+        got = [h.slot.id for h in store.search_vector(q, space="v", user_id=u, k=10)]
+        assert got == list(expected)
