@@ -1,0 +1,140 @@
+"""Durability: SIGKILL mid-stream loses no acknowledged add; damaged or stale indexes are repaired."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindstore import Config, MindStore
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from mindstore import Config, MindStore
+    url, index_dir = sys.argv[1], sys.argv[2]
+    with MindStore(url, config=Config(index_dir=index_dir)) as store:
+        i = 0
+        while True:
+            slot = store.add(f"fact number {i} about topic {i % 7}", user_id=f"u{i % 3}", dedup=False)
+            print(slot.id, flush=True)  # acknowledged: add() has returned
+            i += 1
+    """
+)
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_add(db_url: str, tmp_path: Path) -> None:
+    config = Config(index_dir=tmp_path / "index", save_index_every=7)  # saves mid-stream too
+    with MindStore(db_url, config=config) as s:  # create the space so the writer starts quickly
+        s.add("seed memory", user_id="seed")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), db_url, str(config.index_dir)], stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    acked: list[int] = []
+    deadline = time.monotonic() + 240
+    try:
+        while len(acked) < 40 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked.append(int(line))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(acked) == 40, "the writer did not get going"
+    with MindStore(db_url, config=config) as s:
+        for i, slot_id in enumerate(acked):
+            slot = s.get(slot_id)
+            assert slot.text == f"fact number {i} about topic {i % 7}"
+        # the index was repaired: every acknowledged slot is searchable
+        sp = s._spaces["chat"]
+        assert len(sp.index) == s.count()
+        found = {h.slot.id for h in s.search("fact number 12 about topic 5", user_id="u0", k=50)}
+        assert {a for j, a in enumerate(acked) if j % 3 == 0} <= found
+
+
+def _index_file(config: Config) -> Path:
+    return Path(config.index_dir) / "chat.faiss"
+
+
+def test_damaged_index_file_is_rebuilt_from_sql(db_url: str, config: Config) -> None:
+    with MindStore(db_url, config=config) as s:
+        ids = [x.id for x in s.add_many(["red apples", "green pears", "yellow bananas"], user_id="u")]
+    path = _index_file(config)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with MindStore(db_url, config=config) as s:
+        assert s._spaces["chat"].repaired == "rebuilt: damaged file"
+        assert s.search("pears", user_id="u", k=1)[0].slot.id == ids[1]
+    path.write_bytes(b"garbage")
+    with MindStore(db_url, config=config) as s:
+        assert s.search("bananas", user_id="u", k=1)[0].slot.id == ids[2]
+
+
+def test_stale_index_catches_up_from_the_change_log(db_url: str, config: Config) -> None:
+    with MindStore(db_url, config=config) as s:
+        old = s.add_many(["red apples", "green pears"], user_id="u")
+    path = _index_file(config)
+    stale = path.read_bytes(), Path(str(path) + ".json").read_bytes()
+    with MindStore(db_url, config=config) as s:
+        new = s.add("purple plums", user_id="u")
+        s.delete(old[0].id)
+        s.update(old[1].id, text="green grapes")
+    path.write_bytes(stale[0])
+    Path(str(path) + ".json").write_bytes(stale[1])
+    with MindStore(db_url, config=config) as s:
+        assert s._spaces["chat"].repaired == "caught up from change log"
+        assert [h.slot.id for h in s.search("plums", user_id="u", k=5)][0] == new.id
+        assert old[0].id not in {h.slot.id for h in s.search("apples", user_id="u", k=5)}
+        assert s.search("grapes", user_id="u", k=1)[0].slot.id == old[1].id
+
+
+def test_missing_index_file_is_rebuilt(db_url: str, config: Config) -> None:
+    with MindStore(db_url, config=config) as s:
+        a = s.add("the spare key is under the mat", user_id="u")
+    _index_file(config).unlink()
+    with MindStore(db_url, config=config) as s:
+        assert s.search("where is the key", user_id="u", k=1)[0].slot.id == a.id
+
+
+def test_index_from_another_database_is_not_trusted(tmp_path: Path) -> None:
+    shared = Config(index_dir=tmp_path / "index")
+    with MindStore(f"sqlite:///{tmp_path / 'a.db'}", config=shared) as s:
+        s.add_many([f"memory {i} in store a" for i in range(5)], user_id="u", dedup=False)
+    with MindStore(f"sqlite:///{tmp_path / 'b.db'}", config=shared) as s:
+        b = s.add("the only memory in store b", user_id="u")
+        assert s._spaces["chat"].repaired.startswith("rebuilt")
+        assert [h.slot.id for h in s.search("memory", user_id="u", k=5)] == [b.id]
+
+
+def test_second_process_write_is_visible_to_the_first(db_url: str, tmp_path: Path) -> None:
+    a = MindStore(db_url, config=Config(index_dir=tmp_path / "a"))
+    b = MindStore(db_url, config=Config(index_dir=tmp_path / "b"))
+    try:
+        slot = b.add("written by the other process", user_id="u")
+        assert a.search("the other process", user_id="u", k=1)[0].slot.id == slot.id
+        b.delete(slot.id)
+        assert a.search("the other process", user_id="u", k=1) == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_vector_space_survives_reopen(db_url: str, config: Config) -> None:
+    rng = np.random.default_rng(3)
+    keys = rng.normal(size=(50, 12)).astype(np.float32)
+    with MindStore(db_url, config=config) as s:
+        s.create_space("v", dim=12, key_source="test")
+        ids = [x.id for x in s.add_vectors(keys, space="v", labels=[str(i) for i in range(50)])]
+    with MindStore(db_url, config=config) as s:
+        assert s.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
+        assert len(s._spaces["v"].index) == 50
