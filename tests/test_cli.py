@@ -1,0 +1,117 @@
+"""The real `mindstore` command against temporary databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mindstore.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def test_add_search_show_edit_history_rm(db: str) -> None:
+    r = run("add", "Alice is allergic to peanuts", "Alice works in Lisbon", "--db", db, "--user", "alice", "--meta", "source=cli", "--meta", "year=2024", "--json")
+    assert r.exit_code == 0, r.output
+    slots = json.loads(r.output)
+    assert [s["text"] for s in slots] == ["Alice is allergic to peanuts", "Alice works in Lisbon"]
+    assert slots[0]["metadata"] == {"source": "cli", "year": 2024}
+    first = slots[0]["id"]
+
+    r = run("search", "food allergy", "--db", db, "--user", "alice", "-k", "1", "--json")
+    hits = json.loads(r.output)
+    assert hits[0]["slot"]["id"] == first and 0 < hits[0]["score"] <= 1
+
+    r = run("search", "food allergy", "--db", db, "--user", "bob")
+    assert r.exit_code == 0 and "no memories found" in r.output
+
+    r = run("search", "anything", "--db", db, "--filter", '{"year": {"$gte": 2025}}', "--json")
+    assert json.loads(r.output) == []
+
+    r = run("show", str(first), "--db", db)
+    assert "Alice is allergic to peanuts" in r.output and "reads=1" in r.output
+
+    r = run("edit", str(first), "--text", "Alice is allergic to peanuts and shellfish", "--db", db)
+    assert r.exit_code == 0 and "shellfish" in r.output
+
+    r = run("history", str(first), "--db", db, "--json")
+    assert [e["kind"] for e in json.loads(r.output)] == ["add", "update"]
+
+    r = run("rm", str(first), "--db", db)
+    assert r.exit_code == 0 and "deleted 1" in r.output
+    r = run("show", str(first), "--db", db)
+    assert r.exit_code == 1 and "no slot with id" in r.output
+
+
+def test_list_pages_with_cursor(db: str) -> None:
+    run("add", *[f"note {i} about things" for i in range(7)], "--db", db, "--user", "u", "--no-dedup")
+    r = run("list", "--db", db, "--limit", "3")
+    assert r.output.count("note") == 3 and "--cursor" in r.output
+    cursor = r.output.strip().split()[-1]
+    page = json.loads(run("list", "--db", db, "--limit", "5", "--cursor", cursor, "--json").output)
+    assert [s["text"] for s in page["slots"]] == [f"note {i} about things" for i in range(3, 7)]
+    assert page["next_cursor"] is None
+
+
+def test_rm_all_scope_asks_and_respects_no(db: str) -> None:
+    run("add", "one thing", "another thing entirely", "--db", db, "--user", "u")
+    run("add", "kept thing", "--db", db, "--user", "v")
+    r = run("rm", "--all", "--user", "u", "--db", db, input="n\n")
+    assert r.exit_code == 1
+    assert json.loads(run("list", "--db", db, "--user", "u", "--json").output)["slots"]
+    r = run("rm", "--all", "--user", "u", "--db", db, "--yes")
+    assert "deleted 2" in r.output
+    assert [s["text"] for s in json.loads(run("list", "--db", db, "--json").output)["slots"]] == ["kept thing"]
+
+
+def test_export_import_stats_and_stdin(db: str, tmp_path: Path) -> None:
+    r = run("add", "-", "--db", db, "--user", "u", input="first line memory\n\nsecond line memory\n")
+    assert r.output.count("added") == 2
+    dump = tmp_path / "dump.jsonl"
+    assert "exported 2 slots" in run("export", str(dump), "--db", db).output
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert "imported 2 slots" in run("import", str(dump), "--db", other).output
+    stats = json.loads(run("stats", "--db", other, "--json").output)
+    assert stats["spaces"][0]["count"] == 2 and stats["spaces"][0]["index_size"] == 2
+
+
+def test_errors_are_messages_not_tracebacks(db: str) -> None:
+    for args in (["add", "   ", "--db", db], ["search", "x", "--db", db, "-k", "0"], ["search", "x", "--db", db, "--filter", "{bad"],
+                 ["edit", "12345", "--text", "new", "--db", db], ["list", "--db", "nonsense://"], ["rm", "--db", db]):
+        r = run(*args)
+        assert r.exit_code != 0, args
+        assert "Traceback" not in r.output and "error:" in r.output, (args, r.output)
+
+
+def test_console_script_runs_for_real(db: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MINDSTORE_DB": db}
+    exe = Path(sys.executable).with_name("mindstore")
+    out = subprocess.run([str(exe), "add", "the spare key is under the mat", "--user", "u"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([str(exe), "search", "where is the key", "--user", "u", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert json.loads(out.stdout)[0]["slot"]["text"] == "the spare key is under the mat"
+    out = subprocess.run([str(exe), "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "search" in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs(tmp_path: Path) -> None:
+    r = run("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}")
+    assert r.exit_code == 0, r.output
+    assert "'Alice is allergic to peanuts'" in r.output
+    assert "after reopening: 'which city does alice work in?' -> 'Alice works as a nurse in Porto'" in r.output

@@ -1,0 +1,85 @@
+"""KeyIndex over real FAISS: ids, exact restricted search, persistence and damage detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindstore.index import IndexFileError, KeyIndex, normalize
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(5000, 32)).astype(np.float32)
+
+
+def brute(data, ids, q, subset, k):
+    mask = np.isin(ids, subset)
+    sims = normalize(data[mask]) @ normalize(q[None])[0]
+    order = np.lexsort((ids[mask], -sims))[:k]
+    return ids[mask][order]
+
+
+def test_add_replaces_and_remove_forgets(data) -> None:
+    ix = KeyIndex(32)
+    ix.add(np.arange(10), data[:10])
+    ix.add(np.array([3]), data[500:501])  # replace, not duplicate
+    assert len(ix) == 10
+    assert ix.search(data[500:501], 1)[1][0, 0] == 3
+    assert ix.remove(np.array([3, 999])) == 1
+    assert 3 not in ix.ids() and len(ix) == 9
+
+
+@pytest.mark.parametrize("subset_size", [5, 300, 2500])
+def test_restricted_search_is_exact(data, subset_size) -> None:
+    """Small subsets are scored directly, large ones by a filtered scan: both equal brute force."""
+    ids = np.arange(5000, dtype=np.int64) * 7 + 11
+    ix = KeyIndex(32)
+    ix.add(ids, data)
+    rng = np.random.default_rng(subset_size)
+    subset = rng.choice(ids, size=subset_size, replace=False)
+    q = rng.normal(size=32).astype(np.float32)
+    scores, got = ix.search(q[None], 10, subset=subset)
+    expected = brute(data, ids, q, subset, 10)
+    assert list(got[0][: len(expected)]) == list(expected)
+    assert np.all(np.diff(scores[0][np.isfinite(scores[0])]) <= 1e-6)
+
+
+def test_short_results_are_padded(data) -> None:
+    ix = KeyIndex(32)
+    ix.add(np.array([1, 2]), data[:2])
+    scores, ids = ix.search(data[:1], 5)
+    assert list(ids[0]) == [1, 2, -1, -1, -1] and np.isinf(scores[0, 2:]).all()
+    assert list(ix.search(data[:1], 3, subset=np.array([2, 77]))[1][0]) == [2, -1, -1]
+
+
+def test_save_load_round_trip_and_damage(data, tmp_path: Path) -> None:
+    ix = KeyIndex(32)
+    ix.add(np.arange(100), data[:100])
+    ix.seq = 42
+    path = tmp_path / "x.faiss"
+    ix.save(path)
+    back = KeyIndex.load(path, dim=32)
+    assert back.seq == 42 and len(back) == 100
+    np.testing.assert_array_equal(back.search(data[:3], 4)[1], ix.search(data[:3], 4)[1])
+    with pytest.raises(IndexFileError):
+        KeyIndex.load(path, dim=16)
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IndexFileError, match="damaged"):
+        KeyIndex.load(path, dim=32)
+    with pytest.raises(IndexFileError):
+        KeyIndex.load(tmp_path / "missing.faiss", dim=32)
+
+
+def test_device_is_cpu_without_gpu() -> None:
+    import faiss
+
+    ix = KeyIndex(4)
+    expected = "cuda" if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 else "cpu"
+    assert ix.device == expected
+    assert KeyIndex(4, device="cpu").device == "cpu"
