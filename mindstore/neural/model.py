@@ -2,14 +2,17 @@
 
     x_t --Encoder--> e_t                                 (small conv net, Koch/Vinyals-style)
     [e_t, e_{t-1}, onehot(y_{t-1}), r_{t-1}] --Controller--> h_t      (LSTM | GRU | RNN cell)
-    h_t --WriteHead--> write key k_t, gate alpha_t       LRUA write (memory.py)
-    h_t --ReadHead--> read keys k^r_{t,j}, strengths beta_{t,j}       content reads r_t
+    o_t = [h_t, x_t]                                     controller output with a skip of its input
+    o_t --WriteHead--> write key k_t, gate alpha_t       LRUA write (memory.py)
+    o_t --ReadHead--> read keys k^r_{t,j}, strengths beta_{t,j}       content reads r_t
     [h_t, r_t] --Linear--> logits over the label space
 
 The write at step t stores k_t, computed from h_t, which has seen y_{t-1} and e_{t-1}: it binds
 the previous image to its label. e_{t-1} is fed to the controller directly so that the binding
 does not first have to be learnt as a one-step delay line (``prev_embedding``; the plain paper
-setting is ``prev_embedding=False``). Reads come from the same memory a step or many steps later,
+setting is ``prev_embedding=False``), and the heads see the controller's input next to h_t
+(``skip``), so keys can be linear in the image features from the first step of training; this
+removes most of the long plateau at chance reported for the plain MANN. Reads come from the same memory a step or many steps later,
 when the class comes back, keyed by the new image.
 """
 
@@ -33,7 +36,7 @@ class MANNConfig:
     model: str = "mann"  # "mann", or "lstm": the controller alone, no external memory
     controller: str = "lstm"  # lstm | gru | rnn
     memory: str = "sparse"  # sparse (top-K reads, Rae et al. 2016) | dense
-    hidden: int = 200  # controller units
+    hidden: int = 128  # controller units
     slots: int = 128  # N
     width: int = 64  # D: slot and key width
     read_heads: int = 4
@@ -43,9 +46,10 @@ class MANNConfig:
     label_space: int = 20  # output units; an episode uses a random subset of them
     image_size: int = 20
     encoder: str = "conv"  # conv (images) | mlp (small synthetic patterns)
-    channels: int = 32
+    channels: int = 16  # conv encoder width (CPU budget: 32 doubles the step time)
     embed: int = 64  # e_t width
     prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
+    skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
 
 
 class Encoder(nn.Module):
@@ -66,8 +70,8 @@ class Encoder(nn.Module):
             flat = self.net(torch.zeros(2, 1, S, S)).shape[1]
             self.net.append(nn.Linear(flat, cfg.embed))
         elif cfg.encoder == "mlp":
-            self.net = nn.Sequential(nn.Flatten(), nn.Linear(S * S, 128), nn.ReLU(),
-                                     nn.Linear(128, cfg.embed))
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(S * S, 128), nn.BatchNorm1d(128),
+                                     nn.ReLU(), nn.Linear(128, cfg.embed))
         else:
             raise ValueError(f"unknown encoder {cfg.encoder!r}; choose conv or mlp")
 
@@ -156,8 +160,9 @@ class MANN(nn.Module):
         inputs = cfg.embed * (2 if cfg.prev_embedding else 1) + cfg.label_space
         inputs += cfg.read_heads * cfg.width
         self.controller = Controller(cfg.controller, inputs, cfg.hidden)
-        self.read_head = ReadHead(cfg.hidden, cfg.read_heads, cfg.width)
-        self.write_head = WriteHead(cfg.hidden, cfg.width)
+        head_in = cfg.hidden + (inputs if cfg.skip else 0)
+        self.read_head = ReadHead(head_in, cfg.read_heads, cfg.width)
+        self.write_head = WriteHead(head_in, cfg.width)
         self.memory = build_memory(cfg)
         self.out = nn.Linear(cfg.hidden + cfg.read_heads * cfg.width, cfg.label_space)
 
@@ -173,8 +178,9 @@ class MANN(nn.Module):
         parts = [e, state.prev_embed] if self.cfg.prev_embedding else [e]
         x = torch.cat(parts + [label_input(y_prev, self.cfg.label_space), state.reads], dim=-1)
         h, ctrl = self.controller(x, state.controller)
-        k_w, alpha = self.write_head(h)
-        k_r, beta = self.read_head(h)
+        o = torch.cat([h, x], dim=-1) if self.cfg.skip else h
+        k_w, alpha = self.write_head(o)
+        k_r, beta = self.read_head(o)
         r, mem = self.memory.step(state.memory, k_w, alpha, k_r, beta)
         r = r.flatten(1)
         return self.out(torch.cat([h, r], dim=-1)), MANNState(ctrl, mem, r, e)

@@ -1,0 +1,81 @@
+"""Compare trained neural-memory checkpoints on the held-out alphabets, 5-way and 20-way.
+
+    python bench/neural_compare.py NAME=CHECKPOINT ... [--episodes 1000] [--write-docs]
+
+Prints the accuracy-by-instance tables (with Santoro et al.'s published rows for 5-way), writes
+docs/neural_5way.png and docs/neural_20way.png, and with --write-docs replaces the block between
+the results markers in docs/neural.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from mindstore.neural import evaluate
+from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler
+from mindstore.neural.model import MANNConfig
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="+", help="NAME=CHECKPOINT")
+    ap.add_argument("--episodes", type=int, default=1000)
+    ap.add_argument("--episodes-20", type=int, default=300)
+    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results: dict[str, dict[str, dict[int, float]]] = {"5": {}, "20": {}}
+    meta = {}
+    t0 = time.time()
+    for spec in args.models:
+        name, path = spec.split("=", 1)
+        model, blob = load_checkpoint(path)
+        tcfg = TrainConfig(model=MANNConfig(**blob["model_config"]), task=blob["config"]["task"],
+                           data=blob["config"]["data"])
+        sampler = make_sampler(tcfg, "eval")
+        meta[name] = {"checkpoint": path, "steps": blob["metrics"].get("steps"),
+                      "train_seconds": blob["metrics"].get("seconds"),
+                      "params": blob["metrics"].get("params")}
+        results["5"][name] = evaluate.accuracy_by_instance(model, sampler, ways=5,
+                                                           episodes=args.episodes, seed=0)
+        results["20"][name] = evaluate.accuracy_by_instance(model, sampler, ways=20,
+                                                            episodes=args.episodes_20, seed=0)
+        print(name, json.dumps({w: {i: round(a, 4) for i, a in results[w][name].items()}
+                                for w in results}), flush=True)
+    five = {**results["5"], **evaluate.SANTORO}
+    text = "\n".join([
+        f"5-way, 10 presentations per class (50-step episodes), {args.episodes} episodes on the "
+        "held-out alphabets (Sanskrit, Tagalog); accuracy % by instance:", "",
+        evaluate.table(five), "",
+        f"20-way, 10 presentations per class (200-step episodes), {args.episodes_20} episodes, "
+        "same checkpoints:", "",
+        evaluate.table(results["20"]), "",
+        "| model | checkpoint | training steps | training seconds | parameters |",
+        "| --- | --- | --- | --- | --- |",
+        *[f"| {n} | `{m['checkpoint']}` | {m['steps']} | {m['train_seconds']} | {m['params']} |"
+          for n, m in meta.items()], "",
+        f"Measured by `python bench/neural_compare.py {' '.join(args.models)}` on "
+        f"{platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s.",
+        "", "![5-way](neural_5way.png) ![20-way](neural_20way.png)"])
+    print(text)
+    evaluate.plot(five, DOCS / "neural_5way.png", "5-way, held-out alphabets")
+    evaluate.plot(results["20"], DOCS / "neural_20way.png", "20-way, held-out alphabets")
+    if args.write_docs:
+        doc = (DOCS / "neural.md").read_text()
+        head, rest = doc.split(START, 1)
+        _, tail = rest.split(END, 1)
+        (DOCS / "neural.md").write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

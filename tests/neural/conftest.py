@@ -1,0 +1,5 @@
+"""One torch thread: the tests are small-op bound, and a second thread only contends."""
+
+import torch
+
+torch.set_num_threads(1)

@@ -1,0 +1,69 @@
+"""Episode data on the real Omniglot zips (no download) and the synthetic task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
+                                   load_omniglot, with_rotations)
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+needs_data = pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
+                                reason="the Omniglot zips are not in ../shared/data/omniglot")
+
+
+@pytest.fixture(scope="module")
+def omniglot():
+    return load_omniglot(DATA, size=20, use_cache=False, allow_download=False)
+
+
+@needs_data
+def test_loader_deduplicates_greek_and_latin(omniglot):
+    assert omniglot.images.shape == (242, 20, 20, 20)
+    assert omniglot.images.dtype == torch.uint8
+    assert len(set(omniglot.alphabets)) == 8
+    assert len(set(omniglot.characters)) == 242
+    assert omniglot.images.float().mean() < 128  # inverted: strokes bright on a dark ground
+
+
+@needs_data
+def test_split_is_by_alphabet_and_held_out_alphabets_never_train(omniglot):
+    parts = omniglot.split()
+    assert set(parts["eval"].alphabets) == set(EVAL_ALPHABETS)
+    assert not set(parts["train"].alphabets) & set(EVAL_ALPHABETS)
+    assert not set(parts["val"].alphabets) & set(EVAL_ALPHABETS)
+    assert not set(parts["train"].characters) & set(parts["val"].characters)
+    assert sum(p.images.shape[0] for p in parts.values()) == 242
+
+
+@needs_data
+def test_rotations_are_new_classes(omniglot):
+    rot = with_rotations(omniglot.images[:3])
+    assert rot.shape[0] == 12
+    torch.testing.assert_close(rot[3], omniglot.images[0].rot90(1, dims=(-2, -1)))
+    assert OmniglotEpisodes(omniglot, rotate=True).num_classes == 4 * 242
+
+
+@needs_data
+def test_episodes_show_previous_label_and_shuffle_labels(omniglot):
+    ep = OmniglotEpisodes(omniglot, rotate=True).sample(
+        64, 5, 10, 20, torch.Generator().manual_seed(0))
+    assert ep.x.shape == (64, 50, 1, 20, 20) and 0 <= ep.x.min() and ep.x.max() <= 1
+    assert (ep.y_prev[:, 0] == -1).all() and (ep.y_prev[:, 1:] == ep.y[:, :-1]).all()
+    for b in range(64):
+        labels, counts = ep.y[b].unique(return_counts=True)
+        assert len(labels) == 5 and (counts == 10).all()
+        for label in labels:  # the k-th time a label appears is its k-th instance
+            assert ep.instance[b][ep.y[b] == label].tolist() == list(range(1, 11))
+    # fresh labels per episode: the label sets and which label comes first vary
+    assert len({tuple(ep.y[b].unique().tolist()) for b in range(64)}) > 10
+    assert len({ep.y[b, 0].item() for b in range(64)}) > 5
+
+
+def test_synthetic_episodes_shapes():
+    ep = SyntheticEpisodes(size=6).sample(4, 3, 4, 5, torch.Generator().manual_seed(0))
+    assert ep.x.shape == (4, 12, 1, 6, 6)
+    assert set(ep.x.unique().tolist()) <= {0.0, 1.0}
