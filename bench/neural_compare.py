@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--episodes-20", type=int, default=300)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--slots-20", type=int, default=0, help="also run 20-way with this many slots")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, dict[str, dict[int, float]]] = {"5": {}, "20": {}}
@@ -50,6 +51,10 @@ def main() -> None:
                                                            episodes=args.episodes, seed=0)
         results["20"][name] = evaluate.accuracy_by_instance(model, sampler, ways=20,
                                                             episodes=args.episodes_20, seed=0)
+        if args.slots_20 and blob["model_config"]["model"] == "mann":
+            big, _ = load_checkpoint(path, slots=args.slots_20)
+            results["20"][f"{name}, {args.slots_20} slots"] = evaluate.accuracy_by_instance(
+                big, sampler, ways=20, episodes=args.episodes_20, seed=0)
         print(name, json.dumps({w: {i: round(a, 4) for i, a in results[w][name].items()}
                                 for w in results}), flush=True)
     five = {**results["5"], **evaluate.SANTORO}

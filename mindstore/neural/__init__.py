@@ -1,0 +1,26 @@
+"""Neural memory: a memory-augmented neural network (Santoro et al. 2016) trained for one-shot
+binding, with dense or sparse (top-K, Rae et al. 2016) memory access.
+
+Names are imported lazily so that ``mindstore.neural.cli`` (and ``mindstore --help``) does not
+pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_NAMES = {
+    "MANN": "model", "MANNConfig": "model", "LSTMBaseline": "model", "build_model": "model",
+    "DenseMemory": "memory", "SparseMemory": "memory", "TopK": "memory", "ExactTopK": "memory",
+    "TrainConfig": "train", "load_checkpoint": "train",
+    "save_checkpoint": "train", "accuracy_by_instance": "evaluate",
+    "load_omniglot": "data", "OmniglotEpisodes": "data", "SyntheticEpisodes": "data",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

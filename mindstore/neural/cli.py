@@ -85,6 +85,8 @@ def evaluate_command(
     split: str = typer.Option("eval", help="eval (held-out alphabets) or val."),
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder (as for train)."),
     seed: int = typer.Option(0, help="Episode seed."),
+    slots: Optional[int] = typer.Option(None, help="Run with this many memory slots instead of "
+                                        "the trained number (slots hold no weights)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-by-instance plot here "
                                         "(e.g. docs/neural_5way.png)."),
@@ -96,7 +98,7 @@ def evaluate_command(
     from .model import MANNConfig
 
     dev = resolve_device(device)
-    model, blob = load_checkpoint(checkpoint, dev)
+    model, blob = load_checkpoint(checkpoint, dev, **({"slots": slots} if slots else {}))
     tcfg = TrainConfig(model=MANNConfig(**blob["model_config"]), task=blob["config"]["task"],
                        data=str(data) if data else blob["config"]["data"])
     sampler = make_sampler(tcfg, split)

@@ -63,10 +63,15 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, model: nn.Module, metric
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint (weights_only: no code runs on load)."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    **overrides) -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint (weights_only: no code runs on load).
+
+    ``overrides`` change config fields that hold no weights, e.g. ``slots``: the memory size is
+    not a parameter, so a model trained with 128 slots can run with more.
+    """
     blob = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(MANNConfig(**blob["model_config"]))
+    model = build_model(MANNConfig(**{**blob["model_config"], **overrides}))
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), blob
 
