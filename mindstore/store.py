@@ -7,8 +7,6 @@ derived cache kept in step with SQL (see :mod:`mindstore.spaces`).
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -36,10 +34,10 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .slots import Event, Hit, Page, Scope, Slot, Usage
 from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
+from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
 __all__ = ["MindStore"]
 
-_MAX_K = 10_000
 _ROLES_KEPT = ("user", "assistant")
 _PHATIC = {
     "hi", "hello", "hey", "thanks", "thank you", "thx", "ok", "okay", "k", "yes", "no", "sure",
@@ -54,70 +52,6 @@ def _now() -> datetime:
 def _aware(dt: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything mindstore stores is UTC.
     return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
-
-
-def _check_text(text: Any, what: str = "text") -> str:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
-    if not text.strip():
-        raise InvalidInputError(f"{what} is empty; pass the words to remember")
-    return text
-
-
-def _check_id(value: Any, what: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise InvalidInputError(f"{what} must be a non-empty string of at most 255 characters, or None; got {value!r}")
-    return value
-
-
-def _scope(user_id: Any, agent_id: Any, session_id: Any) -> Scope:
-    return Scope(_check_id(user_id, "user_id"), _check_id(agent_id, "agent_id"), _check_id(session_id, "session_id"))
-
-
-def _check_metadata(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
-    if not all(isinstance(k, str) for k in metadata):
-        raise InvalidInputError("metadata keys must be strings")
-    try:
-        # Normalise through JSON so what we hand back is exactly what the database holds.
-        return json.loads(json.dumps(dict(metadata), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
-        raise InvalidInputError(f"k must be an integer from 1 to {_MAX_K}, got {k!r}")
-    return k
-
-
-def _check_min_score(min_score: Any) -> float | None:
-    if min_score is None:
-        return None
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score):
-        raise InvalidInputError(f"min_score must be a number (cosine similarity, -1 to 1), got {min_score!r}")
-    return float(min_score)
-
-
-def _check_vectors(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
-    try:
-        v = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidVectorError(f"{what} must be numbers, shape (n, {dim}): {exc}") from exc
-    if v.ndim == 1:
-        v = v[None, :]
-    if v.ndim != 2 or v.shape[1] != dim:
-        raise InvalidVectorError(f"{what} has shape {v.shape}; this space's keys have dimension {dim}")
-    if not np.isfinite(v).all():
-        raise InvalidVectorError(f"{what} holds NaN or infinite values")
-    if (np.linalg.norm(v, axis=1) == 0).any():
-        raise InvalidVectorError(f"{what} has a zero row; cosine similarity needs a non-zero key")
-    return np.ascontiguousarray(v)
 
 
 def worth_keeping(text: str) -> bool:
@@ -249,7 +183,7 @@ class MindStore:
     def create_space(self, name: str, *, dim: int, key_source: str) -> SpaceInfo:
         """Create a space for vectors of another kind (e.g. a neural controller's keys)."""
         self._check_open()
-        _check_text(name, "space name")
+        check_text(name, "space name")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
         with self._lock:
@@ -272,7 +206,7 @@ class MindStore:
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch_size)
-        return _check_vectors(vectors, vectors.shape[1] if vectors.ndim == 2 else -1, "embedding")
+        return check_vectors(vectors, vectors.shape[1] if vectors.ndim == 2 else -1, "embedding")
 
     # -- rows to values ------------------------------------------------------------------------
 
@@ -332,8 +266,8 @@ class MindStore:
         self._check_open()
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidInputError("texts must be a list of strings; use add() for a single text")
-        texts = [_check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
-        scope = _scope(user_id, agent_id, session_id)
+        texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        scope = check_scope(user_id, agent_id, session_id)
         metas = self._metadata_list(metadata, len(texts))
         if not texts:
             return []
@@ -362,9 +296,9 @@ class MindStore:
         self._check_open()
         with self._lock:
             sp = self._space_index(space)
-            keys = _check_vectors(keys, sp.dim, "keys")
+            keys = check_vectors(keys, sp.dim, "keys")
             n = len(keys)
-            scope = _scope(user_id, agent_id, session_id)
+            scope = check_scope(user_id, agent_id, session_id)
             metas = self._metadata_list(metadata, n)
             labels = self._optional_strings(labels, n, "labels")
             texts = self._optional_strings(texts, n, "texts")
@@ -383,17 +317,17 @@ class MindStore:
             raise InvalidInputError(f"{what} must be a list with one entry per key ({n})")
         for i, t in enumerate(items):
             if t is not None:
-                _check_text(t, f"{what}[{i}]")
+                check_text(t, f"{what}[{i}]")
         return list(items)
 
     @staticmethod
     def _metadata_list(metadata: Any, n: int) -> list[dict[str, Any]]:
         if metadata is None or isinstance(metadata, Mapping):
-            one = _check_metadata(metadata)
+            one = check_metadata(metadata)
             return [dict(one) for _ in range(n)]
         if isinstance(metadata, (str, bytes)) or not isinstance(metadata, Sequence) or len(metadata) != n:
             raise InvalidInputError(f"metadata must be one dict, or a list of {n} dicts (one per item)")
-        return [_check_metadata(m) for m in metadata]
+        return [check_metadata(m) for m in metadata]
 
     def _write_new(
         self,
@@ -509,7 +443,7 @@ class MindStore:
         ``[{"role": "user", "content": "..."}, ...]``."""
         if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
             raise InvalidInputError("messages must be a list of {'role': ..., 'content': ...} dicts")
-        base = _check_metadata(metadata)
+        base = check_metadata(metadata)
         texts, metas = [], []
         for i, m in enumerate(messages):
             if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
@@ -538,8 +472,8 @@ class MindStore:
         if text is None and metadata is None:
             raise InvalidInputError("nothing to update: pass text=... and/or metadata=...")
         if text is not None:
-            _check_text(text)
-        new_meta = _check_metadata(metadata) if metadata is not None else None
+            check_text(text)
+        new_meta = check_metadata(metadata) if metadata is not None else None
         with self._lock:
             row, space = self._row(id)
             sp = self._space_index(space)
@@ -586,7 +520,7 @@ class MindStore:
     ) -> int:
         """Forget every slot of a scope (at least one of user_id, agent_id, session_id); returns how many."""
         self._check_open()
-        scope = _scope(user_id, agent_id, session_id)
+        scope = check_scope(user_id, agent_id, session_id)
         if scope == Scope():
             raise InvalidInputError("delete_all needs user_id, agent_id or session_id; use reset() to empty the store")
         with self._lock:
@@ -663,7 +597,7 @@ class MindStore:
         reads in the slots' usage statistics.
         """
         self._check_open()
-        _check_text(query, "query")
+        check_text(query, "query")
         args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
         with self._lock:
             sp = self._text_space(create=False)
@@ -690,14 +624,14 @@ class MindStore:
             sp = self._resolve_space(space)
         if sp is None:
             return []
-        q = _check_vectors(vector, sp.dim, "query vector")
+        q = check_vectors(vector, sp.dim, "query vector")
         if len(q) != 1:
             raise InvalidVectorError("search_vector takes one query vector")
         return self._search(sp, q, *args)
 
     @staticmethod
     def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
-        return _check_k(k), _scope(user_id, agent_id, session_id), compile_filter(filters), _check_min_score(min_score)
+        return check_k(k), check_scope(user_id, agent_id, session_id), compile_filter(filters), check_min_score(min_score)
 
     def _candidates(self, s: Session, sp: SpaceIndex, scope: Scope, pred: Predicate | None) -> np.ndarray | None:
         """Ids that a scoped or filtered search may return (None: the whole space)."""
@@ -710,6 +644,7 @@ class MindStore:
         return np.array([r[0] for r in rows if pred(r[1] or {})], dtype=np.int64)
 
     def _search(self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None) -> list[Hit]:
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
         with self._lock:
             self._check_open()
             sp.catch_up()
@@ -717,24 +652,34 @@ class MindStore:
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
                     return []
-                scores, ids = sp.index.search(q, k, subset=subset)
-                pairs = [(float(sc), int(i)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and (min_score is None or sc >= min_score)]
-                if not pairs:
+                # The index proposes candidates from float16 codes, with a margin; the float32 keys
+                # in SQL decide the order and the scores.
+                _, ids = sp.index.search(q, k + max(k, 10), subset=subset)
+                cand = [int(i) for i in ids[0] if i >= 0]
+                if not cand:
                     return []
-                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_([i for _, i in pairs]))).all()}
+                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(cand))).all()}
             # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
-            pairs = [(sc, i) for sc, i in pairs if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
+            kept = [rows[i] for i in cand if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
+            if not kept:
+                return []
+            keys = keys_from_bytes([r.key for r in kept], sp.dim)
+            scores = (keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[0]
+            ranked = sorted(zip(scores.tolist(), kept), key=lambda p: (-p[0], p[1].id))[:k]
+            ranked = [(sc, r) for sc, r in ranked if min_score is None or sc >= min_score]
+            if not ranked:
+                return []
             now = _now()
             try:
                 with self._sessions() as s, s.begin():
-                    s.execute(sql_update(SlotRow).where(SlotRow.id.in_([i for _, i in pairs])).values(reads=SlotRow.reads + 1, last_access=now))
+                    s.execute(sql_update(SlotRow).where(SlotRow.id.in_([r.id for _, r in ranked])).values(reads=SlotRow.reads + 1, last_access=now))
             except OperationalError:
                 pass  # usage is advisory: a busy database must not fail a read
             else:
-                for _, i in pairs:
-                    rows[i].reads += 1
-                    rows[i].last_access = now
-            return [Hit(sc, self._slot(rows[i], sp.name)) for sc, i in pairs]
+                for _, r in ranked:
+                    r.reads += 1
+                    r.last_access = now
+            return [Hit(sc, self._slot(r, sp.name)) for sc, r in ranked]
 
     @staticmethod
     def _in_scope(row: SlotRow, scope: Scope) -> bool:
@@ -754,10 +699,10 @@ class MindStore:
         """A page of slots in id order. Pass ``page.next_cursor`` back for the next page; pages stay
         stable while slots are added or deleted (keyset pagination, never OFFSET)."""
         self._check_open()
-        scope = _scope(user_id, agent_id, session_id)
+        scope = check_scope(user_id, agent_id, session_id)
         pred = compile_filter(filters)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_K:
-            raise InvalidInputError(f"limit must be an integer from 1 to {_MAX_K}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_K:
+            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_K}")
         after = 0
         if cursor is not None:
             if not isinstance(cursor, str) or not cursor.isdigit():
@@ -795,7 +740,7 @@ class MindStore:
     ) -> int:
         """How many slots a scope holds (the whole space when no scope is given)."""
         self._check_open()
-        scope = _scope(user_id, agent_id, session_id)
+        scope = check_scope(user_id, agent_id, session_id)
         sp = self._resolve_space(space)
         if sp is None:
             return 0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mindstore import Config, MindStore, Scope
+from mindstore import MindStore, Scope
 
 USERS = st.sampled_from([None, "u1", "u2", "u3"])
 AGENTS = st.sampled_from([None, "a1", "a2"])

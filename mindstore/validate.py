@@ -1,0 +1,84 @@
+"""Checks of everything a caller passes in, each failing with a typed error that says what to do.
+
+They run before any write, so a rejected call leaves the store unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError, InvalidVectorError
+from .slots import Scope
+
+__all__ = ["MAX_K", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
+
+MAX_K = 10_000
+
+
+def check_text(text: Any, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(f"{what} is empty; pass the words to remember")
+    return text
+
+
+def _check_id(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInputError(f"{what} must be a non-empty string of at most 255 characters, or None; got {value!r}")
+    return value
+
+
+def check_scope(user_id: Any, agent_id: Any, session_id: Any) -> Scope:
+    return Scope(_check_id(user_id, "user_id"), _check_id(agent_id, "agent_id"), _check_id(session_id, "session_id"))
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
+    if not all(isinstance(k, str) for k in metadata):
+        raise InvalidInputError("metadata keys must be strings")
+    try:
+        # Normalise through JSON so what we hand back is exactly what the database holds.
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def check_min_score(min_score: Any) -> float | None:
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score):
+        raise InvalidInputError(f"min_score must be a number (cosine similarity, -1 to 1), got {min_score!r}")
+    return float(min_score)
+
+
+def check_vectors(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
+    try:
+        v = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVectorError(f"{what} must be numbers, shape (n, {dim}): {exc}") from exc
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise InvalidVectorError(f"{what} has shape {v.shape}; this space's keys have dimension {dim}")
+    if not np.isfinite(v).all():
+        raise InvalidVectorError(f"{what} holds NaN or infinite values")
+    if (np.linalg.norm(v, axis=1) == 0).any():
+        raise InvalidVectorError(f"{what} has a zero row; cosine similarity needs a non-zero key")
+    return np.ascontiguousarray(v)
