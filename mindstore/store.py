@@ -98,8 +98,8 @@ class MindStore:
                             f"reindex=True (CLI: mindstore reindex --model ...) to re-embed its slots."
                         )
                     self.reindex()
-                else:
-                    self._space_index(space)  # load and check the key index now, not on first search
+            # The key index is loaded, checked and repaired on first use, not here: opening a
+            # store to list or edit rows never pays for reading millions of keys.
         except BaseException:
             self._engine.dispose()
             raise
@@ -170,8 +170,11 @@ class MindStore:
     def _text_space(self, *, create: bool) -> SpaceIndex | None:
         if self.space in self._spaces:
             return self._spaces[self.space]
-        if not create and self._space_row(self.space) is None:
+        if self._space_row(self.space) is not None:
+            return self._space_index(self.space)
+        if not create:
             return None
+        # Only creating the space needs the model loaded (for its dimension).
         return self._space_index(self.space, create_dim=self.embedder.dim, key_source=self.embedder_name)
 
     def _resolve_space(self, space: str | None) -> SpaceIndex | None:

@@ -54,7 +54,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_add(db_url: str, tmp_path: Pat
             slot = s.get(slot_id)
             assert slot.text == f"fact number {i} about topic {i % 7}"
         # the index was repaired: every acknowledged slot is searchable
-        sp = s._spaces["chat"]
+        sp = s._space_index("chat")
         assert len(sp.index) == s.count()
         found = {h.slot.id for h in s.search("fact number 12 about topic 5", user_id="u0", k=50)}
         assert {a for j, a in enumerate(acked) if j % 3 == 0} <= found
@@ -72,7 +72,7 @@ def test_damaged_index_file_is_rebuilt_from_sql(db_url: str, config: Config) -> 
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with MindStore(db_url, config=config) as s:
-        assert s._spaces["chat"].repaired == "rebuilt: damaged file"
+        assert s._space_index("chat").repaired == "rebuilt: damaged file"
         assert s.search("pears", user_id="u", k=1)[0].slot.id == ids[1]
     path.write_bytes(b"garbage")
     with MindStore(db_url, config=config) as s:
@@ -91,7 +91,7 @@ def test_stale_index_catches_up_from_the_change_log(db_url: str, config: Config)
     path.write_bytes(stale[0])
     Path(str(path) + ".json").write_bytes(stale[1])
     with MindStore(db_url, config=config) as s:
-        assert s._spaces["chat"].repaired == "caught up from change log"
+        assert s._space_index("chat").repaired == "caught up from change log"
         assert [h.slot.id for h in s.search("plums", user_id="u", k=5)][0] == new.id
         assert old[0].id not in {h.slot.id for h in s.search("apples", user_id="u", k=5)}
         assert s.search("grapes", user_id="u", k=1)[0].slot.id == old[1].id
@@ -111,7 +111,7 @@ def test_index_from_another_database_is_not_trusted(tmp_path: Path) -> None:
         s.add_many([f"memory {i} in store a" for i in range(5)], user_id="u", dedup=False)
     with MindStore(f"sqlite:///{tmp_path / 'b.db'}", config=shared) as s:
         b = s.add("the only memory in store b", user_id="u")
-        assert s._spaces["chat"].repaired.startswith("rebuilt")
+        assert s._space_index("chat").repaired.startswith("rebuilt")
         assert [h.slot.id for h in s.search("memory", user_id="u", k=5)] == [b.id]
 
 
@@ -136,4 +136,4 @@ def test_vector_space_survives_reopen(db_url: str, config: Config) -> None:
         ids = [x.id for x in s.add_vectors(keys, space="v", labels=[str(i) for i in range(50)])]
     with MindStore(db_url, config=config) as s:
         assert s.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
-        assert len(s._spaces["v"].index) == 50
+        assert len(s._space_index("v").index) == 50

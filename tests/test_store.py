@@ -260,3 +260,19 @@ def test_many_slots_search_stays_exact(store: MindStore) -> None:
         assert [h.slot.id for h in hits] == list(expected)
         # scores are float32 cosines of the stored keys, not the index's float16 approximations
         np.testing.assert_allclose([h.score for h in hits], np.sort(sims[mask])[::-1][:10], rtol=0, atol=1e-6)
+
+
+def test_reading_rows_never_loads_the_model(db_url: str, config: Config) -> None:
+    """Listing, counting and vector search on an existing store leave the embedder unloaded."""
+    from mindstore.embed import SentenceTransformerEmbedder
+
+    with MindStore(db_url, config=config) as s:
+        slot = s.add("a memory to read back", user_id="u")
+        key = s.keys([slot.id])[0]
+    lazy = SentenceTransformerEmbedder()  # a fresh embedder: loads its model only when asked to embed
+    with MindStore(db_url, config=config, embedder=lazy) as s:
+        assert s.count() == 1 and s.list().slots[0].id == slot.id and s.get(slot.id).text == "a memory to read back"
+        assert s.search_vector(key, k=1)[0].slot.id == slot.id
+        assert lazy._model is None
+        s.search("memory", k=1)
+        assert lazy._model is not None
