@@ -1,0 +1,271 @@
+"""The TUI driven through Textual's pilot against a real SQLite store and the real MiniLM model."""
+
+from __future__ import annotations
+
+import pytest
+from mindstore.tui.app import MindStoreApp
+from mindstore.tui.data import ScopeFilter
+from mindstore.tui.screens import (
+    ConfirmScreen,
+    EditScreen,
+    ErrorScreen,
+    HelpScreen,
+    SlotScreen,
+)
+from mindstore.tui.widgets import ScopeTree, SlotTable
+from textual.widgets import DataTable, Input, Static, TextArea
+
+from mindstore import NotFoundError
+
+from .conftest import FACTS, FILLER
+
+pytestmark = pytest.mark.anyio
+TOTAL = sum(len(v) for v in FACTS.values()) + FILLER
+SIZE = (120, 36)
+
+
+async def settle(pilot) -> None:
+    """Wait until every worker has finished and its answer has been drawn."""
+    app = pilot.app
+    for _ in range(50):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause()
+            if not any(w.is_running for w in app.workers):
+                return
+    raise AssertionError("workers never settled")
+
+
+def table(app) -> SlotTable:
+    return app.screen.query_one("#slots", SlotTable)
+
+
+def cell(t: DataTable, row: int, column: int) -> str:
+    return str(t.get_row_at(row)[column])
+
+
+def pick(app, where: ScopeFilter) -> None:
+    tree = app.screen.query_one(ScopeTree)
+    node = next(n for n in _walk(tree.root) if n.data == where and not n.children)
+    tree.select_node(node)
+
+
+def _walk(node):
+    for child in node.children:
+        yield child
+        yield from _walk(child)
+
+
+async def test_browse_shows_spaces_scopes_and_the_first_page(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        assert t.row_count == 100 and t.has_more
+        assert cell(t, 0, 1) == FACTS["alice"][0]
+        labels = [str(n.label) for n in _walk(app.screen.query_one(ScopeTree).root)]
+        assert f"chat ({TOTAL})" in labels
+        assert "alice (3)" in labels and "bob (2)" in labels and "logger (130)" in labels and "night-1 (130)" in labels
+        assert f"100 of {TOTAL} slots shown" in str(app.screen.query_one("#status", Static).render())
+
+
+async def test_scrolling_to_the_end_loads_the_next_page(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        t.focus()
+        await pilot.press("pagedown")
+        await settle(pilot)
+        assert t.row_count == 100  # one screen down is far from the end
+        await pilot.press("ctrl+end")
+        await settle(pilot)
+        assert t.row_count == TOTAL and not t.has_more
+        assert cell(t, TOTAL - 1, 0) == str(max(s.id for s in store.list(limit=1000).slots))
+
+
+async def test_picking_a_user_shows_only_their_slots(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pick(app, ScopeFilter("chat", user_id="bob"))
+        await settle(pilot)
+        t = table(app)
+        assert [cell(t, i, 1) for i in range(t.row_count)] == FACTS["bob"]
+
+
+async def test_search_shows_the_closest_slot_first_with_scores(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"what food is alice allergic to", "enter")
+        await settle(pilot)
+        t = table(app)
+        assert t.searching
+        assert cell(t, 0, 2) == "Alice is allergic to peanuts"
+        assert 0 < float(cell(t, 0, 0)) <= 1 and float(cell(t, 0, 0)) >= float(cell(t, 1, 0))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not t.searching and t.row_count == 100
+
+
+async def test_opening_a_slot_shows_text_metadata_history_and_neighbours(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, SlotScreen)
+        slot_id = screen.slot_id
+        assert str(screen.query_one("#slot-text", Static).render()) == FACTS["alice"][0]
+        assert '"source": "test"' in str(screen.query_one("#slot-metadata", Static).render())
+        history = screen.query_one("#history", DataTable)
+        assert history.row_count == 1 and cell(history, 0, 1) == "add"
+        neighbours = screen.query_one("#neighbours", DataTable)
+        ids = [int(cell(neighbours, i, 1)) for i in range(neighbours.row_count)]
+        assert ids and slot_id not in ids
+        assert all(store.get(i).user_id == "alice" for i in ids)
+        await pilot.press("escape")
+        assert app.screen is app.browse
+
+
+async def test_editing_a_slot_saves_through_update_and_grows_its_history(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        slot_id = app.screen.slot_id
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EditScreen)
+        app.screen.query_one("#edit-text", TextArea).text = "Alice is allergic to peanuts and shellfish"
+        app.screen.query_one("#edit-meta", TextArea).text = '{"source": "test", "checked": true}'
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, SlotScreen)
+        slot = store.get(slot_id)
+        assert slot.text == "Alice is allergic to peanuts and shellfish"
+        assert slot.metadata == {"source": "test", "checked": True}
+        assert [e.kind for e in store.history(slot_id)] == ["add", "update"]
+        assert app.screen.query_one("#history", DataTable).row_count == 2
+        assert store.search("shellfish allergy", user_id="alice", k=1)[0].slot.id == slot_id
+
+
+async def test_edit_rejects_metadata_that_is_not_a_json_object(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        slot_id = app.screen.slot_id
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#edit-meta", TextArea).text = "{not json"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, EditScreen)
+        assert "not valid JSON" in str(app.screen.query_one("#edit-error", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert [e.kind for e in store.history(slot_id)] == ["add"]
+
+
+async def test_delete_asks_first_and_cancel_keeps_the_slot(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).focus()
+        slot_id = table(app).current_id
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # Cancel has the focus
+        await settle(pilot)
+        assert app.screen is app.browse
+        assert store.get(slot_id).text == FACTS["alice"][0]
+
+
+async def test_delete_confirmed_removes_the_slot_and_undo_adds_it_back(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table(app).focus()
+        slot_id = table(app).current_id
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        with pytest.raises(NotFoundError):
+            store.get(slot_id)
+        assert store.count() == TOTAL - 1
+        assert cell(table(app), 0, 1) == FACTS["alice"][1]
+        await pilot.press("u")
+        await settle(pilot)
+        back = [s for s in store.list(user_id="alice").slots if s.text == FACTS["alice"][0]]
+        assert len(back) == 1 and back[0].id != slot_id
+        assert back[0].metadata == {"source": "test"} and back[0].user_id == "alice"
+        assert store.count() == TOTAL
+        assert any("new ids" in n.message for n in app._notifications)
+
+
+async def test_deleting_a_scope_removes_all_its_slots_after_confirmation(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pick(app, ScopeFilter("chat", user_id="bob"))
+        await settle(pilot)
+        table(app).focus()
+        await pilot.press("D")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert store.count(user_id="bob") == 2
+        await pilot.press("D")
+        await settle(pilot)
+        await pilot.click("#confirm")
+        await settle(pilot)
+        assert store.count(user_id="bob") == 0 and store.count() == TOTAL - 2
+        assert table(app).row_count == 0
+        await pilot.press("u")
+        await settle(pilot)
+        assert sorted(s.text for s in store.list(user_id="bob").slots) == sorted(FACTS["bob"])
+
+
+async def test_help_screen_opens_and_closes(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert app.screen is app.browse
+
+
+async def test_a_database_that_cannot_be_opened_shows_a_message_not_a_traceback() -> None:
+    app = MindStoreApp("nosuchdriver://nowhere/db")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ErrorScreen)
+        assert "not a database URL" in str(app.screen.query_one("#error-message", Static).render()) or "cannot use database" in app.open_error
+        await pilot.press("q")
+    assert app.open_error
+
+
+async def test_a_lost_database_is_reported_and_the_app_keeps_running(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        store.close()
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.is_running and app.screen is app.browse
+        assert any(n.severity == "error" and "closed" in n.message for n in app._notifications)

@@ -1,0 +1,248 @@
+"""The first screen: spaces and scopes on the left, slots on the right, search on top."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Static
+
+from mindstore import Hit, Page
+
+from ..data import ScopeFilter, SpaceTree, load_space_tree
+from ..widgets import ScopeTree, SlotTable
+
+PAGE_SIZE = 100
+SEARCH_K = 50
+SEARCH_DELAY = 0.4  # seconds of no typing before a live search runs
+
+
+class BrowseScreen(Screen[None]):
+    """Browse a space or scope page by page, or search it by meaning."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_search", "Search"),
+        Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("d", "delete_slot", "Delete"),
+        Binding("D", "delete_scope", "Delete scope"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: ScopeFilter | None = None
+        self.next_cursor: str | None = None
+        self.total = 0
+        self.query_text = ""
+        self._generation = 0  # answers from workers of an older view are dropped
+        self._paging = False
+        self._search_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield ScopeTree(id="scopes")
+            with Vertical(id="right"):
+                yield Input(placeholder="Search by meaning: type, results follow (Esc clears)", id="query")
+                yield Static("Opening the store…", id="status")
+                yield SlotTable(id="slots")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#slots", SlotTable).reset(search=False)
+        self.query_one("#slots", SlotTable).loading = True
+        if self.app.store is not None:
+            self.reload()
+
+    @property
+    def table(self) -> SlotTable:
+        return self.query_one("#slots", SlotTable)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the sidebar and the current view (after any change to the store)."""
+        if self.where is None:
+            self.where = ScopeFilter(self.app.store.space)
+        self._load_tree()
+        self._show_view()
+
+    @work(thread=True, exclusive=True, group="tree")
+    def _load_tree(self) -> None:
+        try:
+            spaces = load_space_tree(self.app.store)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.app.report_error, exc)
+            return
+        self.app.call_from_thread(self._show_tree, spaces)
+
+    def _show_tree(self, spaces: list[SpaceTree]) -> None:
+        self.query_one(ScopeTree).show(spaces, self.where)
+        if self.where is not None and self.where.space not in {s.name for s in spaces} and spaces:
+            # The text space has no slots yet: show the first space that exists.
+            if self.where.space == self.app.store.space and not any(s.name == self.app.store.space for s in spaces):
+                return
+            self.where = ScopeFilter(spaces[0].name)
+            self._show_view()
+
+    def _show_view(self) -> None:
+        self._generation += 1
+        if self.query_text:
+            self._run_search(self.query_text)
+        else:
+            self.table.reset(search=False)
+            self.table.loading = True
+            self.next_cursor = None
+            self._paging = True
+            self._load_page(self._generation, None)
+
+    @work(thread=True, group="page")
+    def _load_page(self, generation: int, cursor: str | None) -> None:
+        store, where = self.app.store, self.where
+        assert where is not None
+        try:
+            page = store.list(space=where.space, limit=PAGE_SIZE, cursor=cursor, **where.kwargs())
+            total = store.count(space=where.space, **where.kwargs()) if cursor is None else None
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._page_failed, generation, exc)
+            return
+        self.app.call_from_thread(self._show_page, generation, page, total)
+
+    def _page_failed(self, generation: int, exc: BaseException) -> None:
+        if generation == self._generation:
+            self._paging = False
+            self.table.loading = False
+        self.app.report_error(exc)
+
+    def _show_page(self, generation: int, page: Page, total: int | None) -> None:
+        if generation != self._generation:
+            return
+        if total is not None:
+            self.total = total
+        self._paging = False
+        self.next_cursor = page.next_cursor
+        self.table.add_slots(page.slots, has_more=page.next_cursor is not None)
+        self.table.loading = False
+        self._status()
+
+    def _status(self) -> None:
+        assert self.where is not None
+        if self.query_text:
+            text = f"{self.where.describe()} — {self.table.row_count} results for {self.query_text!r}"
+        else:
+            more = "; ↓ or n loads more" if self.next_cursor else ""
+            text = f"{self.where.describe()} — {self.table.row_count:,} of {self.total:,} slots shown{more}"
+        self.query_one("#status", Static).update(text)
+
+    @on(SlotTable.NeedMore)
+    def _more(self) -> None:
+        if self._paging or self.next_cursor is None or self.query_text:
+            return
+        self._paging = True
+        self._load_page(self._generation, self.next_cursor)
+
+    @on(ScopeTree.Picked)
+    def _picked(self, event: ScopeTree.Picked) -> None:
+        if event.where != self.where:
+            self.where = event.where
+            self._show_view()
+
+    # -- search -------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#query")
+    def _typed(self, event: Input.Changed) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(SEARCH_DELAY, lambda: self._set_query(event.value))
+
+    @on(Input.Submitted, "#query")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._set_query(event.value)
+        if self.table.row_count or self.query_text:
+            self.table.focus()
+
+    def _set_query(self, value: str) -> None:
+        value = value.strip()
+        if value == self.query_text and (value or self.table.row_count):
+            return
+        self.query_text = value
+        self._show_view()
+
+    def _run_search(self, query: str) -> None:
+        assert self.where is not None
+        if self.where.space != self.app.store.space:
+            self.app.notify(
+                f"Search by text works in the text space {self.app.store.space!r}; pick it in the sidebar",
+                severity="warning",
+            )
+            self.query_text = ""
+            self._show_view()
+            return
+        self.table.reset(search=True)
+        self.table.loading = True
+        self._search(self._generation, query)
+
+    @work(thread=True, exclusive=True, group="search")
+    def _search(self, generation: int, query: str) -> None:
+        store, where = self.app.store, self.where
+        assert where is not None
+        try:
+            hits = store.search(query, k=SEARCH_K, **where.kwargs())
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._page_failed, generation, exc)
+            return
+        self.app.call_from_thread(self._show_hits, generation, hits)
+
+    def _show_hits(self, generation: int, hits: list[Hit]) -> None:
+        if generation != self._generation:
+            return
+        self.table.add_hits(hits)
+        self.table.loading = False
+        self._status()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#query", Input).focus()
+
+    def action_clear_search(self) -> None:
+        box = self.query_one("#query", Input)
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        if box.value or self.query_text:
+            box.value = ""
+            self.query_text = ""
+            self._show_view()
+        self.table.focus()
+
+    # -- open, delete, reload -----------------------------------------------------------------
+
+    @on(SlotTable.Opened)
+    def _open(self, event: SlotTable.Opened) -> None:
+        from .slot import SlotScreen
+
+        self.app.push_screen(SlotScreen(event.slot_id))
+
+    def action_delete_slot(self) -> None:
+        slot_id = self.table.current_id
+        if slot_id is None:
+            self.app.notify("No slot highlighted", severity="warning")
+            return
+        self.app.delete_slot_id(slot_id)
+
+    def action_delete_scope(self) -> None:
+        if self.where is None or self.where.is_whole_space:
+            self.app.notify(
+                "Pick a user, agent or session in the sidebar first; a whole space is not deleted from here",
+                severity="warning",
+            )
+            return
+        self.app.delete_scope(self.where, self.total if not self.query_text else None)
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -1,0 +1,6 @@
+"""Small widgets of the mindstore TUI; each reports what happened with a message."""
+
+from .scope_tree import ScopeTree
+from .slot_table import SlotTable
+
+__all__ = ["ScopeTree", "SlotTable"]
