@@ -11,20 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from mindstore.tui.screenshots import build_demo
 
 FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-FACTS = {
-    "alice": [
-        "Alice is allergic to peanuts",
-        "Alice lives in Lisbon and works as a nurse",
-        "Alice prefers tea over coffee in the morning",
-    ],
-    "bob": [
-        "Bob plays the cello in a community orchestra",
-        "Bob is training for the Berlin marathon",
-    ],
-}
-FILLER = 130  # slots of agent "logger", enough to need a second page
 
 
 def pin_times(url: str) -> None:
@@ -47,17 +36,11 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
-    from mindstore import Config, MindStore
+    from mindstore import Config
 
     folder = tmp_path_factory.mktemp("template")
     url = f"sqlite:///{folder / 'memory.db'}"
-    with MindStore(url, embedder=embedder, config=Config(index_dir=folder / "index")) as store:
-        for user, facts in FACTS.items():
-            store.add_many(facts, user_id=user, metadata={"source": "test"})
-        store.add_many(
-            [f"log entry {i:03d}: the nightly job finished step {i}" for i in range(FILLER)],
-            agent_id="logger", session_id="night-1", dedup=False,
-        )
+    build_demo(url, config=Config(index_dir=folder / "index"), embedder=embedder)
     pin_times(url)
     return folder
 

@@ -12,29 +12,17 @@ from mindstore.tui.screens import (
     HelpScreen,
     SlotScreen,
 )
+from mindstore.tui.screenshots import DEMO as FACTS
+from mindstore.tui.screenshots import DEMO_FILLER as FILLER
+from mindstore.tui.screenshots import pick, settle
 from mindstore.tui.widgets import ScopeTree, SlotTable
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from mindstore import NotFoundError
 
-from .conftest import FACTS, FILLER
-
 pytestmark = pytest.mark.anyio
 TOTAL = sum(len(v) for v in FACTS.values()) + FILLER
 SIZE = (120, 36)
-
-
-async def settle(pilot) -> None:
-    """Wait until every worker has finished and its answer has been drawn."""
-    app = pilot.app
-    for _ in range(50):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.is_running for w in app.workers):
-            await pilot.pause()
-            if not any(w.is_running for w in app.workers):
-                return
-    raise AssertionError("workers never settled")
 
 
 def table(app) -> SlotTable:
@@ -45,10 +33,9 @@ def cell(t: DataTable, row: int, column: int) -> str:
     return str(t.get_row_at(row)[column])
 
 
-def pick(app, where: ScopeFilter) -> None:
-    tree = app.screen.query_one(ScopeTree)
-    node = next(n for n in _walk(tree.root) if n.data == where and not n.children)
-    tree.select_node(node)
+def row_texts(t: DataTable, store) -> list[str]:
+    """The full text of each row's slot, in table order (the table cuts long texts)."""
+    return [store.get(int(t.coordinate_to_cell_key((i, 0)).row_key.value)).text for i in range(t.row_count)]
 
 
 def _walk(node):
@@ -92,7 +79,7 @@ async def test_picking_a_user_shows_only_their_slots(store) -> None:
         pick(app, ScopeFilter("chat", user_id="bob"))
         await settle(pilot)
         t = table(app)
-        assert [cell(t, i, 1) for i in range(t.row_count)] == FACTS["bob"]
+        assert row_texts(t, store) == FACTS["bob"]
 
 
 async def test_search_shows_the_closest_slot_first_with_scores(store) -> None:
@@ -123,7 +110,7 @@ async def test_opening_a_slot_shows_text_metadata_history_and_neighbours(store) 
         assert isinstance(screen, SlotScreen)
         slot_id = screen.slot_id
         assert str(screen.query_one("#slot-text", Static).render()) == FACTS["alice"][0]
-        assert '"source": "test"' in str(screen.query_one("#slot-metadata", Static).render())
+        assert '"source": "demo"' in str(screen.query_one("#slot-metadata", Static).render())
         history = screen.query_one("#history", DataTable)
         assert history.row_count == 1 and cell(history, 0, 1) == "add"
         neighbours = screen.query_one("#neighbours", DataTable)
@@ -146,13 +133,13 @@ async def test_editing_a_slot_saves_through_update_and_grows_its_history(store) 
         await pilot.pause()
         assert isinstance(app.screen, EditScreen)
         app.screen.query_one("#edit-text", TextArea).text = "Alice is allergic to peanuts and shellfish"
-        app.screen.query_one("#edit-meta", TextArea).text = '{"source": "test", "checked": true}'
+        app.screen.query_one("#edit-meta", TextArea).text = '{"source": "demo", "checked": true}'
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, SlotScreen)
         slot = store.get(slot_id)
         assert slot.text == "Alice is allergic to peanuts and shellfish"
-        assert slot.metadata == {"source": "test", "checked": True}
+        assert slot.metadata == {"source": "demo", "checked": True}
         assert [e.kind for e in store.history(slot_id)] == ["add", "update"]
         assert app.screen.query_one("#history", DataTable).row_count == 2
         assert store.search("shellfish allergy", user_id="alice", k=1)[0].slot.id == slot_id
@@ -206,12 +193,12 @@ async def test_delete_confirmed_removes_the_slot_and_undo_adds_it_back(store) ->
         with pytest.raises(NotFoundError):
             store.get(slot_id)
         assert store.count() == TOTAL - 1
-        assert cell(table(app), 0, 1) == FACTS["alice"][1]
+        assert row_texts(table(app), store)[0] == FACTS["alice"][1]
         await pilot.press("u")
         await settle(pilot)
         back = [s for s in store.list(user_id="alice").slots if s.text == FACTS["alice"][0]]
         assert len(back) == 1 and back[0].id != slot_id
-        assert back[0].metadata == {"source": "test"} and back[0].user_id == "alice"
+        assert back[0].metadata == {"source": "demo"} and back[0].user_id == "alice"
         assert store.count() == TOTAL
         assert any("new ids" in n.message for n in app._notifications)
 

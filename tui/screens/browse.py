@@ -42,6 +42,7 @@ class BrowseScreen(Screen[None]):
         self._generation = 0  # answers from workers of an older view are dropped
         self._paging = False
         self._search_timer: Timer | None = None
+        self._focus_results = False  # after Enter in the search box, the results take the focus
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -128,6 +129,9 @@ class BrowseScreen(Screen[None]):
         self.next_cursor = page.next_cursor
         self.table.add_slots(page.slots, has_more=page.next_cursor is not None)
         self.table.loading = False
+        if self._focus_results:
+            self._focus_results = False
+            self.table.focus()
         self._status()
 
     def _status(self) -> None:
@@ -164,9 +168,11 @@ class BrowseScreen(Screen[None]):
     def _submitted(self, event: Input.Submitted) -> None:
         if self._search_timer is not None:
             self._search_timer.stop()
-        self._set_query(event.value)
-        if self.table.row_count or self.query_text:
+        if event.value.strip() == self.query_text:
             self.table.focus()
+        else:
+            self._focus_results = True
+            self._set_query(event.value)
 
     def _set_query(self, value: str) -> None:
         value = value.strip()
@@ -205,6 +211,9 @@ class BrowseScreen(Screen[None]):
             return
         self.table.add_hits(hits)
         self.table.loading = False
+        if self._focus_results:
+            self._focus_results = False
+            self.table.focus()
         self._status()
 
     def action_focus_search(self) -> None:

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -33,6 +33,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="buttons"):
                 yield Button(self.confirm_label, variant="error", id="confirm")
                 yield Button("Cancel", variant="primary", id="cancel")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -53,7 +53,7 @@ class SlotTable(DataTable):
 
     @staticmethod
     def _cells(s: Slot) -> tuple[str, ...]:
-        return (str(s.id), slot_title(s), fmt_scope(s.scope), fmt_time(s.created_at), fmt_time(s.usage.last_access), str(s.usage.reads))
+        return (str(s.id), slot_title(s, 40), fmt_scope(s.scope), fmt_time(s.created_at), fmt_time(s.usage.last_access), str(s.usage.reads))
 
     @property
     def current_id(self) -> int | None:

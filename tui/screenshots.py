@@ -1,0 +1,172 @@
+"""Screenshots of the main screens, for docs/ and for the snapshot tests.
+
+    python -m mindstore.tui.screenshots docs/     # writes docs/tui-*.svg from a small demo store
+
+Each scene drives the real app with Textual's pilot, from the browse screen to the view it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from rich.console import Console
+from textual.pilot import Pilot
+
+from mindstore import Config, MindStore
+
+from .app import MindStoreApp
+from .data import ScopeFilter
+from .widgets import ScopeTree, SlotTable
+
+__all__ = ["DEMO", "SCENES", "SIZE", "build_demo", "screen_text", "settle", "shoot"]
+
+SIZE = (150, 36)
+DEMO = {
+    "alice": [
+        "Alice is allergic to peanuts",
+        "Alice lives in Lisbon and works as a nurse",
+        "Alice prefers tea over coffee in the morning",
+    ],
+    "bob": [
+        "Bob plays the cello in a community orchestra",
+        "Bob is training for the Berlin marathon",
+    ],
+}
+DEMO_FILLER = 130  # log lines of agent "logger": more than one page
+
+
+def build_demo(url: str, *, config: Config | None = None, embedder=None) -> None:
+    """A small store: two users' facts and an agent's log lines in one session."""
+    with MindStore(url, config=config, embedder=embedder) as store:
+        for user, facts in DEMO.items():
+            store.add_many(facts, user_id=user, metadata={"source": "demo"})
+        store.add_many(
+            [f"log entry {i:03d}: the nightly job finished step {i}" for i in range(DEMO_FILLER)],
+            agent_id="logger",
+            session_id="night-1",
+            dedup=False,
+        )
+
+
+async def settle(pilot: Pilot) -> None:
+    """Wait until every worker has finished and what it found is on screen."""
+    app = pilot.app
+    for _ in range(100):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause()
+            if not any(w.is_running for w in app.workers):
+                return
+    raise RuntimeError("workers never settled")
+
+
+def screen_text(app: MindStoreApp) -> str:
+    """The current screen as plain text, as the SVG screenshot would show it without colours."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def pick(app: MindStoreApp, where: ScopeFilter) -> None:
+    """Select ``where`` in the sidebar, as a click on it would."""
+    tree = app.screen.query_one(ScopeTree)
+    stack = list(tree.root.children)
+    while stack:
+        node = stack.pop(0)
+        if node.data == where and not node.children:
+            tree.select_node(node)
+            return
+        stack.extend(node.children)
+    raise LookupError(f"{where} is not in the sidebar")
+
+
+async def browse(pilot: Pilot) -> None:
+    pilot.app.screen.query_one(SlotTable).focus()
+    await settle(pilot)
+
+
+async def search(pilot: Pilot) -> None:
+    pick(pilot.app, ScopeFilter("chat", user_id="alice"))
+    await settle(pilot)
+    await pilot.press("slash", *"what can't she eat?", "enter")
+    await settle(pilot)
+
+
+async def slot(pilot: Pilot) -> None:
+    pick(pilot.app, ScopeFilter("chat", user_id="bob"))
+    await settle(pilot)
+    pilot.app.screen.query_one(SlotTable).focus()
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def edit(pilot: Pilot) -> None:
+    await slot(pilot)
+    await pilot.press("e")
+    await settle(pilot)
+
+
+async def delete(pilot: Pilot) -> None:
+    await browse(pilot)
+    await pilot.press("d")
+    await settle(pilot)
+
+
+async def help(pilot: Pilot) -> None:
+    await pilot.press("f1")
+    await settle(pilot)
+
+
+SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
+    "browse": browse,
+    "search": search,
+    "slot": slot,
+    "edit": edit,
+    "delete": delete,
+    "help": help,
+}
+
+
+async def shoot(store: MindStore, scene: str, out: Path, *, shown_url: str = "sqlite:///memory.db") -> Path:
+    """Run one scene on ``store`` and save its SVG as ``out/tui-<scene>.svg``."""
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.sub_title = shown_url
+        await SCENES[scene](pilot)
+        app.clear_notifications()
+        await pilot.pause()
+        return Path(app.save_screenshot(f"tui-{scene}.svg", path=str(out)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs"), help="folder for tui-*.svg (default: docs)")
+    parser.add_argument("--scene", choices=list(SCENES), action="append", help="only these scenes")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/memory.db"
+        config = Config(index_dir=Path(tmp) / "index")
+        build_demo(url, config=config)
+        embedder = None  # loaded by the first scene that searches, then shared
+        for scene in args.scene or list(SCENES):
+            # A fresh store for each scene: what one scene does (a search counts as a read) stays out of the next.
+            fresh = Path(tmp) / scene
+            fresh.mkdir()
+            (fresh / "memory.db").write_bytes(Path(f"{tmp}/memory.db").read_bytes())
+            with MindStore(f"sqlite:///{fresh}/memory.db", config=Config(index_dir=fresh / "index"), embedder=embedder) as store:
+                print(asyncio.run(shoot(store, scene, args.out)))
+                embedder = store.embedder
+
+
+if __name__ == "__main__":
+    main()
