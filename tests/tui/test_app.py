@@ -256,3 +256,48 @@ async def test_a_lost_database_is_reported_and_the_app_keeps_running(store) -> N
         await settle(pilot)
         assert app.is_running and app.screen is app.browse
         assert any(n.severity == "error" and "closed" in n.message for n in app._notifications)
+
+
+async def test_search_runs_while_typing_without_enter(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"cello")
+        assert isinstance(app.focused, Input)  # typing stays in the box while results arrive
+        await pilot.pause(0.6)
+        await settle(pilot)
+        t = table(app)
+        assert t.searching and row_texts(t, store)[0] == FACTS["bob"][0]
+
+
+async def test_a_store_of_vector_slots_opens_on_its_space_and_shows_labels(tmp_path) -> None:
+    import numpy as np
+
+    from mindstore import Config, MindStore
+
+    with MindStore(f"sqlite:///{tmp_path / 'v.db'}", config=Config(index_dir=tmp_path / "index")) as store:
+        store.create_space("omniglot", dim=8, key_source="controller-test")
+        keys = np.random.default_rng(0).normal(size=(12, 8)).astype(np.float32)
+        store.add_vectors(keys, space="omniglot", labels=[f"glyph-{i}" for i in range(12)], session_id="episode-1")
+        app = MindStoreApp(store=store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            t = table(app)
+            assert app.browse.where == ScopeFilter("omniglot")
+            assert t.row_count == 12 and cell(t, 0, 1) == "[label] glyph-0"
+            t.focus()
+            await pilot.press("enter")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, SlotScreen)
+            assert "label glyph-0" in str(screen.query_one("#slot-summary", Static).render())
+            assert screen.query_one("#neighbours", DataTable).row_count == 5
+            await pilot.press("d")
+            await settle(pilot)
+            await pilot.press("y")
+            await settle(pilot)
+            assert store.count(space="omniglot") == 11
+            await pilot.press("u")
+            await settle(pilot)
+            assert store.count(space="omniglot") == 11  # no text to re-embed: undo says so and does nothing
+            assert any("Cannot undo" in n.message for n in app._notifications)

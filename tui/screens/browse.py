@@ -84,11 +84,10 @@ class BrowseScreen(Screen[None]):
 
     def _show_tree(self, spaces: list[SpaceTree]) -> None:
         self.query_one(ScopeTree).show(spaces, self.where)
-        if self.where is not None and self.where.space not in {s.name for s in spaces} and spaces:
-            # The text space has no slots yet: show the first space that exists.
-            if self.where.space == self.app.store.space and not any(s.name == self.app.store.space for s in spaces):
-                return
+        if spaces and self.where is not None and self.where.space not in {s.name for s in spaces}:
+            # The text space does not exist yet (or the picked space is gone): show the first one.
             self.where = ScopeFilter(spaces[0].name)
+            self.query_one(ScopeTree).show(spaces, self.where)
             self._show_view()
 
     def _show_view(self) -> None:
