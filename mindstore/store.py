@@ -750,6 +750,26 @@ class MindStore:
         with self._sessions() as s:
             return s.scalar(select(func.count()).where(*self._scope_where(sp.space_id, scope))) or 0
 
+    def scopes(self, kind: str = "user_id", *, space: str | None = None, limit: int | None = None) -> list[tuple[str, int]]:
+        """The distinct values of one scope field in a space with their slot counts, largest first.
+
+        ``kind`` is ``"user_id"``, ``"agent_id"`` or ``"session_id"``; slots where it is unset are
+        not listed. One GROUP BY on an indexed column; pass ``limit`` for spaces with many scopes.
+        """
+        self._check_open()
+        if kind not in ("user_id", "agent_id", "session_id"):
+            raise InvalidInputError(f"kind must be 'user_id', 'agent_id' or 'session_id', not {kind!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
+        sp = self._resolve_space(space)
+        if sp is None:
+            return []
+        col = getattr(SlotRow, kind)
+        n = func.count()
+        query = select(col, n).where(SlotRow.space_id == sp.space_id, col.is_not(None)).group_by(col).order_by(n.desc(), col)
+        with self._sessions() as s:
+            return [(v, int(c)) for v, c in s.execute(query.limit(limit) if limit else query).all()]
+
     def history(self, id: int) -> list[Event]:
         """Every change of a slot, oldest first; still there after the slot is deleted."""
         self._check_open()

@@ -276,3 +276,17 @@ def test_reading_rows_never_loads_the_model(db_url: str, config: Config) -> None
         assert lazy._model is None
         s.search("memory", k=1)
         assert lazy._model is not None
+
+
+def test_scopes_lists_distinct_values_with_counts(store: MindStore) -> None:
+    store.add_many(["a one", "a two", "a three"], user_id="alice", session_id="s1", dedup=False)
+    store.add("b one", user_id="bob", session_id="s2")
+    store.add("nobody's", session_id="s2")
+    assert store.scopes() == [("alice", 3), ("bob", 1)]
+    assert store.scopes("session_id") == [("s1", 3), ("s2", 2)]
+    assert store.scopes("session_id", limit=1) == [("s1", 3)]
+    assert store.scopes("agent_id") == []
+    from mindstore import InvalidInputError
+
+    with pytest.raises(InvalidInputError):
+        store.scopes("role")
