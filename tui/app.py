@@ -14,6 +14,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 
 from mindstore import MindStore, Slot
 
@@ -83,6 +84,13 @@ class MindStoreApp(App[None]):
             self.store.close()
 
     # -- shared actions -------------------------------------------------------------------------
+
+    def notify(  # type: ignore[override]
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """As App.notify, but plain text by default: messages quote stored text and ids."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def report_error(self, exc: BaseException) -> None:
         self.notify(describe_error(exc), title="mindstore", severity="error", timeout=8)

@@ -262,7 +262,7 @@ async def test_search_runs_while_typing_without_enter(store) -> None:
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("slash", *"cello")
+        await pilot.press("slash", *"du q cello")  # d, u and q are keys of the screen too
         assert isinstance(app.focused, Input)  # typing stays in the box while results arrive
         await pilot.pause(0.6)
         await settle(pilot)
@@ -301,3 +301,25 @@ async def test_a_store_of_vector_slots_opens_on_its_space_and_shows_labels(tmp_p
             await settle(pilot)
             assert store.count(space="omniglot") == 11  # no text to re-embed: undo says so and does nothing
             assert any("Cannot undo" in n.message for n in app._notifications)
+
+
+async def test_brackets_in_stored_text_and_ids_are_shown_as_written(store) -> None:
+    text = "Remember [bold]this[/] and [red"
+    slot = store.add(text, user_id="[carol]", dedup=False)
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pick(app, ScopeFilter("chat", user_id="[carol]"))
+        await settle(pilot)
+        t = table(app)
+        assert cell(t, 0, 1) == text and cell(t, 0, 2) == "u:[carol]"
+        t.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert str(app.screen.query_one("#slot-text", Static).render()) == text
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is app.browse and store.count(user_id="[carol]") == 0
+        assert any(f"slot {slot.id}" in n.message for n in app._notifications)

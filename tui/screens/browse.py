@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -91,6 +92,8 @@ class BrowseScreen(Screen[None]):
             self._show_view()
 
     def _show_view(self) -> None:
+        if self.app.store is None or self.where is None:
+            return  # still opening: reload() runs when the store is open
         self._generation += 1
         if self.query_text:
             self._run_search(self.query_text)
@@ -140,7 +143,7 @@ class BrowseScreen(Screen[None]):
         else:
             more = "; ↓ or n loads more" if self.next_cursor else ""
             text = f"{self.where.describe()} — {self.table.row_count:,} of {self.total:,} slots shown{more}"
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(Text(text))
 
     @on(SlotTable.NeedMore)
     def _more(self) -> None:
@@ -253,4 +256,5 @@ class BrowseScreen(Screen[None]):
         self.app.delete_scope(self.where, self.total if not self.query_text else None)
 
     def action_reload(self) -> None:
-        self.reload()
+        if self.app.store is not None:
+            self.reload()

@@ -118,11 +118,11 @@ class SlotScreen(Screen[None]):
         table = self.query_one("#history", DataTable)
         table.clear()
         for e in history:
-            table.add_row(fmt_time(e.at), e.kind, Text(_change(e)), key=str(e.id))
+            table.add_row(fmt_time(e.at), Text(e.kind), Text(_change(e)), key=str(e.id))
         table = self.query_one("#neighbours", DataTable)
         table.clear()
         for h in neighbours:
-            table.add_row(f"{h.score:.3f}", str(h.slot.id), slot_title(h.slot), fmt_scope(h.slot.scope), key=str(h.slot.id))
+            table.add_row(f"{h.score:.3f}", str(h.slot.id), Text(slot_title(h.slot)), Text(fmt_scope(h.slot.scope)), key=str(h.slot.id))
         self.query_one("#slot-body").loading = False
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

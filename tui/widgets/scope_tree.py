@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -30,7 +31,7 @@ class ScopeTree(Tree[ScopeFilter]):
         select: TreeNode[ScopeFilter] | None = None
         for sp in spaces:
             top = ScopeFilter(sp.name)
-            node = self.root.add(f"{sp.name} [dim]({sp.count:,})[/]", data=top, expand=True)
+            node = self.root.add(f"{escape(sp.name)} [dim]({sp.count:,})[/]", data=top, expand=True)
             if top == selected:
                 select = node
             for kind, title in _KIND_TITLES.items():
@@ -40,7 +41,7 @@ class ScopeTree(Tree[ScopeFilter]):
                 group = node.add(f"{title} [dim]({len(items) + sp.more.get(kind, 0):,})[/]", data=top, expand=True)
                 for sc in items:
                     where = ScopeFilter(sp.name, **{kind: sc.value})
-                    leaf = group.add_leaf(f"{sc.value} [dim]({sc.count:,})[/]", data=where)
+                    leaf = group.add_leaf(f"{escape(sc.value)} [dim]({sc.count:,})[/]", data=where)
                     if where == selected:
                         select = leaf
                 if sp.more.get(kind):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
@@ -52,8 +53,9 @@ class SlotTable(DataTable):
         self.has_more = False
 
     @staticmethod
-    def _cells(s: Slot) -> tuple[str, ...]:
-        return (str(s.id), slot_title(s, 40), fmt_scope(s.scope), fmt_time(s.created_at), fmt_time(s.usage.last_access), str(s.usage.reads))
+    def _cells(s: Slot) -> tuple[str | Text, ...]:
+        # User text goes in as Text: a "[" in a memory must not be read as markup.
+        return (str(s.id), Text(slot_title(s, 40)), Text(fmt_scope(s.scope)), fmt_time(s.created_at), fmt_time(s.usage.last_access), str(s.usage.reads))
 
     @property
     def current_id(self) -> int | None:
