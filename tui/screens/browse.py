@@ -110,11 +110,22 @@ class BrowseScreen(Screen[None]):
         assert where is not None
         try:
             page = store.list(space=where.space, limit=PAGE_SIZE, cursor=cursor, **where.kwargs())
+            if cursor is None and not page.slots and where.is_whole_space:
+                # An empty space, or no text space at all: open the first space that has slots.
+                other = next((sp.name for sp in store.spaces() if sp.count and sp.name != where.space), None)
+                if other is not None:
+                    self.app.call_from_thread(self._switch_space, generation, other)
+                    return
             total = store.count(space=where.space, **where.kwargs()) if cursor is None else None
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._page_failed, generation, exc)
             return
         self.app.call_from_thread(self._show_page, generation, page, total)
+
+    def _switch_space(self, generation: int, space: str) -> None:
+        if generation == self._generation:
+            self.where = ScopeFilter(space)
+            self._show_view()
 
     def _page_failed(self, generation: int, exc: BaseException) -> None:
         if generation == self._generation:
