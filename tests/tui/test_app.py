@@ -323,3 +323,42 @@ async def test_brackets_in_stored_text_and_ids_are_shown_as_written(store) -> No
         await settle(pilot)
         assert app.screen is app.browse and store.count(user_id="[carol]") == 0
         assert any(f"slot {slot.id}" in n.message for n in app._notifications)
+
+
+class GatedEmbedder:
+    """The real embedder, held at a gate: a search stays in flight until the test opens it."""
+
+    def __init__(self, inner) -> None:
+        import threading
+
+        self.inner, self.gate = inner, threading.Event()
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed(self, texts, *, batch_size: int = 64):
+        assert self.gate.wait(30), "the test never opened the gate"
+        return self.inner.embed(texts, batch_size=batch_size)
+
+
+async def test_the_ui_keeps_working_while_a_search_is_in_flight(template, tmp_path, embedder) -> None:
+    import shutil
+
+    from mindstore import Config, MindStore
+
+    shutil.copy(template / "memory.db", tmp_path / "memory.db")
+    gated = GatedEmbedder(embedder)
+    with MindStore(f"sqlite:///{tmp_path / 'memory.db'}", embedder=gated, config=Config(index_dir=tmp_path / "i")) as store:
+        app = MindStoreApp(store=store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            try:
+                await pilot.press("slash", *"marathon", "enter")
+                await pilot.pause(0.2)
+                t = table(app)
+                assert t.loading and t.searching  # the loading indicator is up while the worker waits
+                await pilot.press("f1")  # and the app still answers keys
+                assert isinstance(app.screen, HelpScreen)
+                await pilot.press("escape")
+            finally:
+                gated.gate.set()
+            await settle(pilot)
+            assert not t.loading and row_texts(t, store)[0] == FACTS["bob"][1]
