@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import time
 from pathlib import Path
 
@@ -32,15 +33,26 @@ def main() -> None:
     ap.add_argument("--episodes-20", type=int, default=300)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default="runs/neural_compare_cache.json",
+                    help="reuse numbers measured earlier for an unchanged checkpoint ('' : off)")
     ap.add_argument("--slots-20", type=int, default=0, help="also run 20-way with this many slots")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, dict[str, dict[int, float]]] = {"5": {}, "20": {}}
     meta = {}
     t0 = time.time()
+    cache_file = Path(args.cache) if args.cache else None
+    cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
     for spec in args.models:
         name, path = spec.split("=", 1)
         model, blob = load_checkpoint(path)
+        key = f"{Path(path).resolve()}:{Path(path).stat().st_mtime}:{args.episodes}:{args.episodes_20}"
+        if key in cache:  # same checkpoint file, same episodes: reuse the measured numbers
+            meta[name] = cache[key]["meta"]
+            for w, rows in cache[key]["results"].items():
+                for n, acc in rows.items():
+                    results[w][n.replace("@", name)] = {int(i): a for i, a in acc.items()}
+            continue
         tcfg = TrainConfig(model=MANNConfig(**blob["model_config"]), task=blob["config"]["task"],
                            data=blob["config"]["data"])
         sampler = make_sampler(tcfg, "eval")
@@ -55,6 +67,11 @@ def main() -> None:
             big, _ = load_checkpoint(path, slots=args.slots_20)
             results["20"][f"{name}, {args.slots_20} slots"] = evaluate.accuracy_by_instance(
                 big, sampler, ways=20, episodes=args.episodes_20, seed=0)
+        if cache_file:
+            mine = {w: {n.replace(name, "@", 1): acc for n, acc in rows.items()
+                        if n == name or n.startswith(name + ",")} for w, rows in results.items()}
+            cache[key] = {"meta": meta[name], "results": mine}
+            cache_file.write_text(json.dumps(cache))
         print(name, json.dumps({w: {i: round(a, 4) for i, a in results[w][name].items()}
                                 for w in results}), flush=True)
     five = {**results["5"], **evaluate.SANTORO}
@@ -69,7 +86,9 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
         *[f"| {n} | `{m['checkpoint']}` | {m['steps']} | {m['train_seconds']} | {m['params']} |"
           for n, m in meta.items()], "",
-        f"Measured by `python bench/neural_compare.py {' '.join(args.models)}` on "
+        f"Measured by `python bench/neural_compare.py {' '.join(map(shlex.quote, args.models))}"
+        f" --episodes {args.episodes} --episodes-20 {args.episodes_20}"
+        f"{f' --slots-20 {args.slots_20}' if args.slots_20 else ''}` on "
         f"{platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s.",
         "", "![5-way](neural_5way.png) ![20-way](neural_20way.png)"])
     print(text)
