@@ -100,6 +100,11 @@ class MindStoreApp(App[None]):
         if self.store is not None:
             self.browse.reload()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "undo" and self.store is None:
+            return False  # nothing to undo before a store is open (hidden from the footer)
+        return True
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
