@@ -101,9 +101,8 @@ class MindStoreApp(App[None]):
             self.browse.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "undo" and self.store is None:
-            return False  # nothing to undo before a store is open (hidden from the footer)
-        return True
+        # Nothing to undo before a store is open: False also hides the key from the footer.
+        return not (action == "undo" and self.store is None)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
