@@ -8,6 +8,7 @@ Every store call runs in a worker thread; the UI thread only draws.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -23,6 +24,7 @@ from .data import (
     ScopeFilter,
     capture_for_undo,
     describe_error,
+    one_at_a_time,
     restore,
     slot_title,
 )
@@ -49,6 +51,7 @@ class MindStoreApp(App[None]):
         self._owns_store = store is None
         self.open_error: str | None = None
         self.last_deleted: DeletedSlots | None = None
+        self.store_lock = threading.RLock()  # see data.one_at_a_time
         self.browse = BrowseScreen()
 
     def on_mount(self) -> None:
@@ -112,6 +115,7 @@ class MindStoreApp(App[None]):
         self._fetch_then_delete(slot_id)
 
     @work(thread=True, group="write")
+    @one_at_a_time
     def _fetch_then_delete(self, slot_id: int) -> None:
         try:
             slot = self.store.get(slot_id)
@@ -144,6 +148,7 @@ class MindStoreApp(App[None]):
         )
 
     @work(thread=True, group="write")
+    @one_at_a_time
     def _delete(self, *, slot: Slot | None = None, where: ScopeFilter | None = None, then: Callable[[], None] | None = None) -> None:
         store = self.store
         try:
@@ -178,6 +183,7 @@ class MindStoreApp(App[None]):
             self._undo(record)
 
     @work(thread=True, group="write")
+    @one_at_a_time
     def _undo(self, record: DeletedSlots) -> None:
         try:
             slots = restore(self.store, record)

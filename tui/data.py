@@ -1,4 +1,4 @@
-"""What the TUI reads from a store beyond the public verbs: scope counts, undo records, formatting.
+"""What the TUI reads from a store and how it shows it: scope counts, undo records, formatting.
 
 Everything here runs in worker threads (never on the UI thread), so a slow or lost database only
 shows up as a notification, never as a frozen screen.
@@ -6,10 +6,12 @@ shows up as a notification, never as a frozen screen.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,12 +27,13 @@ __all__ = [
     "fmt_scope",
     "fmt_time",
     "load_space_tree",
+    "one_at_a_time",
     "restore",
     "slot_title",
 ]
 
 SCOPE_KINDS = ("user_id", "agent_id", "session_id")
-MAX_SCOPES_SHOWN = 200  # per kind and space; the rest are summarised as "N more"
+MAX_SCOPES_SHOWN = 200  # per kind and space, largest first; the sidebar says when there are more
 MAX_UNDO = 10_000  # a scope delete larger than this cannot be undone from the TUI
 
 
@@ -74,35 +77,20 @@ class SpaceTree:
     key_source: str
     count: int
     scopes: dict[str, list[ScopeCount]] = field(default_factory=dict)
-    more: dict[str, int] = field(default_factory=dict)  # kind -> scopes not listed
+    more: dict[str, bool] = field(default_factory=dict)  # kind -> some scopes are not listed
 
 
 def load_space_tree(store: MindStore) -> list[SpaceTree]:
-    """Every space with its scopes and counts: one GROUP BY per scope kind, on indexed columns."""
-    # MindStore has no public call listing distinct scopes yet; this reads them through the
-    # store's own session factory with the same indexed columns its scoped queries use.
-    from sqlalchemy import func, select
-
-    from mindstore.db import SlotRow, SpaceRow
-
+    """Every space with its largest users, agents and sessions and their slot counts."""
     out: list[SpaceTree] = []
-    infos = store.spaces()
-    with store._sessions() as s:
-        ids = dict(s.execute(select(SpaceRow.name, SpaceRow.id)).all())
-        for info in infos:
-            scopes: dict[str, list[ScopeCount]] = {}
-            more: dict[str, int] = {}
-            for kind in SCOPE_KINDS:
-                col = getattr(SlotRow, kind)
-                n = func.count()
-                rows = s.execute(
-                    select(col, n).where(SlotRow.space_id == ids[info.name], col.is_not(None))
-                    .group_by(col).order_by(n.desc(), col).limit(MAX_SCOPES_SHOWN + 1)
-                ).all()
-                scopes[kind] = [ScopeCount(kind, v, c) for v, c in rows[:MAX_SCOPES_SHOWN]]
-                if len(rows) > MAX_SCOPES_SHOWN:
-                    more[kind] = (s.scalar(select(func.count(func.distinct(col))).where(SlotRow.space_id == ids[info.name])) or 0) - MAX_SCOPES_SHOWN
-            out.append(SpaceTree(info.name, info.key_source, info.count, scopes, more))
+    for info in store.spaces():
+        scopes: dict[str, list[ScopeCount]] = {}
+        more: dict[str, bool] = {}
+        for kind in SCOPE_KINDS:
+            rows = store.scopes(kind, space=info.name, limit=MAX_SCOPES_SHOWN + 1)
+            scopes[kind] = [ScopeCount(kind, v, c) for v, c in rows[:MAX_SCOPES_SHOWN]]
+            more[kind] = len(rows) > MAX_SCOPES_SHOWN
+        out.append(SpaceTree(info.name, info.key_source, info.count, scopes, more))
     return out
 
 
@@ -148,6 +136,24 @@ def restore(store: MindStore, deleted: DeletedSlots) -> list[Slot]:
             [s.text or "" for s in slots], metadata=[s.metadata for s in slots], dedup=False, **scope.as_dict()
         )
     return out
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_at_a_time(fn: F) -> F:
+    """Run a worker's store calls under the app's store lock.
+
+    The first use of a space builds its key index, and MindStore does not guard that against two
+    threads at once; the TUI's workers (page, sidebar, search, slot, writes) take turns instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        with self.app.store_lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def describe_error(exc: BaseException) -> str:

@@ -362,3 +362,21 @@ async def test_the_ui_keeps_working_while_a_search_is_in_flight(template, tmp_pa
                 gated.gate.set()
             await settle(pilot)
             assert not t.loading and row_texts(t, store)[0] == FACTS["bob"][1]
+
+
+def test_the_sidebar_lists_the_largest_scopes_and_says_when_there_are_more(tmp_path) -> None:
+    import numpy as np
+    from mindstore.tui.data import MAX_SCOPES_SHOWN, load_space_tree
+
+    from mindstore import Config, MindStore
+
+    with MindStore(f"sqlite:///{tmp_path / 'v.db'}", config=Config(index_dir=tmp_path / "index")) as store:
+        store.create_space("v", dim=4, key_source="test")
+        rng = np.random.default_rng(0)
+        for u in range(MAX_SCOPES_SHOWN + 1):
+            store.add_vectors(rng.normal(size=(2 if u == 7 else 1, 4)), space="v", user_id=f"u{u:03d}")
+        (tree,) = load_space_tree(store)
+    users = tree.scopes["user_id"]
+    assert tree.count == MAX_SCOPES_SHOWN + 2 and len(users) == MAX_SCOPES_SHOWN and tree.more["user_id"]
+    assert (users[0].value, users[0].count) == ("u007", 2)
+    assert tree.scopes["agent_id"] == [] and not tree.more["agent_id"]

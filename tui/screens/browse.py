@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from mindstore import Hit, Page
 
-from ..data import ScopeFilter, SpaceTree, load_space_tree
+from ..data import ScopeFilter, SpaceTree, load_space_tree, one_at_a_time
 from ..widgets import ScopeTree, SlotTable
 
 PAGE_SIZE = 100
@@ -44,6 +44,7 @@ class BrowseScreen(Screen[None]):
         self._paging = False
         self._search_timer: Timer | None = None
         self._focus_results = False  # after Enter in the search box, the results take the focus
+        self._tree_pending = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,10 +72,11 @@ class BrowseScreen(Screen[None]):
         """Re-read the sidebar and the current view (after any change to the store)."""
         if self.where is None:
             self.where = ScopeFilter(self.app.store.space)
-        self._load_tree()
+        self._tree_pending = True  # loaded once the first rows are on screen: they come first
         self._show_view()
 
     @work(thread=True, exclusive=True, group="tree")
+    @one_at_a_time
     def _load_tree(self) -> None:
         try:
             spaces = load_space_tree(self.app.store)
@@ -105,6 +107,7 @@ class BrowseScreen(Screen[None]):
             self._load_page(self._generation, None)
 
     @work(thread=True, group="page")
+    @one_at_a_time
     def _load_page(self, generation: int, cursor: str | None) -> None:
         store, where = self.app.store, self.where
         assert where is not None
@@ -131,7 +134,13 @@ class BrowseScreen(Screen[None]):
         if generation == self._generation:
             self._paging = False
             self.table.loading = False
+            self._then_tree()
         self.app.report_error(exc)
+
+    def _then_tree(self) -> None:
+        if self._tree_pending:
+            self._tree_pending = False
+            self._load_tree()
 
     def _show_page(self, generation: int, page: Page, total: int | None) -> None:
         if generation != self._generation:
@@ -146,6 +155,7 @@ class BrowseScreen(Screen[None]):
             self._focus_results = False
             self.table.focus()
         self._status()
+        self._then_tree()
 
     def _status(self) -> None:
         assert self.where is not None
@@ -209,6 +219,7 @@ class BrowseScreen(Screen[None]):
         self._search(self._generation, query)
 
     @work(thread=True, exclusive=True, group="search")
+    @one_at_a_time
     def _search(self, generation: int, query: str) -> None:
         store, where = self.app.store, self.where
         assert where is not None
@@ -228,6 +239,7 @@ class BrowseScreen(Screen[None]):
             self._focus_results = False
             self.table.focus()
         self._status()
+        self._then_tree()
 
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()

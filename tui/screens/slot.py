@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from mindstore import Event, Hit, NotFoundError, Slot
 
-from ..data import dumps, fmt_scope, fmt_time, slot_title
+from ..data import dumps, fmt_scope, fmt_time, one_at_a_time, slot_title
 from .edit import Edit, EditScreen
 
 NEIGHBOURS = 5
@@ -76,6 +76,7 @@ class SlotScreen(Screen[None]):
         self._load()
 
     @work(thread=True, exclusive=True, group="slot")
+    @one_at_a_time
     def _load(self) -> None:
         store = self.app.store
         try:
@@ -144,6 +145,7 @@ class SlotScreen(Screen[None]):
         self._save(edit)
 
     @work(thread=True, exclusive=True, group="slot")
+    @one_at_a_time
     def _save(self, edit: Edit) -> None:
         store = self.app.store
         try:

@@ -38,14 +38,15 @@ class ScopeTree(Tree[ScopeFilter]):
                 items = sp.scopes.get(kind, [])
                 if not items:
                     continue
-                group = node.add(f"{title} [dim]({len(items) + sp.more.get(kind, 0):,})[/]", data=top, expand=True)
+                shown = f"{len(items):,}+" if sp.more.get(kind) else f"{len(items):,}"
+                group = node.add(f"{title} [dim]({shown})[/]", data=top, expand=True)
                 for sc in items:
                     where = ScopeFilter(sp.name, **{kind: sc.value})
                     leaf = group.add_leaf(f"{escape(sc.value)} [dim]({sc.count:,})[/]", data=where)
                     if where == selected:
                         select = leaf
                 if sp.more.get(kind):
-                    group.add_leaf(f"[dim]… {sp.more[kind]:,} more[/]", data=top)
+                    group.add_leaf(f"[dim]… more {title}: search, or open the space[/]", data=top)
         if select is not None:
             self.move_cursor(select)
 
