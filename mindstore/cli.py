@@ -319,11 +319,9 @@ def reindex(db: DbOpt = None, model: ModelOpt = None) -> None:
 
 @app.command()
 def tui(db: DbOpt = None) -> None:
-    """Browse, search and edit memories in the terminal (coming in a later release)."""
-    try:
-        from .tui.app import run  # type: ignore[import-not-found]
-    except ImportError:
-        _fail("the terminal UI arrives in a later release; use list, search, show, edit and rm meanwhile")
+    """Browse, search, edit and delete memories in the terminal (press ? inside for help)."""
+    from .tui.app import run
+
     run(db)
 
 

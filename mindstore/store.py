@@ -152,6 +152,10 @@ class MindStore:
             return s.scalar(select(SpaceRow).where(SpaceRow.name == name))
 
     def _space_index(self, name: str, *, create_dim: int | None = None, key_source: str | None = None) -> SpaceIndex:
+        with self._lock:  # two threads must not build the same index
+            return self._space_index_locked(name, create_dim=create_dim, key_source=key_source)
+
+    def _space_index_locked(self, name: str, *, create_dim: int | None, key_source: str | None) -> SpaceIndex:
         sp = self._spaces.get(name)
         if sp is not None:
             return sp
@@ -176,6 +180,20 @@ class MindStore:
             return None
         # Only creating the space needs the model loaded (for its dimension).
         return self._space_index(self.space, create_dim=self.embedder.dim, key_source=self.embedder_name)
+
+    def _space_id(self, space: str | None) -> tuple[int, str] | None:
+        """(id, name) of the named space or the text space, without loading its key index: for
+        reads that only touch SQL (list, count, scopes). None when the text space does not exist."""
+        name = space or self.space
+        loaded = self._spaces.get(name)
+        if loaded is not None:
+            return loaded.space_id, name
+        row = self._space_row(name)
+        if row is None:
+            if name == self.space:
+                return None
+            raise SpaceError(f"no space named {name!r} in this store; spaces: {[s.name for s in self.spaces()]}")
+        return row.id, name
 
     def _resolve_space(self, space: str | None) -> SpaceIndex | None:
         """The named space, or the text space; None when the text space has no slots yet."""
@@ -711,14 +729,15 @@ class MindStore:
             if not isinstance(cursor, str) or not cursor.isdigit():
                 raise InvalidInputError(f"cursor {cursor!r} is not one this store handed out; pass page.next_cursor")
             after = int(cursor)
-        sp = self._resolve_space(space)
-        if sp is None:
+        ref = self._space_id(space)
+        if ref is None:
             return Page([], None)
+        space_id, space_name = ref
         out: list[SlotRow] = []
         with self._sessions() as s:
             while len(out) < limit:
                 batch = s.scalars(
-                    select(SlotRow).where(*self._scope_where(sp.space_id, scope), SlotRow.id > after).order_by(SlotRow.id).limit(limit if pred is None else max(limit, 500))
+                    select(SlotRow).where(*self._scope_where(space_id, scope), SlotRow.id > after).order_by(SlotRow.id).limit(limit if pred is None else max(limit, 500))
                 ).all()
                 if not batch:
                     break
@@ -729,9 +748,9 @@ class MindStore:
                         if len(out) == limit:
                             break
             more = len(out) == limit and s.scalar(
-                select(SlotRow.id).where(*self._scope_where(sp.space_id, scope), SlotRow.id > out[-1].id).limit(1)
+                select(SlotRow.id).where(*self._scope_where(space_id, scope), SlotRow.id > out[-1].id).limit(1)
             ) is not None
-        return Page([self._slot(r, sp.name) for r in out], str(out[-1].id) if more else None)
+        return Page([self._slot(r, space_name) for r in out], str(out[-1].id) if more else None)
 
     def count(
         self,
@@ -744,11 +763,11 @@ class MindStore:
         """How many slots a scope holds (the whole space when no scope is given)."""
         self._check_open()
         scope = check_scope(user_id, agent_id, session_id)
-        sp = self._resolve_space(space)
-        if sp is None:
+        ref = self._space_id(space)
+        if ref is None:
             return 0
         with self._sessions() as s:
-            return s.scalar(select(func.count()).where(*self._scope_where(sp.space_id, scope))) or 0
+            return s.scalar(select(func.count()).where(*self._scope_where(ref[0], scope))) or 0
 
     def scopes(self, kind: str = "user_id", *, space: str | None = None, limit: int | None = None) -> list[tuple[str, int]]:
         """The distinct values of one scope field in a space with their slot counts, largest first.
@@ -761,12 +780,12 @@ class MindStore:
             raise InvalidInputError(f"kind must be 'user_id', 'agent_id' or 'session_id', not {kind!r}")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
-        sp = self._resolve_space(space)
-        if sp is None:
+        ref = self._space_id(space)
+        if ref is None:
             return []
         col = getattr(SlotRow, kind)
         n = func.count()
-        query = select(col, n).where(SlotRow.space_id == sp.space_id, col.is_not(None)).group_by(col).order_by(n.desc(), col)
+        query = select(col, n).where(SlotRow.space_id == ref[0], col.is_not(None)).group_by(col).order_by(n.desc(), col)
         with self._sessions() as s:
             return [(v, int(c)) for v, c in s.execute(query.limit(limit) if limit else query).all()]
 
