@@ -80,7 +80,7 @@ def _parse_dt(value: Any, where: str) -> datetime | None:
         raise InvalidInputError(f"{where}: {value!r} is not an ISO date-time") from exc
 
 
-def _parse_vec(value: Any, dim: int, where: str) -> bytes | None:
+def _parse_vec(value: Any, where: str) -> bytes | None:
     if value is None:
         return None
     try:
@@ -110,7 +110,7 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) ->
                     spaces[obj["name"]] = {"name": str(obj["name"]), "dim": int(obj["dim"]), "key_source": str(obj["key_source"]), "created_at": _parse_dt(obj["created_at"], where)}
                 elif kind == "slot":
                     sp = spaces[obj["space"]]
-                    key = _parse_vec(obj["key"], sp["dim"], where)
+                    key = _parse_vec(obj["key"], where)
                     if key is None or len(key) != 4 * sp["dim"]:
                         raise InvalidInputError(f"{where}: key does not have the space's {sp['dim']} dimensions")
                     if not isinstance(obj["metadata"], dict) or not isinstance(obj["id"], int):
@@ -120,7 +120,7 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) ->
                         "session_id": obj["session_id"], "text": obj["text"], "label": obj["label"],
                         "metadata_": obj["metadata"], "reads": int(obj["reads"]), "writes": int(obj["writes"]),
                         "last_access": _parse_dt(obj["last_access"], where), "created_at": _parse_dt(obj["created_at"], where),
-                        "updated_at": _parse_dt(obj["updated_at"], where), "key": key, "value": _parse_vec(obj["value"], 0, where),
+                        "updated_at": _parse_dt(obj["updated_at"], where), "key": key, "value": _parse_vec(obj["value"], where),
                     })
                 elif kind == "event":
                     spaces[obj["space"]]  # noqa: B018 - must name a known space

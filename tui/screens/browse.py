@@ -150,12 +150,7 @@ class BrowseScreen(Screen[None]):
         self._paging = False
         self.next_cursor = page.next_cursor
         self.table.add_slots(page.slots, has_more=page.next_cursor is not None)
-        self.table.loading = False
-        if self._focus_results:
-            self._focus_results = False
-            self.table.focus()
-        self._status()
-        self._then_tree()
+        self._results_shown()
 
     def _status(self) -> None:
         assert self.where is not None
@@ -234,6 +229,10 @@ class BrowseScreen(Screen[None]):
         if generation != self._generation:
             return
         self.table.add_hits(hits)
+        self._results_shown()
+
+    def _results_shown(self) -> None:
+        """After a page or a search landed: stop the indicator, focus if asked, update status."""
         self.table.loading = False
         if self._focus_results:
             self._focus_results = False
