@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from mindstore.neural import evaluate
+from mindstore.neural.model import config_from_dict
 from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler
-from mindstore.neural.model import MANNConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -53,7 +53,7 @@ def main() -> None:
                 for n, acc in rows.items():
                     results[w][n.replace("@", name)] = {int(i): a for i, a in acc.items()}
             continue
-        tcfg = TrainConfig(model=MANNConfig(**blob["model_config"]), task=blob["config"]["task"],
+        tcfg = TrainConfig(model=config_from_dict(blob["model_config"]), task=blob["config"]["task"],
                            data=blob["config"]["data"])
         sampler = make_sampler(tcfg, "eval")
         meta[name] = {"checkpoint": path, "steps": blob["metrics"].get("steps"),

@@ -43,11 +43,25 @@ def train_command(
     width: int = typer.Option(64, help="Slot and key width D."),
     read_heads: int = typer.Option(4, help="Read heads."),
     topk: int = typer.Option(4, help="K: slots each sparse read head touches."),
-    channels: int = typer.Option(16, help="Conv encoder channels."),
+    channels: int = typer.Option(32, help="Conv encoder channels."),
+    norm: str = typer.Option("group", help="Conv encoder normalisation: group (GroupNorm: each "
+                             "image by its own statistics) or batch."),
     encoder: str = typer.Option("conv", help="conv (images) or mlp."),
     image_size: int = typer.Option(20, help="Images are downsampled to this size."),
     lr: float = typer.Option(1e-3, help="Adam learning rate (cosine-decayed to --lr-min)."),
     lr_min: float = typer.Option(1e-4, help="Final learning rate."),
+    standardize: bool = typer.Option(True, help="Centre and scale each encoder feature by "
+                                     "its training statistics."),
+    augment: bool = typer.Option(True, help="Randomly rotate, scale, shear and shift every "
+                                 "training drawing a little."),
+    pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
+                                       "N steps with the prototypical loss (Snell et al. 2017)."),
+    pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
+    encoder_from: Optional[Path] = typer.Option(None, help="Take the encoder from this "
+                                                "checkpoint instead of pretraining one (so that "
+                                                "compared models share it)."),
+    freeze_encoder: bool = typer.Option(True, help="Keep a pretrained (or taken) encoder fixed "
+                                        "while the MANN trains."),
     eval_every: int = typer.Option(500, help="Validate and checkpoint every N steps."),
     eval_episodes: int = typer.Option(160, help="Validation episodes per evaluation."),
     seed: int = typer.Option(0, help="Random seed (model init and episodes)."),
@@ -64,11 +78,14 @@ def train_command(
     mcfg = MANNConfig(model=model, controller=controller, memory=memory, score=score,
                       hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
                       label_space=label_space, image_size=image_size, encoder=encoder,
-                      channels=channels)
+                      channels=channels, norm=norm, standardize=standardize)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, eval_every=eval_every, eval_episodes=eval_episodes,
-                      seed=seed, device=device, out=str(out), threads=threads)
+                      seed=seed, device=device, out=str(out), threads=threads, augment=augment,
+                      pretrain_steps=pretrain_steps, pretrain_ways=pretrain_ways,
+                      encoder_from=str(encoder_from) if encoder_from else None,
+                      freeze_encoder=freeze_encoder)
     try:
         metrics = train(cfg, progress=progress, log=log)
     except ValueError as e:
@@ -94,12 +111,12 @@ def evaluate_command(
 ) -> None:
     """Accuracy by instance (1st, 2nd, ... presentation) on held-out alphabets."""
     from . import evaluate
+    from .model import config_from_dict
     from .train import load_checkpoint, make_sampler, resolve_device, TrainConfig
-    from .model import MANNConfig
 
     dev = resolve_device(device)
     model, blob = load_checkpoint(checkpoint, dev, **({"slots": slots} if slots else {}))
-    tcfg = TrainConfig(model=MANNConfig(**blob["model_config"]), task=blob["config"]["task"],
+    tcfg = TrainConfig(model=config_from_dict(blob["model_config"]), task=blob["config"]["task"],
                        data=str(data) if data else blob["config"]["data"])
     sampler = make_sampler(tcfg, split)
     try:

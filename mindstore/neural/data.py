@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # The split, picked once: the two alphabets that sort last are held out for evaluation. The
@@ -183,25 +184,61 @@ def make_episodes(images: Tensor, classes: int, presentations: int, label_space:
     return Episodes(flat.unsqueeze(2).float() / 255.0, y, y_prev, instance)
 
 
-class OmniglotEpisodes:
-    """Samples episodes from a set of characters (rotations as new classes if ``rotate``)."""
+def augment(x: Tensor, gen: torch.Generator, *, rotate: float = 10.0, scale: float = 0.1,
+            shear: float = 0.15, shift: float = 0.1) -> Tensor:
+    """A random small affine map of every image in ``x`` (..., S, S), float, strokes = 1.
 
-    def __init__(self, data: Omniglot, *, rotate: bool) -> None:
+    Each drawing gets its own rotation (+-``rotate`` degrees), scale (1 +- ``scale``), shear
+    (+-``shear``) and shift (+-``shift`` of the image width): the variation between two people
+    drawing the same character, so that the encoder learns strokes, not the six training
+    alphabets' exact pen positions (the held-out gap of the first checkpoint, docs/neural.md).
+    """
+    shape = x.shape
+    imgs = x.reshape(-1, 1, *shape[-2:])
+    n = imgs.shape[0]
+
+    def u(width: float) -> Tensor:  # uniform in [-width, width]
+        return (torch.rand(n, generator=gen) * 2 - 1) * width
+
+    a = torch.deg2rad(u(rotate))
+    s, sh = 1 + u(scale), u(shear)
+    cos, sin = torch.cos(a), torch.sin(a)
+    # theta maps output coordinates to input ones: rotation R(a) @ shear [[1, sh], [0, 1]] / s
+    theta = torch.stack([torch.stack([cos, cos * sh - sin, u(shift) * 2], -1),
+                         torch.stack([sin, sin * sh + cos, u(shift) * 2], -1)], 1)
+    theta[:, :, :2] /= s.view(n, 1, 1)
+    grid = F.affine_grid(theta.to(imgs), list(imgs.shape), align_corners=False)
+    return F.grid_sample(imgs, grid, align_corners=False, padding_mode="zeros").reshape(shape)
+
+
+class OmniglotEpisodes:
+    """Samples episodes from a set of characters (rotations as new classes if ``rotate``;
+    a random affine distortion of every drawing if ``augment``)."""
+
+    def __init__(self, data: Omniglot, *, rotate: bool, augment: bool = False) -> None:
         self.images = with_rotations(data.images) if rotate else data.images
+        self.augment = augment
 
     @property
     def num_classes(self) -> int:
         return self.images.shape[0]
 
-    def sample(self, batch: int, classes: int, presentations: int, label_space: int,
-               gen: torch.Generator) -> Episodes:
-        if classes > self.num_classes or presentations > self.images.shape[1]:
-            raise ValueError(f"cannot draw {classes} classes x {presentations} drawings from "
+    def draw(self, batch: int, classes: int, drawings: int, gen: torch.Generator) -> Tensor:
+        """(batch, classes, drawings, S, S) uint8: distinct classes, distinct drawings of each."""
+        if classes > self.num_classes or drawings > self.images.shape[1]:
+            raise ValueError(f"cannot draw {classes} classes x {drawings} drawings from "
                              f"{self.num_classes} classes x {self.images.shape[1]} drawings")
         cls = torch.rand(batch, self.num_classes, generator=gen).argsort(1)[:, :classes]
         draw = torch.rand(batch, classes, self.images.shape[1], generator=gen).argsort(2)
-        imgs = self.images[cls.unsqueeze(-1), draw[..., :presentations]]  # (B, C, P, S, S)
-        return make_episodes(imgs, classes, presentations, label_space, gen)
+        return self.images[cls.unsqueeze(-1), draw[..., :drawings]]
+
+    def sample(self, batch: int, classes: int, presentations: int, label_space: int,
+               gen: torch.Generator) -> Episodes:
+        imgs = self.draw(batch, classes, presentations, gen)  # (B, C, P, S, S)
+        ep = make_episodes(imgs, classes, presentations, label_space, gen)
+        if self.augment:
+            ep.x = augment(ep.x, gen)
+        return ep
 
 
 class SyntheticEpisodes:

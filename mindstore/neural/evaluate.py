@@ -44,6 +44,26 @@ def accuracy_by_instance(model: nn.Module, sampler, *, ways: int = 5, presentati
     return {i: (right[i] / count[i]).item() for i in range(1, presentations + 1)}
 
 
+@torch.no_grad()
+def prototype_accuracy(encoder: nn.Module, sampler, *, ways: int = 5, shots: int = 1,
+                       queries: int = 5, episodes: int = 300, seed: int = 0,
+                       device: torch.device | str = "cpu") -> float:
+    """N-way k-shot accuracy of nearest-prototype classification in the encoder's space
+    (Snell et al. 2017): a probe of the embedding alone, without memory or controller."""
+    was_training = encoder.training
+    encoder.eval()
+    gen = torch.Generator().manual_seed(seed)
+    right = 0
+    for _ in range(episodes):
+        x = sampler.draw(1, ways, shots + queries, gen)[0].float().div(255)
+        z = encoder(x.flatten(0, 1).unsqueeze(1).to(device)).view(ways, shots + queries, -1)
+        d = torch.cdist(z[:, shots:].flatten(0, 1), z[:, :shots].mean(1))
+        truth = torch.arange(ways, device=d.device).repeat_interleave(queries)
+        right += (d.argmin(1) == truth).sum().item()
+    encoder.train(was_training)
+    return right / (episodes * ways * queries)
+
+
 def table(rows: dict[str, dict[int, float]], instances: tuple[int, ...] = INSTANCES) -> str:
     """Markdown table, accuracy % by instance; ``rows`` values are fractions or percentages."""
     head = "| model | " + " | ".join(f"{_nth(i)}" for i in instances) + " |"

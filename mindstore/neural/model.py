@@ -46,14 +46,27 @@ class MANNConfig:
     label_space: int = 20  # output units; an episode uses a random subset of them
     image_size: int = 20
     encoder: str = "conv"  # conv (images) | mlp (small synthetic patterns)
-    channels: int = 16  # conv encoder width (CPU budget: 32 doubles the step time)
+    channels: int = 32  # conv encoder width
+    norm: str = "group"  # conv encoder normalisation: group (each image its own) | batch
+    standardize: bool = True  # e_t -> (e_t - mean) / std per feature, training statistics
     embed: int = 64  # e_t width
     prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
     skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
 
 
+def _norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm normalises by running averages of the training alphabets' statistics, which
+    shift on new alphabets; GroupNorm normalises each image by its own, the same in training
+    and in use (Wu & He 2018)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // 8), channels)
+    raise ValueError(f"unknown norm {kind!r}; choose batch or group")
+
+
 class Encoder(nn.Module):
-    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: 3 blocks of conv3x3-BN-ReLU-maxpool."""
+    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: 3 blocks of conv3x3-norm-ReLU-maxpool."""
 
     def __init__(self, cfg: MANNConfig) -> None:
         super().__init__()
@@ -63,12 +76,17 @@ class Encoder(nn.Module):
             c_in = 1
             for _ in range(3):
                 layers += [nn.Conv2d(c_in, cfg.channels, 3, padding=1),
-                           nn.BatchNorm2d(cfg.channels), nn.ReLU(), nn.MaxPool2d(2)]
+                           _norm(cfg.norm, cfg.channels), nn.ReLU(), nn.MaxPool2d(2)]
                 c_in = cfg.channels
             layers.append(nn.Flatten())
             self.net = nn.Sequential(*layers)
             flat = self.net(torch.zeros(2, 1, S, S)).shape[1]
             self.net.append(nn.Linear(flat, cfg.embed))
+            if cfg.standardize:
+                # A metric (prototypical) embedding is free to carry a large offset shared by
+                # every image; cosine addressing on keys linear in e_t then sees all slots as
+                # alike. Centring and scaling each feature removes it (BatchNorm, no affine).
+                self.net.append(nn.BatchNorm1d(cfg.embed, affine=False))
         elif cfg.encoder == "mlp":
             self.net = nn.Sequential(nn.Flatten(), nn.Linear(S * S, 128), nn.BatchNorm1d(128),
                                      nn.ReLU(), nn.Linear(128, cfg.embed))
@@ -135,6 +153,15 @@ class MANNState:
     memory: MemoryState
     reads: Tensor  # r_{t-1} flattened, (B, H*D)
     prev_embed: Tensor  # e_{t-1}, (B, embed)
+
+
+# What a checkpoint written before a field existed was trained with (missing fields read so).
+LEGACY = {"channels": 16, "norm": "batch", "standardize": False}
+
+
+def config_from_dict(fields: dict, **overrides) -> MANNConfig:
+    """The MANNConfig saved in a checkpoint, old ones included, with ``overrides`` applied."""
+    return MANNConfig(**{**LEGACY, **fields, **overrides})
 
 
 def build_memory(cfg: MANNConfig) -> Memory:

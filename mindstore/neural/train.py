@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import OmniglotEpisodes, SyntheticEpisodes, load_omniglot
-from .evaluate import accuracy_by_instance
-from .model import MANNConfig, build_model
+from .data import OmniglotEpisodes, SyntheticEpisodes, augment, load_omniglot
+from .evaluate import accuracy_by_instance, prototype_accuracy
+from .model import MANNConfig, build_model, config_from_dict
 
 
 @dataclass
@@ -44,6 +44,16 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     out: str = "runs/mann.pt"
     threads: int = 0  # torch.set_num_threads; 0 leaves the default
+    augment: bool = True  # random affine distortion of every training drawing (data.augment)
+    # Phase 1 (Omniglot): the encoder alone learns a metric space with the prototypical loss
+    # (Snell et al. 2017) on many-way episodes; the MANN then trains on top of it (phase 2).
+    pretrain_steps: int = 3000
+    pretrain_ways: int = 60
+    pretrain_shots: int = 1
+    pretrain_queries: int = 5
+    pretrain_lr: float = 1e-3
+    encoder_from: str | None = None  # take the encoder from this checkpoint instead of phase 1
+    freeze_encoder: bool = True  # phase 2 keeps a pretrained (or taken) encoder fixed
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,9 +81,23 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     not a parameter, so a model trained with 128 slots can run with more.
     """
     blob = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(MANNConfig(**{**blob["model_config"], **overrides}))
+    model = build_model(config_from_dict(blob["model_config"], **overrides))
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), blob
+
+
+def take_encoder(model: nn.Module, path: str | Path) -> None:
+    """Copy the encoder of the checkpoint at ``path`` into ``model`` (same encoder settings)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    theirs = config_from_dict(blob["model_config"])
+    fields = ("encoder", "image_size", "channels", "norm", "standardize", "embed")
+    differ = [f for f in fields if getattr(theirs, f) != getattr(model.cfg, f)]
+    if differ:
+        raise ValueError(f"the encoder in {path} differs in {', '.join(differ)}; train with "
+                         "the same encoder settings")
+    prefix = "encoder."
+    model.encoder.load_state_dict({k[len(prefix):]: v for k, v in blob["state_dict"].items()
+                                   if k.startswith(prefix)})
 
 
 def make_sampler(cfg: TrainConfig, split: str):
@@ -83,7 +107,54 @@ def make_sampler(cfg: TrainConfig, split: str):
     if cfg.task != "omniglot":
         raise ValueError(f"unknown task {cfg.task!r}; choose omniglot or synthetic")
     parts = load_omniglot(cfg.data, size=cfg.model.image_size).split()
-    return OmniglotEpisodes(parts[split], rotate=split == "train")
+    return OmniglotEpisodes(parts[split], rotate=split == "train",
+                            augment=cfg.augment and split == "train")
+
+
+def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEpisodes,
+                     val_eps: OmniglotEpisodes, gen: torch.Generator, device: torch.device, *,
+                     progress: bool = True, log: Path | None = None) -> list[dict]:
+    """Phase 1: prototypical-network training of the encoder alone (Snell et al. 2017).
+
+    Each step draws ``pretrain_ways`` classes with ``shots + queries`` drawings each; the
+    prototype of a class is the mean embedding of its shots, c_k = mean_i f(x_ki), and every
+    query is classified by softmax(-||f(x) - c_k||^2) over the prototypes.
+    """
+    from tqdm import tqdm
+
+    W, n = cfg.pretrain_ways, cfg.pretrain_shots + cfg.pretrain_queries
+    opt = torch.optim.Adam(encoder.parameters(), lr=cfg.pretrain_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (
+        1 + math.cos(math.pi * min(s, cfg.pretrain_steps) / cfg.pretrain_steps)))
+    target = torch.arange(W, device=device).repeat_interleave(cfg.pretrain_queries)
+    history, running, start = [], None, time.time()
+    bar = tqdm(range(1, cfg.pretrain_steps + 1), disable=not progress, desc="pretrain encoder")
+    for step in bar:
+        encoder.train()
+        x = train_eps.draw(1, W, n, gen)[0].float().div(255)  # (W, n, S, S)
+        if cfg.augment:
+            x = augment(x, gen)
+        z = encoder(x.flatten(0, 1).unsqueeze(1).to(device)).view(W, n, -1)
+        protos = z[:, :cfg.pretrain_shots].mean(1)  # c_k
+        queries = z[:, cfg.pretrain_shots:].flatten(0, 1)
+        loss = F.cross_entropy(-torch.cdist(queries, protos).pow(2), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{running:.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.pretrain_steps:
+            acc = prototype_accuracy(encoder, val_eps, ways=cfg.classes, shots=1,
+                                     episodes=cfg.eval_episodes * 2, seed=1234, device=device)
+            row = {"pretrain_step": step, "loss": round(running, 4),
+                   "seconds": round(time.time() - start), "val_1shot": round(acc, 4)}
+            history.append(row)
+            bar.write(json.dumps(row))
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    return history
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -> dict:
@@ -97,15 +168,24 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     device = resolve_device(cfg.device)
     train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
     model = build_model(cfg.model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    metrics: dict = {"history": [], "params": sum(p.numel() for p in model.parameters())}
+    if cfg.encoder_from:
+        take_encoder(model, cfg.encoder_from)
+    elif cfg.pretrain_steps and cfg.task == "omniglot":  # synthetic patterns have no classes
+        metrics["pretrain"] = pretrain_encoder(cfg, model.encoder, train_eps, val_eps, gen,
+                                               device, progress=progress, log=log)
+    frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
+    model.encoder.requires_grad_(not frozen)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     # cosine decay: high learning rate early shortens the plateau at chance, low late refines
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (cfg.lr_min + 0.5 * (
         cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))) / cfg.lr)
-    metrics: dict = {"history": [], "params": sum(p.numel() for p in model.parameters())}
     start, running = time.time(), None
     bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc=f"train {cfg.model.model}")
     for step in bar:
         model.train()
+        if frozen:
+            model.encoder.eval()  # fixed weights and, with BatchNorm, fixed statistics
         ep = train_eps.sample(cfg.batch, cfg.classes, cfg.presentations, cfg.model.label_space,
                               gen).to(device)
         logits = model(ep.x, ep.y_prev)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
-                                   load_omniglot, with_rotations)
+                                   augment, load_omniglot, with_rotations)
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
 needs_data = pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
@@ -67,3 +67,28 @@ def test_synthetic_episodes_shapes():
     ep = SyntheticEpisodes(size=6).sample(4, 3, 4, 5, torch.Generator().manual_seed(0))
     assert ep.x.shape == (4, 12, 1, 6, 6)
     assert set(ep.x.unique().tolist()) <= {0.0, 1.0}
+
+
+@needs_data
+def test_augment_distorts_each_drawing_a_little_and_keeps_its_ink(omniglot):
+    x = omniglot.images[:8, :4].float().div(255)  # (8, 4, S, S)
+    gen = torch.Generator().manual_seed(0)
+    y = augment(x, gen)
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    moved = (y - x).abs().flatten(2).sum(-1)
+    assert (moved > 0.5).all()  # every drawing changed, each its own way
+    assert len({round(v, 3) for v in moved.flatten().tolist()}) == 32
+    ink = y.flatten(2).sum(-1) / x.flatten(2).sum(-1)
+    assert (ink > 0.6).all() and (ink < 1.5).all()  # small maps: strokes neither lost nor doubled
+    torch.testing.assert_close(augment(x, torch.Generator().manual_seed(0)), y)  # seeded
+
+
+@needs_data
+def test_training_episodes_are_augmented_only_when_asked(omniglot):
+    plain = OmniglotEpisodes(omniglot, rotate=False)
+    aug = OmniglotEpisodes(omniglot, rotate=False, augment=True)
+    a = plain.sample(2, 5, 4, 20, torch.Generator().manual_seed(3))
+    b = aug.sample(2, 5, 4, 20, torch.Generator().manual_seed(3))
+    assert (a.y == b.y).all() and (a.instance == b.instance).all()
+    assert set((a.x * 255).round().unique().tolist()) <= set(range(256))  # raw pixels
+    assert not torch.allclose(a.x, b.x)

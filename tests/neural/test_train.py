@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +12,10 @@ from typer.testing import CliRunner
 
 from mindstore.neural.cli import register
 from mindstore.neural.data import SyntheticEpisodes
-from mindstore.neural.evaluate import accuracy_by_instance
-from mindstore.neural.model import MANNConfig
-from mindstore.neural.train import TrainConfig, load_checkpoint, train
+from mindstore.neural.evaluate import accuracy_by_instance, prototype_accuracy
+from mindstore.neural.model import MANNConfig, build_model
+from mindstore.neural.train import (TrainConfig, load_checkpoint, make_sampler, pretrain_encoder,
+                                    train)
 
 SMALL = dict(hidden=64, slots=32, width=32, read_heads=2, topk=4, label_space=5, image_size=6,
              encoder="mlp", embed=32)
@@ -79,3 +81,59 @@ def test_cli_help_lists_the_options():
     assert res.exit_code == 0
     for opt in ("--model", "--controller", "--memory", "--steps", "--data", "--out", "--seed"):
         assert opt in res.output
+
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+
+
+@pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
+                    reason="the Omniglot zips are not in ../shared/data/omniglot")
+def test_prototypical_pretraining_improves_one_shot_accuracy_of_the_encoder(tmp_path):
+    """Phase 1 trains the encoder alone; nearest-prototype 5-way 1-shot accuracy on validation
+    characters (never trained on) must rise well above the random encoder's."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=MANNConfig(channels=16), data=str(DATA), pretrain_steps=150,
+                      pretrain_ways=20, eval_every=75, eval_episodes=30)
+    train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
+    encoder = build_model(cfg.model).encoder
+    before = prototype_accuracy(encoder, val_eps, episodes=120, seed=5)
+    history = pretrain_encoder(cfg, encoder, train_eps, val_eps, torch.Generator().manual_seed(0),
+                               torch.device("cpu"), progress=False)
+    after = prototype_accuracy(encoder, val_eps, episodes=120, seed=5)
+    assert [row["pretrain_step"] for row in history] == [75, 150]
+    assert history[1]["loss"] < history[0]["loss"]
+    assert after > before + 0.05, (before, after)
+
+
+def test_mann_trains_on_a_frozen_encoder_taken_from_another_checkpoint(tmp_path):
+    first = synthetic(tmp_path, steps=3)
+    train(first, progress=False)
+    donor, _ = load_checkpoint(tmp_path / "m.pt")
+    second = synthetic(tmp_path, steps=5)
+    second.out, second.encoder_from, second.seed = str(tmp_path / "b.pt"), str(tmp_path / "m.pt"), 1
+    torch.manual_seed(1)
+    init = build_model(second.model).state_dict()  # the same seed as train(): the same init
+    train(second, progress=False)
+    model, _ = load_checkpoint(tmp_path / "b.pt")
+    for k, v in model.encoder.state_dict().items():  # weights and BatchNorm statistics
+        torch.testing.assert_close(v, donor.encoder.state_dict()[k])
+    assert not torch.allclose(model.encoder.net[1].weight, init["encoder.net.1.weight"])
+    assert not torch.allclose(model.out.weight, init["out.weight"])  # the rest did train
+    second.model = MANNConfig(**{**SMALL, "embed": 16})
+    with pytest.raises(ValueError, match="embed"):
+        train(second, progress=False)
+
+
+def test_checkpoints_from_before_the_encoder_options_still_load(tmp_path):
+    """A checkpoint whose config predates norm/standardize/channels loads as it was trained."""
+    cfg = TrainConfig(model=MANNConfig(channels=16, norm="batch", standardize=False),
+                      task="omniglot", out=str(tmp_path / "old.pt"))
+    old = build_model(cfg.model)
+    blob = {"config": {}, "model_config": {k: v for k, v in vars(cfg.model).items()
+                                           if k not in ("channels", "norm", "standardize")},
+            "state_dict": old.state_dict(), "metrics": {}}
+    torch.save(blob, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert (loaded.cfg.channels, loaded.cfg.norm, loaded.cfg.standardize) == (16, "batch", False)
+    for k, v in old.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
