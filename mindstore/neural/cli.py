@@ -40,10 +40,13 @@ def train_command(
                                     "one model serves 5-way to label-space-way episodes."),
     hidden: int = typer.Option(128, help="Controller units."),
     slots: int = typer.Option(128, help="Memory slots N."),
-    width: int = typer.Option(64, help="Slot and key width D."),
+    width: int = typer.Option(128, help="Slot and key width D (the matching init needs at "
+                              "least embed + label space)."),
     read_heads: int = typer.Option(4, help="Read heads."),
     topk: int = typer.Option(4, help="K: slots each sparse read head touches."),
     channels: int = typer.Option(32, help="Conv encoder channels."),
+    init: str = typer.Option("matching", help="matching: the heads start as a matching network "
+                             "over the encoder's space (docs/neural.md); random: plain init."),
     norm: str = typer.Option("group", help="Conv encoder normalisation: group (GroupNorm: each "
                              "image by its own statistics) or batch."),
     encoder: str = typer.Option("conv", help="conv (images) or mlp."),
@@ -78,7 +81,7 @@ def train_command(
     mcfg = MANNConfig(model=model, controller=controller, memory=memory, score=score,
                       hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
                       label_space=label_space, image_size=image_size, encoder=encoder,
-                      channels=channels, norm=norm, standardize=standardize)
+                      channels=channels, norm=norm, standardize=standardize, init=init)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, eval_every=eval_every, eval_episodes=eval_episodes,

@@ -38,7 +38,7 @@ class MANNConfig:
     memory: str = "sparse"  # sparse (top-K reads, Rae et al. 2016) | dense
     hidden: int = 128  # controller units
     slots: int = 128  # N
-    width: int = 64  # D: slot and key width
+    width: int = 128  # D: slot and key width (>= embed + label_space for the matching init)
     read_heads: int = 4
     topk: int = 4  # K for sparse memory (SAM: 4 was as good as 8 or 16)
     score: str = "cosine"  # cosine | dot | multiplicative | additive
@@ -52,6 +52,7 @@ class MANNConfig:
     embed: int = 64  # e_t width
     prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
     skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
+    init: str = "matching"  # matching (heads start as a matching network, see MANN) | random
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -156,7 +157,7 @@ class MANNState:
 
 
 # What a checkpoint written before a field existed was trained with (missing fields read so).
-LEGACY = {"channels": 16, "norm": "batch", "standardize": False}
+LEGACY = {"channels": 16, "norm": "batch", "standardize": False, "init": "random"}
 
 
 def config_from_dict(fields: dict, **overrides) -> MANNConfig:
@@ -192,6 +193,39 @@ class MANN(nn.Module):
         self.write_head = WriteHead(head_in, cfg.width)
         self.memory = build_memory(cfg)
         self.out = nn.Linear(cfg.hidden + cfg.read_heads * cfg.width, cfg.label_space)
+        if cfg.init == "matching":
+            self.init_as_matching_network()
+        elif cfg.init != "random":
+            raise ValueError(f"unknown init {cfg.init!r}; choose random or matching")
+
+    @torch.no_grad()
+    def init_as_matching_network(self, key: float = 0.5, label: float = 1.0,
+                                 out: float = 3.0) -> None:
+        """Start the heads where a trained MANN ends up: a matching network (Vinyals et al. 2016).
+
+        A write stores k^w = tanh(key e_{t-1} + label onehot(y_{t-1})) (image features in the
+        first ``embed`` key units, the label's code in the next ``label_space``) into the least
+        used slot (alpha biased low); every read head asks with k^r = key e_t; the output reads
+        the label code back out of r_t. Every other weight into the keys, the gate and the output
+        starts small. Without this the MANN needs thousands of steps to discover the binding
+        (the plateau at chance of Santoro et al.'s MANN); with it, training starts from
+        nearest-neighbour recall in the encoder's space and refines it. Every parameter is
+        still trained; this sets where they start.
+        """
+        cfg = self.cfg
+        E, L, D, H, h = cfg.embed, cfg.label_space, cfg.width, cfg.read_heads, cfg.hidden
+        if not (cfg.skip and cfg.prev_embedding) or D < E + L:
+            raise ValueError("the matching init needs skip, prev_embedding and width >= "
+                             f"embed + label_space ({E + L}); got width {D}")
+        e_t, e_prev, y = slice(h, h + E), slice(h + E, h + 2 * E), slice(h + 2 * E, h + 2 * E + L)
+        for lin in (self.read_head.key, self.write_head.key, self.write_head.alpha, self.out):
+            lin.weight.mul_(0.01)
+            lin.bias.zero_()
+        self.read_head.key.weight.view(H, D, -1)[:, :E, e_t] += key * torch.eye(E)
+        self.write_head.key.weight[:E, e_prev] += key * torch.eye(E)
+        self.write_head.key.weight[E:E + L, y] += label * torch.eye(L)
+        self.write_head.alpha.bias.fill_(-3.0)  # sigmoid(-3) = 0.05: mostly the least-used slot
+        self.out.weight[:, h:].view(L, H, D)[:, :, E:E + L] += out * torch.eye(L).unsqueeze(1)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MANNState:
         cfg = self.cfg

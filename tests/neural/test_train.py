@@ -17,7 +17,7 @@ from mindstore.neural.model import MANNConfig, build_model
 from mindstore.neural.train import (TrainConfig, load_checkpoint, make_sampler, pretrain_encoder,
                                     train)
 
-SMALL = dict(hidden=64, slots=32, width=32, read_heads=2, topk=4, label_space=5, image_size=6,
+SMALL = dict(hidden=64, slots=32, width=32, read_heads=2, topk=4, label_space=5, image_size=6, init="random",
              encoder="mlp", embed=32)
 
 
@@ -60,8 +60,8 @@ def test_cli_train_then_evaluate_on_synthetic_task(tmp_path):
     res = runner.invoke(app, ["train", "--task", "synthetic", "--steps", "3", "--classes", "3",
                               "--presentations", "2", "--label-space", "5", "--image-size", "6",
                               "--encoder", "mlp", "--hidden", "16", "--slots", "8", "--width",
-                              "8", "--eval-every", "3", "--eval-episodes", "4", "--out",
-                              str(out), "--no-progress", "--device", "cpu"])
+                              "8", "--init", "random", "--eval-every", "3", "--eval-episodes",
+                              "4", "--out", str(out), "--no-progress", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["steps"] == 3
     model, blob = load_checkpoint(out)
