@@ -18,7 +18,7 @@ from typing import Any
 
 from mindstore import Hit, InvalidInputError, MindStore, Slot
 
-__all__ = ["ChatMemory", "memory_block", "message_text"]
+__all__ = ["ChatMemory", "memory_block", "message_text", "is_question"]
 
 MEMORY_HEADER = "Long-term memories about this user (most relevant first); use them when they help:"
 
@@ -35,6 +35,11 @@ def message_text(content: Any) -> str:
     if isinstance(content, Sequence):
         return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str))
     return ""
+
+
+def is_question(text: str) -> bool:
+    """A message that only asks ("where do I live?") holds no fact worth remembering."""
+    return text.rstrip().endswith("?")
 
 
 def _check_messages(messages: Any) -> list[Mapping[str, Any]]:
@@ -82,11 +87,12 @@ class ChatMemory:
             return []
         return self.store.search(query, k=self.k, user_id=self.user_id, agent_id=self.agent_id, min_score=self.min_score)
 
-    def prepare(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """A copy of ``messages`` with a system message holding the recalled memories, placed
-        after the leading system messages. Unchanged (but copied) when nothing is recalled."""
+    def prepare(self, messages: Sequence[Mapping[str, Any]], *, hits: Sequence[Hit] | None = None) -> list[dict[str, Any]]:
+        """A copy of ``messages`` with a system message holding the recalled memories (or the
+        given ``hits``), placed after the leading system messages. Unchanged (but copied) when
+        nothing is recalled."""
         out = [dict(m) for m in _check_messages(messages)]
-        hits = self.recall(out)
+        hits = self.recall(out) if hits is None else hits
         if not hits:
             return out
         at = next((i for i, m in enumerate(out) if m["role"] != "system"), len(out))
@@ -96,7 +102,8 @@ class ChatMemory:
     def remember(self, messages: Sequence[Mapping[str, Any]], reply: str | Mapping[str, Any] | None = None) -> list[Slot]:
         """Store the turns of the last exchange worth keeping: the messages after the last
         assistant message, plus ``reply`` (text or an assistant message), filtered by
-        ``keep_roles``; greetings and bare acknowledgements are skipped. Returns the slots."""
+        ``keep_roles``; questions, greetings and bare acknowledgements are skipped. Returns the
+        slots (a repeated fact reinforces the memory it repeats)."""
         msgs = _check_messages(messages)
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=-1)
         turn = [m for m in msgs[last + 1 :] if m["role"] != "system"]
@@ -105,6 +112,6 @@ class ChatMemory:
         keep = [
             {"role": m["role"], "content": text}
             for m in turn
-            if m.get("role") in self.keep_roles and (text := message_text(m.get("content"))).strip()
+            if m.get("role") in self.keep_roles and (text := message_text(m.get("content"))).strip() and not is_question(text)
         ]
         return self.store.add_messages(keep, user_id=self.user_id, agent_id=self.agent_id)
