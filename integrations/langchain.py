@@ -28,30 +28,18 @@ from pydantic import ConfigDict
 
 from mindstore import Hit, InvalidInputError, MindStore, NotFoundError, Slot
 
+from ._pages import scan
 from .chat import MEMORY_HEADER, memory_block
 
 __all__ = ["MindStoreEmbeddings", "MindStoreVectorStore", "MindStoreRetriever", "MindStoreChatMessageHistory"]
 
 ID_KEY = "langchain_id"
 MESSAGE_KEY = "langchain_message"
-_PAGE = 1000
 
 
 def _document(slot: Slot) -> Document:
     meta = {k: v for k, v in slot.metadata.items() if k != ID_KEY}
     return Document(id=str(slot.metadata.get(ID_KEY, slot.id)), page_content=slot.text or "", metadata=meta)
-
-
-def _all(store: MindStore, filters: dict[str, Any] | None, **scope: str | None) -> list[Slot]:
-    """Every slot of a scope matching ``filters``, in insertion order."""
-    out: list[Slot] = []
-    cursor = None
-    while True:
-        page = store.list(filters=filters, limit=_PAGE, cursor=cursor, **scope)
-        out += page.slots
-        if page.next_cursor is None:
-            return out
-        cursor = page.next_cursor
 
 
 class MindStoreEmbeddings(Embeddings):
@@ -144,7 +132,7 @@ class MindStoreVectorStore(VectorStore):
         """The slots of these document ids in this scope, in the order of ``ids``."""
         if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
             raise InvalidInputError("ids must be a list of strings")
-        found = {_document(s).id: s for s in _all(self.store, {ID_KEY: {"$in": list(ids)}}, **self.scope)} if ids else {}
+        found = {_document(s).id: s for s in scan(self.store, filters={ID_KEY: {"$in": list(ids)}}, **self.scope)} if ids else {}
         for i in ids:
             if i not in found and i.isdigit():  # a memory written without a LangChain id
                 try:
@@ -236,7 +224,7 @@ class MindStoreChatMessageHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The session's messages, oldest first."""
-        slots = _all(self.store, {MESSAGE_KEY: {"$exists": True}}, **self._scope)
+        slots = scan(self.store, filters={MESSAGE_KEY: {"$exists": True}}, **self._scope)
         return messages_from_dict([s.metadata[MESSAGE_KEY] for s in slots])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -250,7 +238,7 @@ class MindStoreChatMessageHistory(BaseChatMessageHistory):
 
     def clear(self) -> None:
         """Forget the session's messages (other memories of the user stay)."""
-        for slot in _all(self.store, {MESSAGE_KEY: {"$exists": True}}, **self._scope):
+        for slot in scan(self.store, filters={MESSAGE_KEY: {"$exists": True}}, **self._scope):
             self.store.delete(slot.id)
 
     def recall(self, query: str | None = None) -> list[Hit]:

@@ -42,10 +42,11 @@ from langgraph.store.base import (
 
 from mindstore import InvalidFilterError, InvalidInputError, MindStore, Slot
 
+from ._pages import scan
+
 __all__ = ["MindStoreGraphStore"]
 
 _OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
-_PAGE = 1000
 _MAX_SESSION = 255  # the length of a scope field in the store
 
 
@@ -202,17 +203,7 @@ class MindStoreGraphStore(BaseStore):
         return found
 
     def _scan(self, filters: Mapping[str, Any] | None, limit: int | None) -> list[Slot]:
-        """Slots of this agent matching ``filters``, in insertion order, up to ``limit``."""
-        out: list[Slot] = []
-        cursor = None
-        while limit is None or len(out) < limit:
-            want = _PAGE if limit is None else min(_PAGE, limit - len(out))
-            page = self.store.list(agent_id=self.agent_id, filters=filters, limit=want, cursor=cursor)
-            out += page.slots
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        return out
+        return scan(self.store, filters=filters, limit=limit, agent_id=self.agent_id)
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         conditions = op.match_conditions or ()

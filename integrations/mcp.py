@@ -88,7 +88,8 @@ def _tool_errors() -> Iterator[None]:
 def create_server(store: MindStore, *, agent_id: str | None = None, name: str = "mindstore") -> MCPServer:
     """An MCP server whose tools read and write ``store`` (within ``agent_id`` when given)."""
 
-    server = MCPServer(name, instructions=(
+    # WARNING: the SDK logs every tool error at INFO; on stdio that is noise in the client's log.
+    server = MCPServer(name, log_level="WARNING", instructions=(
         "Long-term memory. Before answering, search_memories for what you know about the user; "
         "add_memory for lasting facts they tell you (preferences, plans, people, constraints); "
         "update_memory or delete_memory when they correct or retract something."
