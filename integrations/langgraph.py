@@ -99,7 +99,8 @@ class MindStoreGraphStore(BaseStore):
 
     @staticmethod
     def _prefix_filter(prefix: tuple[str, ...]) -> dict[str, Any]:
-        return {f"langgraph.namespace.{i}": label for i, label in enumerate(prefix)}
+        # Only graph items: a slot written another way under this agent_id is not one.
+        return {"langgraph.key": {"$exists": True}, **{f"langgraph.namespace.{i}": label for i, label in enumerate(prefix)}}
 
     def _find(self, namespace: tuple[str, ...], key: str) -> Slot | None:
         page = self.store.list(agent_id=self.agent_id, session_id=self._session(namespace), filters={"langgraph.key": str(key)}, limit=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("langchain_core")
+pytest.importorskip("langchain_tests")
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding

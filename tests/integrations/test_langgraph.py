@@ -80,6 +80,9 @@ def test_graph_items_stay_apart_from_other_memories(store: MindStore) -> None:
     assert two.get(("users", "alice"), "diet") is None
     assert two.search(("users",), query="peanuts") == [] and two.list_namespaces() == []
     assert [i.key for i in one.search((), query="peanuts")] == ["diet"]
+    store.add("A note an agent wrote without LangGraph", agent_id="graph-one", session_id="users.alice")
+    assert [i.key for i in one.search(())] == ["diet"] and one.list_namespaces() == [("users", "alice")]
+    assert one.get(("users", "alice"), "diet").value == {"text": "Alice eats no peanuts"}
 
 
 def test_semantic_search_ranks_by_meaning_with_scores(graph_store: MindStoreGraphStore) -> None:
