@@ -134,9 +134,9 @@ class MindStoreGraphStore(BaseStore):
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str), False
 
     def _put(self, op: PutOp) -> None:
+        # The "langgraph" root label is refused by BaseStore.put, not here: LangGraph itself
+        # writes under it through batch().
         session = self._session(op.namespace)
-        if op.namespace[0] == "langgraph":
-            raise InvalidNamespaceError(f'Root label for namespace cannot be "langgraph". Got: {op.namespace}')
         if not isinstance(op.key, str) or not op.key:
             raise InvalidInputError(f"key must be a non-empty string, not {op.key!r}")
         if op.ttl is not None:
@@ -192,7 +192,7 @@ class MindStoreGraphStore(BaseStore):
         filters = {**self._prefix_filter(op.namespace_prefix), **self._value_filter(op.filter or {})}
         if op.query is not None and not isinstance(op.query, str):
             raise InvalidInputError(f"query must be a string, not {type(op.query).__name__}")
-        if not op.query:
+        if not (op.query and op.query.strip()):
             slots = self._scan(filters, op.offset + op.limit)[op.offset :]
             return [self._item(s, search=True) for s in slots]
         hits = self.store.search(op.query, k=min(op.offset + op.limit, 10_000), agent_id=self.agent_id, filters={**filters, "langgraph.indexed": True})

@@ -198,7 +198,7 @@ def test_bad_input_gets_langgraphs_errors_and_changes_nothing(graph_store: MindS
     with pytest.raises(InvalidNamespaceError):
         graph_store.batch([PutOp(("a.b", "c"), "k", {"x": 1})])  # ops handed to batch directly are checked too
     with pytest.raises(InvalidNamespaceError):
-        graph_store.put(("langgraph",), "k", {"x": 1})
+        graph_store.put(("langgraph",), "k", {"x": 1})  # reserved for LangGraph, which writes it through batch()
     with pytest.raises(InvalidNamespaceError):
         graph_store.put(("x" * 300,), "k", {"x": 1})
     with pytest.raises(ValueError):
@@ -242,3 +242,75 @@ def test_a_compiled_graph_remembers_through_the_store(graph_store: MindStoreGrap
     graph.invoke({"user": "alice", "fact": "Alice is vegan", "recalled": []})
     out = graph.invoke({"user": "bob", "fact": "Bob plays bass in a jazz trio", "recalled": []})
     assert out["recalled"] == ["Bob plays bass in a jazz trio"]  # alice's memory is in another namespace
+
+
+# -- the behaviour LangGraph's own store tests expect of InMemoryStore, asked of ours -----------
+
+NESTED = [("a", "b", "c"), ("a", "b", "d", "e"), ("a", "b", "d", "i"), ("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f"), ("users", "123"), ("users", "456", "settings"), ("admin", "users", "789")]
+
+
+def test_list_namespaces_as_langgraph_specifies(graph_store: MindStoreGraphStore) -> None:
+    for i, ns in enumerate(NESTED):
+        graph_store.put(ns, f"id_{i}", {"data": f"value_{i:02d}"})
+    ls = graph_store.list_namespaces
+    assert ls(prefix=("a", "b")) == [("a", "b", "c"), ("a", "b", "d", "e"), ("a", "b", "d", "i"), ("a", "b", "f")]
+    assert ls(suffix=("f",)) == [("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f")]
+    assert ls(prefix=("a",), suffix=("f",)) == [("a", "b", "f"), ("a", "c", "f")]
+    assert ls(prefix=("a", "b"), max_depth=3) == [("a", "b", "c"), ("a", "b", "d"), ("a", "b", "f")]
+    assert ls(prefix=("a", "b"), limit=2) == [("a", "b", "c"), ("a", "b", "d", "e")]
+    assert ls(prefix=("a", "b"), offset=2) == [("a", "b", "d", "i"), ("a", "b", "f")]
+    assert ls(prefix=("a", "*", "f")) == [("a", "b", "f"), ("a", "c", "f")]
+    assert ls(suffix=("*", "f")) == [("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f")]
+    assert ls(prefix=("*", "users"), suffix=("*", "settings")) == []
+    assert ls(prefix=("nonexistent",)) == [] and ls(prefix=("users", "123")) == [("users", "123")]
+    assert ls(max_depth=2) == [("a", "b"), ("a", "c"), ("admin", "users"), ("b", "a"), ("users", "123"), ("users", "456")]
+    assert ls() == sorted(NESTED)
+
+
+def test_list_namespaces_pages(graph_store: MindStoreGraphStore) -> None:
+    assert graph_store.list_namespaces() == []
+    graph_store.batch([PutOp(("namespace", f"sub_{i:02d}"), f"id_{i:02d}", {"data": i}) for i in range(12)])
+    assert graph_store.list_namespaces(prefix=("namespace",), limit=5, offset=5) == [("namespace", f"sub_{i:02d}") for i in range(5, 10)]
+
+
+def test_labels_are_literal_and_langgraph_may_write_its_root(graph_store: MindStoreGraphStore) -> None:
+    graph_store.put(("tenant", "a_%"), "k", {"x": 1})
+    graph_store.put(("tenant", "ab"), "k", {"x": 2})
+    assert [i.value for i in graph_store.search(("tenant", "a_%"))] == [{"x": 1}]  # no LIKE patterns
+    graph_store.batch([PutOp(("langgraph", "foo"), "bar", {"foo": "bar"})])
+    assert graph_store.get(("langgraph", "foo"), "bar").value == {"foo": "bar"}
+    graph_store.put(("foo", "langgraph", "foo"), "bar", {"foo": "bar"})
+    assert graph_store.search(("foo", "langgraph", "foo"))[0].value == {"foo": "bar"}
+    for bad in (("foo.bar",), ("foo", ""), (123,)):
+        for call in (lambda: graph_store.get(bad, "k"), lambda: graph_store.search(bad), lambda: graph_store.list_namespaces(prefix=bad), lambda: graph_store.delete(bad, "k")):
+            with pytest.raises(InvalidNamespaceError):
+                call()
+
+
+def test_updating_an_item_updates_what_a_query_finds(graph_store: MindStoreGraphStore) -> None:
+    graph_store.put(("test",), "doc1", {"text": "zany zebra Xerxes"})
+    graph_store.put(("test",), "doc2", {"text": "something about dogs"})
+    graph_store.put(("test",), "doc3", {"text": "text about birds"})
+    before = graph_store.search(("test",), query="Zany Xerxes")
+    assert before[0].key == "doc1"
+    graph_store.put(("test",), "doc1", {"text": "new text about dogs"})
+    after = next(r.score for r in graph_store.search(("test",), query="Zany Xerxes") if r.key == "doc1")
+    assert after < before[0].score
+    assert graph_store.search(("test",), query="new text about dogs")[0].key == "doc1"
+    graph_store.put(("test",), "doc4", {"text": "new text about dogs"}, index=False)
+    assert "doc4" not in [r.key for r in graph_store.search(("test",), query="new text about dogs", limit=3)]
+
+
+def test_query_search_with_filters_and_pages(graph_store: MindStoreGraphStore) -> None:
+    docs = {"doc1": ("red apple", "red", 4.5), "doc2": ("red car", "red", 3.0), "doc3": ("green apple", "green", 4.0), "doc4": ("blue car", "blue", 3.5)}
+    for key, (text, color, score) in docs.items():
+        graph_store.put(("test",), key, {"text": text, "color": color, "score": score})
+    assert [r.key for r in graph_store.search(("test",), query="apple", filter={"color": "red"})][0] == "doc1"
+    assert [r.key for r in graph_store.search(("test",), query="car", filter={"color": "red"})] == ["doc2", "doc1"]
+    above = graph_store.search(("test",), query="blue", filter={"score": {"$gt": 3.2}})
+    assert len(above) == 3 and above[0].key == "doc4"
+    assert [r.key for r in graph_store.search(("test",), query="apple", filter={"score": {"$gte": 4.0}, "color": "green"})] == ["doc3"]
+    first, second = graph_store.search(("test",), query="car", limit=2), graph_store.search(("test",), query="car", limit=2, offset=2)
+    assert len(first) == len(second) == 2 and {r.key for r in first}.isdisjoint(r.key for r in second)
+    for query in ("", None, "   ", "test " * 100, "test!@#$%^&*()"):
+        assert len(graph_store.search(("test",), query=query)) == 4
