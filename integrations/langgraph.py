@@ -64,16 +64,22 @@ class MindStoreGraphStore(BaseStore):
     # -- the two methods LangGraph asks for --------------------------------------------------
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run the operations in order; each sees the writes of the ones before it."""
-        results: list[Result] = []
+        """Run the operations in order; each read sees the writes of the puts before it."""
+        ops = list(ops)
         for op in ops:
             validate_op_namespace(op)
-            if isinstance(op, GetOp):
+        results: list[Result] = []
+        run: list[PutOp] = []  # consecutive puts are applied together
+        for n, op in enumerate(ops):
+            if isinstance(op, PutOp):
+                run.append(op)
+                if n + 1 == len(ops) or not isinstance(ops[n + 1], PutOp):
+                    self._put_many(run)
+                    run = []
+                results.append(None)
+            elif isinstance(op, GetOp):
                 slot = self._find(op.namespace, op.key)
                 results.append(None if slot is None else self._item(slot))
-            elif isinstance(op, PutOp):
-                self._put(op)
-                results.append(None)
             elif isinstance(op, SearchOp):
                 results.append(self._search(op))
             elif isinstance(op, ListNamespacesOp):
@@ -131,9 +137,10 @@ class MindStoreGraphStore(BaseStore):
             return "\n".join(texts), True
         # Not indexed: the slot still needs text (and so a key); the value's JSON is what a person
         # browsing the store wants to read. Queries never score it (see _search).
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str), False
+        return json.dumps(value, ensure_ascii=False, sort_keys=True), False
 
-    def _put(self, op: PutOp) -> None:
+    def _prepare(self, op: PutOp) -> tuple[str, str, dict[str, Any]] | None:
+        """Check a put and turn it into (session, text, metadata); None for a delete."""
         # The "langgraph" root label is refused by BaseStore.put, not here: LangGraph itself
         # writes under it through batch().
         session = self._session(op.namespace)
@@ -141,25 +148,40 @@ class MindStoreGraphStore(BaseStore):
             raise InvalidInputError(f"key must be a non-empty string, not {op.key!r}")
         if op.ttl is not None:
             raise NotImplementedError("MindStoreGraphStore does not support TTLs; memories last until deleted")
-        existing = self._find(op.namespace, op.key)
         if op.value is None:
-            if existing is not None:
-                self.store.delete(existing.id)
-            return
+            return None
         if not isinstance(op.value, Mapping):
             raise InvalidInputError(f"value must be a dict, not {type(op.value).__name__}")
         try:
-            text, indexed = self._text(op.value, op.index)
-        except TypeError as exc:  # from json.dumps, on a value that is not JSON
+            json.dumps(op.value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"value must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+        text, indexed = self._text(op.value, op.index)
         meta = {
             "langgraph": {"namespace": {str(i): label for i, label in enumerate(op.namespace)}, "key": op.key, "indexed": indexed},
             "value": dict(op.value),
         }
-        if existing is not None:
-            self.store.update(existing.id, text=text, metadata=meta)
-        else:
-            self.store.add(text, agent_id=self.agent_id, session_id=session, metadata=meta, dedup=False)
+        return session, text, meta
+
+    def _put_many(self, puts: Sequence[PutOp]) -> None:
+        """Apply a run of puts: all are checked before any is applied; for each (namespace, key)
+        the last put wins (as in InMemoryStore), and new items are embedded in batches."""
+        last = {(op.namespace, op.key): op for op in puts}
+        prepared = [(op, self._prepare(op)) for op in last.values()]
+        new: dict[str, list[dict[str, Any]]] = {}
+        texts: dict[str, list[str]] = {}
+        for op, item in prepared:
+            existing = self._find(op.namespace, op.key)
+            if item is None:
+                if existing is not None:
+                    self.store.delete(existing.id)
+            elif existing is not None:
+                self.store.update(existing.id, text=item[1], metadata=item[2])
+            else:
+                texts.setdefault(item[0], []).append(item[1])
+                new.setdefault(item[0], []).append(item[2])
+        for session, metas in new.items():
+            self.store.add_many(texts[session], agent_id=self.agent_id, session_id=session, metadata=metas, dedup=False)
 
     @staticmethod
     def _value_filter(spec: Mapping[str, Any], path: str = "value") -> dict[str, Any]:

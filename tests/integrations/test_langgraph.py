@@ -172,6 +172,11 @@ def test_batch_runs_ops_in_order(graph_store: MindStoreGraphStore) -> None:
     assert results[0] is None and results[1].value == {"n": 1}
     assert [i.value for i in results[3]] == [{"n": 2}]
     assert results[5] is None and results[6] == []
+    # A run of puts is applied together; for one key the last put wins.
+    graph_store.batch([PutOp(("b", str(i % 3)), f"k{i % 5}", {"n": i}) for i in range(30)])
+    assert graph_store.list_namespaces() == [("b", "0"), ("b", "1"), ("b", "2")]
+    assert graph_store.get(("b", "2"), "k4").value == {"n": 29} and graph_store.get(("b", "0"), "k0").value == {"n": 15}
+    assert len(graph_store.search(("b",), limit=100)) == 15
 
 
 @pytest.mark.anyio
@@ -211,6 +216,8 @@ def test_bad_input_gets_langgraphs_errors_and_changes_nothing(graph_store: MindS
         graph_store.search(("docs",), query="x", limit=-1)
     with pytest.raises(NotImplementedError):
         graph_store.put(("docs",), "k2", {"x": 1}, ttl=5)
+    with pytest.raises(ValueError):  # a bad put in a batch: none of the batch's puts is applied
+        graph_store.batch([PutOp(("docs",), "k", {"x": 2}), PutOp(("docs",), "k3", {"x": 3}), PutOp(("docs",), "k4", {"x": float("nan")})])
     assert store.count() == before and graph_store.get(("docs",), "k").value == {"x": 1}
 
 
