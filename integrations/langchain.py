@@ -12,6 +12,7 @@ written another way (``MindStore.add``, the MCP server), the slot id as a string
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -102,6 +103,14 @@ class MindStoreVectorStore(VectorStore):
             raise InvalidInputError(f"got {len(ids)} ids for {len(texts)} texts")
         ids = [str(i) if i is not None else uuid.uuid4().hex for i in (ids or [None] * len(texts))]
         metas = [{**(m or {}), ID_KEY: i} for m, i in zip(metadatas or [{}] * len(texts), ids)]
+        # Check everything before writing anything: replacements are separate updates.
+        for n, (text, meta) in enumerate(zip(texts, metas)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"texts[{n}] must be a non-empty string, not {text!r}")
+            try:
+                json.dumps(meta, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"metadatas[{n}] must be JSON-serialisable: {exc}") from exc
         # Later entries win, as if added one by one.
         last = {i: n for n, i in enumerate(ids)}
         existing = {_document(s).id: s for s in self._slots(list(last))}

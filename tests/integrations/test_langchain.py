@@ -148,6 +148,11 @@ def test_bad_input_raises_documented_exceptions(vs: MindStoreVectorStore, store:
         vs.add_texts(["a", "b"], metadatas=[{}])
     with pytest.raises(ValueError):
         vs.add_texts(["a"], metadatas=[{"when": object()}])
+    with pytest.raises(ValueError):  # a replacement and a bad text in one call: neither is applied
+        vs.add_texts(["Alice likes planes", "  "], ids=["t", "u"])
+    with pytest.raises(ValueError):
+        vs.add_texts(["Alice likes planes", "b"], [{}, {"x": float("nan")}], ids=["t", "u"])
+    assert vs.get_by_ids(["t"])[0].page_content == "Alice likes trains"
     with pytest.raises(ValueError):
         vs.similarity_search("trains", filter={"year": {"$regex": "x"}})
     with pytest.raises(ValueError):
