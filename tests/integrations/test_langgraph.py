@@ -321,3 +321,12 @@ def test_query_search_with_filters_and_pages(graph_store: MindStoreGraphStore) -
     assert len(first) == len(second) == 2 and {r.key for r in first}.isdisjoint(r.key for r in second)
     for query in ("", None, "   ", "test " * 100, "test!@#$%^&*()"):
         assert len(graph_store.search(("test",), query=query)) == 4
+
+
+@pytest.mark.anyio
+async def test_concurrent_async_calls(graph_store: MindStoreGraphStore) -> None:
+    import asyncio
+
+    await asyncio.gather(*(graph_store.aput(("users", f"u{i % 4}"), f"k{i}", {"text": f"fact {i}"}) for i in range(24)))
+    found = await asyncio.gather(*(graph_store.asearch(("users", f"u{i}"), query="fact", limit=50) for i in range(4)))
+    assert [sorted(int(item.key[1:]) for item in items) for items in found] == [list(range(i, 24, 4)) for i in range(4)]
