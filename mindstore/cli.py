@@ -326,6 +326,27 @@ def tui(db: DbOpt = None) -> None:
 
 
 @app.command()
+def mcp(
+    db: DbOpt = None,
+    transport: Annotated[str, typer.Option("--transport", "-t", help="stdio (for desktop and IDE agents) or http (streamable HTTP on 127.0.0.1)")] = "stdio",
+    port: Annotated[int, typer.Option("--port", help="port for --transport http (bound to 127.0.0.1 only)")] = 8765,
+    agent: AgentOpt = None,
+) -> None:
+    """Serve the store as a Model Context Protocol server: add, search, list, update and delete
+    memories per user (needs the mcp extra: pip install 'mindstore[mcp]')."""
+    if transport not in ("stdio", "http"):
+        _fail(f"--transport takes stdio or http, not {transport!r}")
+    try:
+        from .integrations.mcp import serve
+    except ImportError as exc:
+        _fail(f"the MCP server needs the mcp package: pip install -e '.[mcp]' ({exc})")
+    try:
+        serve(db, transport=transport, port=port, agent_id=agent)  # type: ignore[arg-type]
+    except MindStoreError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def demo(
     db: Annotated[Optional[str], typer.Option("--db", help="store to use (default: a fresh SQLite file in a temporary directory)")] = None,
 ) -> None:
