@@ -52,11 +52,14 @@ def train_command(
     encoder: str = typer.Option("conv", help="conv (images) or mlp."),
     image_size: int = typer.Option(20, help="Images are downsampled to this size."),
     lr: float = typer.Option(1e-3, help="Adam learning rate (cosine-decayed to --lr-min)."),
+    loss_on_first: bool = typer.Option(False, help="Count the loss on a class's 1st "
+                                       "presentation too (its label cannot be known)."),
     lr_min: float = typer.Option(1e-4, help="Final learning rate."),
     standardize: bool = typer.Option(True, help="Centre and scale each encoder feature by "
                                      "its training statistics."),
-    augment: bool = typer.Option(True, help="Randomly rotate, scale, shear and shift every "
-                                 "training drawing a little."),
+    augment: str = typer.Option("pretrain", help="Randomly rotate, scale, shear and shift "
+                                "training drawings a little: none, pretrain (the encoder's "
+                                "phase only) or all."),
     pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
                                        "N steps with the prototypical loss (Snell et al. 2017)."),
     pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
@@ -84,9 +87,10 @@ def train_command(
                       channels=channels, norm=norm, standardize=standardize, init=init)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
-                      lr_min=lr_min, eval_every=eval_every, eval_episodes=eval_episodes,
-                      seed=seed, device=device, out=str(out), threads=threads, augment=augment,
-                      pretrain_steps=pretrain_steps, pretrain_ways=pretrain_ways,
+                      lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
+                      eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
+                      threads=threads, augment=augment, pretrain_steps=pretrain_steps,
+                      pretrain_ways=pretrain_ways,
                       encoder_from=str(encoder_from) if encoder_from else None,
                       freeze_encoder=freeze_encoder)
     try:

@@ -38,13 +38,18 @@ class TrainConfig:
     lr: float = 1e-3
     lr_min: float = 1e-4  # cosine decay from lr to lr_min over the run
     clip: float = 5.0
+    # The label of a class's 1st presentation is unknowable (labels are fresh every episode);
+    # its cross-entropy only teaches the model to distrust what it reads (docs/neural.md).
+    loss_on_first: bool = False
     eval_every: int = 500
     eval_episodes: int = 160
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     out: str = "runs/mann.pt"
     threads: int = 0  # torch.set_num_threads; 0 leaves the default
-    augment: bool = True  # random affine distortion of every training drawing (data.augment)
+    # random affine distortion of training drawings (data.augment): none | pretrain (phase 1,
+    # where the encoder learns; a frozen encoder gains nothing from it in phase 2) | all
+    augment: str = "pretrain"
     # Phase 1 (Omniglot): the encoder alone learns a metric space with the prototypical loss
     # (Snell et al. 2017) on many-way episodes; the MANN then trains on top of it (phase 2).
     pretrain_steps: int = 3000
@@ -107,8 +112,10 @@ def make_sampler(cfg: TrainConfig, split: str):
     if cfg.task != "omniglot":
         raise ValueError(f"unknown task {cfg.task!r}; choose omniglot or synthetic")
     parts = load_omniglot(cfg.data, size=cfg.model.image_size).split()
+    if cfg.augment not in ("none", "pretrain", "all"):
+        raise ValueError(f"unknown augment {cfg.augment!r}; choose none, pretrain or all")
     return OmniglotEpisodes(parts[split], rotate=split == "train",
-                            augment=cfg.augment and split == "train")
+                            augment=cfg.augment == "all" and split == "train")
 
 
 def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEpisodes,
@@ -132,7 +139,7 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
     for step in bar:
         encoder.train()
         x = train_eps.draw(1, W, n, gen)[0].float().div(255)  # (W, n, S, S)
-        if cfg.augment:
+        if cfg.augment != "none":
             x = augment(x, gen)
         z = encoder(x.flatten(0, 1).unsqueeze(1).to(device)).view(W, n, -1)
         protos = z[:, :cfg.pretrain_shots].mean(1)  # c_k
@@ -161,6 +168,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     """Train, evaluate on validation every ``eval_every`` steps, save to ``cfg.out``."""
     from tqdm import tqdm
 
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -189,7 +198,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
         ep = train_eps.sample(cfg.batch, cfg.classes, cfg.presentations, cfg.model.label_space,
                               gen).to(device)
         logits = model(ep.x, ep.y_prev)
-        loss = F.cross_entropy(logits.flatten(0, 1), ep.y.flatten())
+        counted = ep.instance.flatten() > (0 if cfg.loss_on_first else 1)
+        loss = F.cross_entropy(logits.flatten(0, 1)[counted], ep.y.flatten()[counted])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
