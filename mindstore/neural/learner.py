@@ -80,9 +80,9 @@ class OneShotLearner:
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, store: MindStore, space: str = "glyphs",
-             capacity: int | None = None, device: str = "auto", **options: Any) -> OneShotLearner:
+             capacity: int | None = None, device: str = "auto", create: bool = True, **options: Any) -> OneShotLearner:
         """The learner of ``checkpoint`` (default: the packaged one) over ``space`` of ``store``;
-        the space is created on first use, keyed by this checkpoint."""
+        the space is created on first use (unless ``create=False``), keyed by this checkpoint."""
         path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         if not path.is_file():
             raise InvalidInputError(f"no checkpoint at {path}; train one with `mindstore train` or omit it for the packaged one")
@@ -95,6 +95,8 @@ class OneShotLearner:
                 f"{model.cfg.width}-d keys ({source}). Open it with the checkpoint that built it, or use another space name"
             )
         if info is None:
+            if not create:
+                raise SpaceError(f"no space named {space!r} in this store; bind something first (mindstore bind --space {space} ...)")
             store.create_space(space, dim=model.cfg.width, key_source=source)
         return cls(model, store, space, capacity=capacity, **options)
 
@@ -119,7 +121,7 @@ class OneShotLearner:
                 f"(strokes bright): load files with mindstore.neural.data.prepare_image(path, {S})"
             )
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
             raise InvalidInputError("float images must hold values in [0, 1] (uint8 images: 0 to 255)")
         return x.unsqueeze(1).to(self.device)
 

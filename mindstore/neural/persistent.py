@@ -135,7 +135,7 @@ class PersistentMemory(Memory):
                 delta[sid] = delta.get(sid, 0) + prev[b, h, j] * k[b]  # M(i) += w^w(i) k_t
             updated = sorted(delta)
             if updated:
-                old = torch.from_numpy(self.store.keys(updated)).double()
+                old = torch.from_numpy(self.store.keys(updated).copy()).double()
                 new = old + torch.stack([delta[i] for i in updated])
                 self.store.update_vectors(updated, new.float().numpy())
         lu_keys = ((1 - g.cpu()).view(B, 1) * k).float().numpy()  # the cleared slot: M(lu) = (1 - g) k_t
