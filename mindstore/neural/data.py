@@ -218,10 +218,15 @@ class SyntheticEpisodes:
     def __init__(self, size: int = 8, noise: float = 0.05) -> None:
         self.size, self.noise = size, noise
 
+    def drawings(self, classes: int, presentations: int, gen: torch.Generator,
+                 batch: tuple[int, ...] = ()) -> Tensor:
+        """(*batch, classes, presentations, S, S) uint8: noisy copies of one pattern per class."""
+        S = self.size
+        proto = torch.rand(*batch, classes, 1, S, S, generator=gen) < 0.5
+        flips = torch.rand(*batch, classes, presentations, S, S, generator=gen) < self.noise
+        return (proto ^ flips).to(torch.uint8) * 255
+
     def sample(self, batch: int, classes: int, presentations: int, label_space: int,
                gen: torch.Generator) -> Episodes:
-        S = self.size
-        proto = torch.rand(batch, classes, 1, S, S, generator=gen) < 0.5
-        flips = torch.rand(batch, classes, presentations, S, S, generator=gen) < self.noise
-        imgs = (proto ^ flips).to(torch.uint8) * 255
+        imgs = self.drawings(classes, presentations, gen, (batch,))
         return make_episodes(imgs, classes, presentations, label_space, gen)
