@@ -89,6 +89,7 @@ class KeyIndex:
         self._max_id: int | None = -1  # largest id ever added (None: unknown, e.g. after load)
         self.approximate_from = approximate_from
         self._trained_at = 0  # keys held when the IVF lists were trained (0: flat)
+        self._nprobe_at = -1  # the size nprobe was last set for
         self.dirty = False  # changed since loaded or saved
 
     def __len__(self) -> int:
@@ -121,6 +122,7 @@ class KeyIndex:
         self._gpu_index = None
         self._ids = None
         self.dirty = True
+        self._nprobe_at = -1  # recomputed by the next search
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace the vectors of ``ids``."""
@@ -172,8 +174,9 @@ class KeyIndex:
         self._changed()
 
     def _set_nprobe(self) -> None:
+        """Probe enough lists to scan about ``_IVF_SCAN`` keys at the index's current size."""
         ivf = self._index
-        ivf.nprobe = int(min(ivf.nlist, max(8, _IVF_SCAN * ivf.nlist // max(self._trained_at, 1))))
+        ivf.nprobe = int(min(ivf.nlist, max(8, _IVF_SCAN * ivf.nlist // max(len(self), 1))))
 
     def reset(self) -> None:
         self._index.reset()
@@ -208,6 +211,9 @@ class KeyIndex:
         if total == 0:
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         kk = min(k, total)
+        if self.approximate and self._nprobe_at != total:
+            self._set_nprobe()
+            self._nprobe_at = total
         with _omp_threads(n):
             if subset is None:
                 scores, ids = self._search_index().search(q, kk)

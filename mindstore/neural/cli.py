@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -43,18 +45,27 @@ def image_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _learner(store, checkpoint: Optional[Path], space: str, create: bool):  # noqa: ANN001, ANN202
+@contextmanager
+def _learner(db: Optional[str], checkpoint: Optional[Path], space: str, *, create: bool) -> Iterator:
+    """The learner over ``space`` of the store at ``db``; any MindStoreError ends the command
+    with its message."""
+    from ..cli import _fail, _store
+    from ..errors import MindStoreError
     from .learner import OneShotLearner
 
-    return OneShotLearner.load(checkpoint, store=store, space=space, create=create, device="cpu")
+    with _store(db) as store:
+        try:
+            yield OneShotLearner.load(checkpoint, store=store, space=space, create=create, device="cpu")
+        except MindStoreError as exc:
+            _fail(str(exc))
 
 
-def _read_images(files: list[Path], size: int, invert: bool):  # noqa: ANN202 - ndarray
+def _read_images(files: list[Path], learner, invert: bool):  # noqa: ANN001, ANN202 - ndarray
     import numpy as np
 
     from .data import prepare_image
 
-    imgs = np.stack([prepare_image(f, size) for f in files])
+    imgs = np.stack([prepare_image(f, learner.model.cfg.image_size) for f in files])
     return imgs if invert else 255 - imgs
 
 
@@ -77,24 +88,19 @@ def bind_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Bind images to labels from one example each, in the store's neural space (lasts)."""
-    from ..cli import _fail, _print_json, _store
-    from ..errors import MindStoreError
+    from ..cli import _print_json
 
     files = image_files(paths)
     labels = [label if label is not None else f.parent.name for f in files]
-    with _store(db) as store:
-        try:
-            learner = _learner(store, checkpoint, space, create=True)
-            ids = learner.bind(_read_images(files, learner.model.cfg.image_size, invert), labels)
-        except MindStoreError as exc:
-            _fail(str(exc))
+    with _learner(db, checkpoint, space, create=True) as learner:
+        ids = learner.bind(_read_images(files, learner, invert), labels)
         rows = [{"file": str(f), "label": lab, "slot": i} for f, lab, i in zip(files, labels, ids)]
         if json_out:
             _print_json(rows)
         else:
             for r in rows:
                 typer.echo(f"[{r['slot']}] {r['label']}  <- {r['file']}")
-            typer.echo(f"bound {len(rows)} images in space {space!r} ({store.count(space=space)} slots)")
+            typer.echo(f"bound {len(rows)} images in space {space!r} ({learner.store.count(space=space)} slots)")
 
 
 def recall_command(
@@ -106,16 +112,11 @@ def recall_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Recall the label each image was bound to (by this or any earlier process)."""
-    from ..cli import _fail, _print_json, _store
-    from ..errors import MindStoreError
+    from ..cli import _print_json
 
     files = image_files(paths)
-    with _store(db) as store:
-        try:
-            learner = _learner(store, checkpoint, space, create=False)
-            preds = learner.recall(_read_images(files, learner.model.cfg.image_size, invert))
-        except MindStoreError as exc:
-            _fail(str(exc))
+    with _learner(db, checkpoint, space, create=False) as learner:
+        preds = learner.recall(_read_images(files, learner, invert))
         if json_out:
             _print_json([{"file": str(f), **dataclasses.asdict(p)} for f, p in zip(files, preds)])
             return
