@@ -64,6 +64,18 @@ def test_deleting_a_slot_forgets_exactly_that_binding(learner: OneShotLearner) -
     assert [p.label for i, p in enumerate(preds) if i != 2] == ["a", "b", "d", "e", "f"]
 
 
+def test_bind_and_recall_work_among_distractors_on_an_approximate_index(sqlite_url: str, tmp_path: Path) -> None:
+    config = Config(index_dir=tmp_path / "index", approximate_from=2000)
+    with MindStore(sqlite_url, config=config) as store:
+        learner = OneShotLearner.load(store=store, space="glyphs")
+        rng = np.random.default_rng(3)
+        store.add_vectors(rng.normal(size=(3000, 64)).astype(np.float32), space="glyphs", labels=["distractor"] * 3000)
+        imgs = patterns(10, seed=4)
+        learner.bind(imgs, [f"c{i}" for i in range(10)])
+        assert store._space_index("glyphs").index.approximate
+        assert [p.label for p in learner.recall(imgs)] == [f"c{i}" for i in range(10)]
+
+
 RECALL = textwrap.dedent("""
     import json, sys
     import numpy as np
