@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -105,19 +106,28 @@ def lifelong(args: argparse.Namespace) -> None:
         replace_block(DOCS / "neural.md", START, END, text)
 
 
-def p50_ms(fn, n: int, warm: int = 5) -> float:
+def median_ms(fn, n: int, warm: int = 3) -> tuple[float, float]:
+    """(CPU ms, wall ms): medians over ``n`` calls. CPU time (this process) is what a call costs;
+    wall time also counts the waits for a core while other jobs share the machine."""
     for _ in range(warm):
         fn()
-    times = []
+    cpu, wall = [], []
     for _ in range(n):
-        t = time.perf_counter()
+        t, p = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+        cpu.append(time.process_time() - p)
+        wall.append(time.perf_counter() - t)
+    return 1000 * statistics.median(cpu), 1000 * statistics.median(wall)
+
+
+def _keys(learner: OneShotLearner, images: torch.Tensor) -> np.ndarray:
+    """The key ``learner.bind`` would persist for each image (the heads' mean read key)."""
+    learner.recall(images, batch=len(images))
+    return learner.memory.last_keys.mean(1).numpy()
 
 
 @torch.no_grad()
-def in_tensor_step_ms(memory, n_steps: int) -> float:
+def in_tensor_step_ms(memory, n_steps: int) -> tuple[float, float]:  # one round: these are not shared
     g = torch.Generator().manual_seed(0)
     state = memory.initial_state(1)
     state.M.normal_(generator=g)
@@ -127,7 +137,7 @@ def in_tensor_step_ms(memory, n_steps: int) -> float:
     def step() -> None:
         _, box[0] = memory.step(box[0], torch.randn(1, D), torch.randn(1), torch.randn(1, H, D), torch.full((1, H), 10.0))
 
-    return p50_ms(step, n_steps)
+    return median_ms(step, n_steps)
 
 
 @torch.no_grad()
@@ -136,57 +146,66 @@ def scale(args: argparse.Namespace) -> None:
     ev, train = data["eval"], data["train"]
     S = ev.images.shape[-1]
     rng = np.random.default_rng(0)
-    rows, curves = [], {"PersistentMemory step (write + read)": {}, "PersistentMemory read-only step": {},
-                        "DenseMemory step": {}, "SparseMemory (in-tensor, exact top-K) step": {}}
-    with tempfile.TemporaryDirectory() as tmp, open_store(tmp, approximate_from=args.approximate_from) as store:
-        learner = OneShotLearner.load(args.checkpoint, store=store, space="glyphs")
-        mem = learner.memory
-        train_imgs = with_rotations(train.images).reshape(-1, S, S)
-        base = []
-        for start in range(0, len(train_imgs), 2048):  # the keys bindings of training drawings would persist
-            learner.recall(train_imgs[start:start + 2048], batch=2048)
-            base.append(mem.last_keys.mean(1).numpy())
-        base = np.concatenate(base)
-        spread = base.std(0, keepdims=True)
-        filled, fill_s = 0, 0.0
-        for size in args.sizes:
+    curves = {"PersistentMemory step (write + read)": {}, "PersistentMemory read-only step": {},
+              "DenseMemory step": {}, "SparseMemory (in-tensor, exact top-K) step": {}}
+    ops = ("step", "read-only step", "store search", "bind", "recall")
+    with ExitStack() as stack:
+        spaces: dict[int, OneShotLearner] = {}
+        fill_s, base = 0.0, None
+        for size in args.sizes:  # one store per size, all open at once: timed in turns below
+            store = stack.enter_context(open_store(stack.enter_context(tempfile.TemporaryDirectory()),
+                                                   approximate_from=args.approximate_from))
+            learner = spaces[size] = OneShotLearner.load(args.checkpoint, store=store, space="glyphs")
+            if base is None:  # the keys bindings of training drawings would persist
+                train_imgs = with_rotations(train.images).reshape(-1, S, S)
+                base = np.concatenate([_keys(learner, train_imgs[i:i + 2048]) for i in range(0, len(train_imgs), 2048)])
+                spread = base.std(0, keepdims=True)
             t = time.perf_counter()
-            while filled < size:
-                m = min(20_000, size - filled)
+            for start in range(0, size, 20_000):
+                m = min(20_000, size - start)
                 noise = rng.standard_normal((m, base.shape[1])).astype(np.float32)
                 keys = noise if args.distractors == "random" else base[rng.integers(0, len(base), m)] + 0.1 * spread * noise
                 store.add_vectors(keys, space="glyphs", labels=["distractor"] * m)
-                filled += m
             fill_s += time.perf_counter() - t
-            probe = torch.from_numpy(base[rng.integers(0, len(base), 1)])
-            box = [mem.initial_state(1)]
-
-            def step(write: bool) -> None:
-                mem.labels = ["probe"] if write else None
-                _, box[0] = mem.step(box[0], probe + 0.05 * torch.randn_like(probe), torch.randn(1),
-                                     (probe + 0.05 * torch.randn(1, mem.heads, mem.width)), torch.full((1, mem.heads), 15.0))
-                mem.labels = None
-
-            step_ms = p50_ms(lambda: step(True), args.steps)
-            read_ms = p50_ms(lambda: step(False), args.steps)
+            print(f"filled {size:,} distractors ({fill_s:.0f} s so far)", flush=True)
+        accuracy = {}
+        for size, learner in spaces.items():
             cls = torch.randperm(ev.images.shape[0], generator=torch.Generator().manual_seed(size))[:20]
             names = [ev.characters[c] for c in cls.tolist()]
-            one = ev.images[cls[:1], 0]
-            bound: list[int] = []
-            bind_ms = p50_ms(lambda: bound.extend(learner.bind(one, names[:1])), args.steps // 2)
-            recall_ms = p50_ms(lambda: learner.recall(one), args.steps // 2)
-            bound += learner.bind(ev.images[cls, 0], names)
+            bound = learner.bind(ev.images[cls, 0], names)
             preds = learner.recall(ev.images[cls, 1:6].reshape(-1, S, S))
-            acc = np.mean([p.label == names[i // 5] for i, p in enumerate(preds)])
-            for sid in bound:  # forget the probes' classes before the next size
-                store.delete(sid)
-            index = store._space_index("glyphs").index
-            total = store.count(space="glyphs")
-            rows.append([f"{size:,}", f"{total:,}", "IVF" if index.approximate else "flat", f"{step_ms:.2f}", f"{read_ms:.2f}",
-                         f"{bind_ms:.2f}", f"{recall_ms:.2f}", f"{100 * acc:.0f}"])
-            curves["PersistentMemory step (write + read)"][size] = step_ms
-            curves["PersistentMemory read-only step"][size] = read_ms
-            print(rows[-1], f"fill so far {fill_s:.0f} s", flush=True)
+            accuracy[size] = np.mean([p.label == names[i // 5] for i, p in enumerate(preds)])
+            for sid in bound:
+                learner.store.delete(sid)
+        probe = torch.from_numpy(base[rng.integers(0, len(base), 1)])
+        one, name = ev.images[:1, 0], ev.characters[:1]
+        timings: dict[int, dict[str, list[tuple[float, float]]]] = {n: {op: [] for op in ops} for n in spaces}
+        for _ in range(args.rounds):  # in turns, so load from other jobs falls on every size alike
+            for size, learner in spaces.items():
+                mem, box = learner.memory, [learner.memory.initial_state(1)]
+
+                def step(write: bool) -> None:
+                    mem.labels = ["probe"] if write else None
+                    _, box[0] = mem.step(box[0], probe + 0.05 * torch.randn_like(probe), torch.randn(1),
+                                         probe + 0.05 * torch.randn(1, mem.heads, mem.width), torch.full((1, mem.heads), 15.0))
+                    mem.labels = None
+
+                t = timings[size]
+                t["step"].append(median_ms(lambda: step(True), args.steps))
+                t["read-only step"].append(median_ms(lambda: step(False), args.steps))
+                q = probe.repeat(mem.heads, 1).numpy()
+                t["store search"].append(median_ms(lambda: learner.store.search_vectors(q, space="glyphs", k=mem.k), args.steps))
+                t["bind"].append(median_ms(lambda: learner.bind(one, name), args.steps // 2))
+                t["recall"].append(median_ms(lambda: learner.recall(one), args.steps // 2))
+        rows = []
+        for size, learner in spaces.items():
+            best = {op: (min(c for c, _ in v), min(w for _, w in v)) for op, v in timings[size].items()}
+            index = learner.store._space_index("glyphs").index
+            rows.append([f"{size:,}", f"{learner.store.count(space='glyphs'):,}", "IVF" if index.approximate else "flat"]
+                        + [f"{best[op][0]:.2f} / {best[op][1]:.2f}" for op in ops] + [f"{100 * accuracy[size]:.0f}"])
+            curves["PersistentMemory step (write + read)"][size] = best["step"][0]
+            curves["PersistentMemory read-only step"][size] = best["read-only step"][0]
+            print(rows[-1], flush=True)
     dense_rows = []
     for size in args.sizes:
         try:
@@ -195,27 +214,33 @@ def scale(args: argparse.Namespace) -> None:
         except RuntimeError as exc:  # out of memory
             print(f"in-tensor memories at {size}: {exc}")
             break
-        curves["DenseMemory step"][size] = d
-        curves["SparseMemory (in-tensor, exact top-K) step"][size] = s
-        dense_rows.append([f"{size:,}", f"{d:.2f}", f"{s:.2f}"])
+        curves["DenseMemory step"][size] = d[0]
+        curves["SparseMemory (in-tensor, exact top-K) step"][size] = s[0]
+        dense_rows.append([f"{size:,}", f"{d[0]:.2f} / {d[1]:.2f}", f"{s[0]:.2f} / {s[1]:.2f}"])
         print(dense_rows[-1], flush=True)
-    ratio = rows[-1][3], rows[0][3]
+    first, last = curves["PersistentMemory step (write + read)"], curves["PersistentMemory read-only step"]
+    lo, hi = min(first), max(first)
     kind = ("generated Gaussian keys" if args.distractors == "random"
             else "keys of training-alphabet drawings, x4 rotations, jittered: other classes that compete with the bound ones")
     body = "\n".join([
         f"One space filled with distractor slots ({kind}) "
         f"through `add_vectors` (batches of 20k; {fill_s:.0f} s for all of them), SQLite + CPU FAISS, "
-        f"`Config(approximate_from={args.approximate_from:,})`, torch and FAISS on 1 thread, while a training "
-        f"job used the other core. Times are medians (ms) over {args.steps} steps, batch 1, 4 read heads, K = 4: "
+        f"`Config(approximate_from={args.approximate_from:,})`, torch and FAISS on 1 thread, while other jobs "
+        f"(training runs, test suites) shared the 2 cores. One store per size, all open at once and timed in "
+        f"turns ({args.rounds} rounds of {args.steps} steps each); each cell is 'CPU ms / wall ms' per step, the "
+        "lowest of the rounds' medians: CPU time is what a step costs, wall time adds the waits for a core on "
+        "this shared machine. Batch 1, 4 read heads, K = 4: "
         "'step' is `PersistentMemory.step` (LRUA write into the slots read before and a new slot, then the "
-        "top-K read), 'read-only' the same step without the write, 'bind' / 'recall' one image through "
+        "top-K read), 'read-only' the same step without the write, 'store search' the `search_vectors` call "
+        "of a read (4 queries, index + SQL + usage update), 'bind' / 'recall' one image through "
         "`OneShotLearner` (encoder, controller, store). 'recall %' is the accuracy on 5 other drawings of "
         "20 held-out classes bound from one drawing each among the distractors (chance 5%; the same 20-way "
         "without distractors is in docs/neural.md, 'Lifelong binding').",
-        "", table(["distractors", "slots", "index", "step ms", "read-only step ms", "bind ms", "recall ms", "recall %"], rows), "",
-        f"Step time at {rows[-1][0]} slots against {rows[0][0]}: {float(ratio[0]) / float(ratio[1]):.1f}x.",
+        "", table(["distractors", "slots", "index", *ops, "recall %"], rows), "",
+        f"CPU time per step at {hi:,} slots against {lo:,}: {first[hi] / first[lo]:.1f}x (write + read), "
+        f"{last[hi] / last[lo]:.1f}x (read only).",
         "", "In-tensor memories (torch, one episode's memory of N slots x 64, batch 1, write + read):", "",
-        table(["slots", "DenseMemory step ms", "SparseMemory (exact top-K) step ms"], dense_rows), "",
+        table(["slots", "DenseMemory step", "SparseMemory (exact top-K) step"], dense_rows), "",
         "![step time against slots, log-log](oneshot_scale.png)",
     ])
     print(body)
@@ -237,7 +262,7 @@ def plot(curves: dict[str, dict[int, float]], path: Path) -> None:
             xs = sorted(pts)
             ax.loglog(xs, [pts[x] for x in xs], "-o", label=name, markersize=3)
     ax.set_xlabel("slots in memory")
-    ax.set_ylabel("ms per step (median, batch 1, 1 thread)")
+    ax.set_ylabel("CPU ms per step (median, batch 1, 1 thread)")
     ax.set_title("Memory step time against size")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -253,7 +278,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="Omniglot zip or folder (default as for mindstore train)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--approximate-from", type=int, default=50_000)
     ap.add_argument("--distractors", choices=["random", "drawings"], default="random",
                     help="random: generated Gaussian keys; drawings: keys of training-alphabet drawings, jittered "
