@@ -51,7 +51,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="Omniglot zip or folder")
     ap.add_argument("--db", default=None, help="store URL (default: a SQLite file in a temporary folder)")
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    ap.add_argument("--baseline", default="runs/lstm.pt", help="LSTM baseline checkpoint, if you trained one")
+    ap.add_argument("--baseline", default=str(DEFAULT_CHECKPOINT.with_name("lstm_baseline.pt")),
+                    help="LSTM baseline checkpoint (default: the packaged one)")
     ap.add_argument("--classes", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20, help="independent sets of new classes, averaged")
     ap.add_argument("--plot", default="oneshot.png")
@@ -120,8 +121,8 @@ def baselines(args: argparse.Namespace, model, sampler) -> dict[str, dict[int, f
         lstm, _ = load_checkpoint(args.baseline)
         rows["LSTM baseline (no external memory)"] = evaluate.accuracy_by_instance(lstm, sampler, **kw)
     else:
-        print(f"(no LSTM baseline checkpoint at {args.baseline}: `mindstore train --model lstm --out {args.baseline}` "
-              "trains one; showing Santoro et al.'s published LSTM instead)\n")
+        print(f"(no LSTM baseline checkpoint at {args.baseline}: `mindstore train --model lstm --steps 2000 --out "
+              f"{args.baseline}` trains one; showing Santoro et al.'s published LSTM instead)\n")
         rows["LSTM (Santoro)"] = evaluate.SANTORO["LSTM (Santoro)"]  # published; drawn dashed
     return rows
 
