@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import replace_block, table, write_section  # noqa: E402
 
 from mindstore import Config, MindStore  # noqa: E402
-from mindstore.neural.data import load_omniglot, with_rotations  # noqa: E402
+from mindstore.neural.data import DRAWINGS, load_omniglot, with_rotations  # noqa: E402
 from mindstore.neural.learner import OneShotLearner  # noqa: E402
 from mindstore.neural.memory import DenseMemory, SparseMemory  # noqa: E402
 
@@ -164,8 +164,12 @@ def scale(args: argparse.Namespace) -> None:
             for start in range(0, size, 20_000):
                 m = min(20_000, size - start)
                 noise = rng.standard_normal((m, base.shape[1])).astype(np.float32)
-                keys = noise if args.distractors == "random" else base[rng.integers(0, len(base), m)] + 0.1 * spread * noise
-                store.add_vectors(keys, space="glyphs", labels=["distractor"] * m)
+                if args.distractors == "random":
+                    keys, labels = noise, ["distractor"] * m
+                else:  # bindings of other classes: a training drawing's key, jittered, under its class's label
+                    pick = rng.integers(0, len(base), m)
+                    keys, labels = base[pick] + 0.1 * spread * noise, [f"train-{i // DRAWINGS}" for i in pick.tolist()]
+                store.add_vectors(keys, space="glyphs", labels=labels)
             fill_s += time.perf_counter() - t
             print(f"filled {size:,} distractors ({fill_s:.0f} s so far)", flush=True)
         accuracy = {}
@@ -221,7 +225,8 @@ def scale(args: argparse.Namespace) -> None:
     first, last = curves["PersistentMemory step (write + read)"], curves["PersistentMemory read-only step"]
     lo, hi = min(first), max(first)
     kind = ("generated Gaussian keys" if args.distractors == "random"
-            else "keys of training-alphabet drawings, x4 rotations, jittered: other classes that compete with the bound ones")
+            else "keys of training-alphabet drawings, x4 rotations, jittered, each labelled with its class: "
+                 "bindings of 596 other classes (training characters x4 rotations) that compete with the bound ones")
     body = "\n".join([
         f"One space filled with distractor slots ({kind}) "
         f"through `add_vectors` (batches of 20k; {fill_s:.0f} s for all of them), SQLite + CPU FAISS, "
