@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 @dataclass
 class SlotsRead:
     """What the heads read at one step: slot ids (B, H, K; -1 where the space had fewer than K),
-    read weights (B, H, K) and each slot's label."""
+    read weights (B, H, K), the slots' rows M(i) (B, H, K, D) and each slot's label."""
 
     ids: Tensor
     weights: Tensor
+    rows: Tensor
     labels: dict[int, str | None] = field(default_factory=dict)
 
 
@@ -85,8 +86,7 @@ class PersistentMemory(Memory):
             self.write(state, write_key, alpha, self.labels)
         self.last_keys = read_keys.detach()
         read = self.lookup(read_keys, beta)
-        rows = self.rows(read.ids, read_keys.dtype, read_keys.device)
-        r = (read.weights.unsqueeze(-1) * rows).sum(-2)  # r = sum_i w^r(i) M(i), (B, H, D)
+        r = (read.weights.unsqueeze(-1) * read.rows).sum(-2)  # r = sum_i w^r(i) M(i), (B, H, D)
         self.last_read = read
         return r, MemoryState(None, None, read.weights, read.ids)
 
@@ -102,10 +102,10 @@ class PersistentMemory(Memory):
                 ids[i, j] = h.slot.id
                 labels[h.slot.id] = h.slot.label
         ids = ids.view(B, H, self.k).to(keys.device)
-        scores = self.score(keys, self.rows(ids, keys.dtype, keys.device))  # differentiable, (B, H, K)
-        scores = scores.masked_fill(ids < 0, float("-inf"))
+        rows = self.rows(ids, keys.dtype, keys.device)
+        scores = self.score(keys, rows).masked_fill(ids < 0, float("-inf"))  # differentiable, (B, H, K)
         w = F.softmax(beta.unsqueeze(-1) * scores, dim=-1).nan_to_num(0.0)  # all -inf: nothing stored yet
-        return SlotsRead(ids, w, labels)
+        return SlotsRead(ids, w, rows, labels)
 
     def rows(self, ids: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
         """M(i) for slot ids of any shape -> (..., D); zeros where the id is -1."""
