@@ -84,6 +84,8 @@ class OneShotLearner:
         """The learner of ``checkpoint`` (default: the packaged one) over ``space`` of ``store``;
         the space is created on first use (unless ``create=False``), keyed by this checkpoint."""
         path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        if options.get("persist", PERSIST[0]) not in PERSIST:  # checked before the space is made
+            raise InvalidInputError(f"persist must be one of {', '.join(PERSIST)}")
         if not path.is_file():
             raise InvalidInputError(f"no checkpoint at {path}; train one with `mindstore train` or omit it for the packaged one")
         model, _ = load_checkpoint(path, resolve_device(device))

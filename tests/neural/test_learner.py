@@ -173,6 +173,8 @@ def test_bad_input_raises_typed_errors_and_changes_nothing(learner: OneShotLearn
         OneShotLearner.load(store=store, space="narrow")
     with pytest.raises(InvalidInputError):
         OneShotLearner.load(tmp_path / "nope.pt", store=store)
+    with pytest.raises(InvalidInputError):
+        OneShotLearner.load(store=store, space="fresh", persist="bogus")
     after = snapshot(sqlite_url)
     after["spaces"] = [r for r in after["spaces"] if r[1] != "narrow"]
     assert after == before
