@@ -30,7 +30,9 @@ class Config:
     approximate_from: int | None = None
     """Spaces with at least this many keys switch to an approximate (IVF) key index: searches scan
     a few thousand keys and single-key writes cost O(1), so a neural memory's read and write steps
-    stay flat at millions of slots. None (the default) keeps every search exact."""
+    stay flat at millions of slots. The write that crosses the size (and one each time the space
+    grows 8x after) trains the lists, which takes seconds. None (the default) keeps every search
+    exact."""
 
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
