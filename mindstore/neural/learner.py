@@ -13,7 +13,7 @@ SQL). How a binding is made, with the controller exactly as trained (``MANN.step
    key a later read of the same class looks for; or ``persist="write_key"``: the write key k_t of
    step 2, where the label arrives (y_{t-1}) with the image as e_{t-1}, as in a training episode.
    The network's 20 output labels cannot name arbitrary strings, so the slot carries the label
-   and the controller is shown label code 0 (measured better than a hash of the label).
+   and the controller is shown label code 0 (measured better than codes spread over the 20).
 2. ``recall``: a fresh controller sees the image; its read heads fetch their top-K slots; the
    prediction is the label with the most read weight over the slots read (confidence = its
    share). Deleting a slot from the store forgets exactly that binding.
