@@ -13,10 +13,14 @@ import argparse
 import json
 import platform
 import shlex
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import replace_block  # noqa: E402
 
 from mindstore.neural import evaluate
 from mindstore.neural.model import config_from_dict
@@ -95,10 +99,7 @@ def main() -> None:
     evaluate.plot(five, DOCS / "neural_5way.png", "5-way, held-out alphabets")
     evaluate.plot(results["20"], DOCS / "neural_20way.png", "20-way, held-out alphabets")
     if args.write_docs:
-        doc = (DOCS / "neural.md").read_text()
-        head, rest = doc.split(START, 1)
-        _, tail = rest.split(END, 1)
-        (DOCS / "neural.md").write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        replace_block(DOCS / "neural.md", START, END, text)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,15 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     DOC.write_text(text)
     print(f"wrote section {name!r} of {DOC}")
+
+
+def replace_block(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what lies between the ``start`` and ``end`` marker lines of a doc (or append both)."""
+    doc = path.read_text() if path.exists() else ""
+    if start in doc:
+        head, rest = doc.split(start, 1)
+        _, tail = rest.split(end, 1)
+    else:
+        head, tail = doc.rstrip() + "\n\n", "\n"
+    path.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+    print(f"wrote {start} ... {end} in {path}")

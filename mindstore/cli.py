@@ -301,13 +301,14 @@ def stats(db: DbOpt = None, as_json: JsonOpt = False) -> None:
         info = {"url": repr(store), "spaces": [dataclasses.asdict(s) for s in store.spaces()]}
         for sp in info["spaces"]:
             idx = store._space_index(sp["name"])
-            sp.update(index_size=len(idx.index), index_device=idx.index.device, index_file=str(idx.path) if idx.path else None, index_repair=idx.repaired)
+            sp.update(index_size=len(idx.index), index_kind="ivf" if idx.index.approximate else "flat", index_device=idx.index.device,
+                      index_file=str(idx.path) if idx.path else None, index_repair=idx.repaired)
         if as_json:
             _print_json(info)
             return
         typer.echo(info["url"])
         for sp in info["spaces"]:
-            typer.echo(f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}, index {sp['index_size']} on {sp['index_device']}")
+            typer.echo(f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}, index {sp['index_size']} ({sp['index_kind']}) on {sp['index_device']}")
 
 
 @app.command()

@@ -27,6 +27,12 @@ class Config:
     """``auto`` (GPU when present), ``cpu`` or ``cuda``: for FAISS and the embedder."""
     save_index_every: int = 10_000
     """Save the key index after this many changes (it is also saved on close)."""
+    approximate_from: int | None = None
+    """Spaces with at least this many keys switch to an approximate (IVF) key index: searches scan
+    a few thousand keys and single-key writes cost O(1), so a neural memory's read and write steps
+    stay flat at millions of slots. The write that crosses the size (and one each time the space
+    grows 8x after) trains the lists, which takes seconds. None (the default) keeps every search
+    exact."""
 
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
@@ -35,6 +41,8 @@ class Config:
             raise InvalidInputError("dedup_threshold must be in (0, 1]; pass dedup=False to add() to skip it")
         if self.embed_batch_size < 1:
             raise InvalidInputError("embed_batch_size must be a positive integer")
+        if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
+            raise InvalidInputError("approximate_from must be None or an integer of at least 1000 (keys)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
 

@@ -44,7 +44,7 @@ def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
 class SpaceIndex:
     """One space's :class:`KeyIndex`, its file, and the logic that keeps it true to SQL."""
 
-    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str) -> None:
+    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None) -> None:
         self.space_id = row.id
         self.name = row.name
         self.dim = row.dim
@@ -52,6 +52,7 @@ class SpaceIndex:
         self._sessions = sessions
         self.path = path
         self._device = device
+        self._approximate_from = approximate_from
         self.local_events: set[int] = set()  # our own events, already applied to the index
         self.changes_since_save = 0
         self.repaired: str | None = None  # how the last open fixed the index, for stats and logs
@@ -63,7 +64,7 @@ class SpaceIndex:
         index: KeyIndex | None = None
         if self.path is not None and self.path.exists():
             try:
-                index = KeyIndex.load(self.path, dim=self.dim, device=self._device)
+                index = KeyIndex.load(self.path, dim=self.dim, device=self._device, approximate_from=self._approximate_from)
             except IndexFileError as exc:
                 log.warning("key index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
                 self.repaired = "rebuilt: damaged file"
@@ -92,7 +93,7 @@ class SpaceIndex:
         return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
 
     def _rebuild(self) -> KeyIndex:
-        index = KeyIndex(self.dim, device=self._device)
+        index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from)
         with self._sessions() as s:
             # Read the sequence first: changes made while we stream are re-applied by catch_up.
             index.seq = self._db_seq(s)

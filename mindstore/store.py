@@ -167,7 +167,7 @@ class MindStore:
                 s.add(SpaceRow(name=name, dim=create_dim, key_source=key_source or self.embedder_name, created_at=_now()))
             row = self._space_row(name)
         path = self._index_dir / f"{name}.faiss" if self._index_dir is not None else None
-        sp = SpaceIndex(row, self._sessions, path, self.config.device)
+        sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from)
         self._spaces[name] = sp
         return sp
 
@@ -434,15 +434,22 @@ class MindStore:
                     s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
                 event_ids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all() if events else []
                 all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
-                got = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(set(all_ids)))).all()}
+                # Only reinforced slots changed in SQL after their insert; new ones are returned from
+                # what was inserted (reading a million rows back cost a fifth of a bulk fill).
+                got: dict[int, Slot] = {r.id: self._slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(reinforced)))).all()} if reinforced else {}
         except SQLAlchemyError as exc:
             raise DatabaseError(f"write failed, nothing was stored: {exc}") from exc
+        for i, row in zip(fresh, rows):
+            slot_id = new_ids[i]
+            if slot_id not in got:
+                got[slot_id] = Slot(id=slot_id, space=sp.name, scope=scope, text=row["text"], metadata=dict(row["metadata_"]),
+                                    label=row["label"], usage=Usage(0, 1, now), created_at=now, updated_at=now)
         # Committed: now the derived index.
         if new_ids:
             sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(event_ids))
-        return [self._slot(got[i], sp.name) for i in all_ids]
+        return [got[i] for i in all_ids]
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n
@@ -523,6 +530,61 @@ class MindStore:
             sp.local_events.add(int(eid))
             self._after_change(sp, 1)
             return self._slot(new_row, space)
+
+    def update_vectors(self, ids: Sequence[int], keys: Any, *, labels: Sequence[str | None] | None = None) -> list[Slot]:
+        """Replace the key vectors (and, when given, the labels) of slots of a vector space in one
+        transaction; history records an ``update`` per slot. Text spaces are keyed by their
+        embedder: change their text with :meth:`update` instead."""
+        self._check_open()
+        ids = [int(i) for i in ids]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("update_vectors takes each slot id once")
+        labels = self._optional_strings(labels, len(ids), "labels") if labels is not None else None
+        if not ids:
+            return []
+        with self._lock:
+            with self._sessions() as s:
+                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all()}
+                names = self._space_names(s)
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise NotFoundError(f"no slots with ids {missing[:10]}")
+            if len({rows[i].space_id for i in ids}) > 1:
+                raise InvalidInputError("update_vectors changes slots of one space at a time")
+            sp = self._space_index(names[rows[ids[0]].space_id])
+            if sp.key_source == self.embedder_name:
+                raise SpaceError(f"space {sp.name!r} is keyed by its text embedder; change a slot's text with update()")
+            keys = check_vectors(keys, sp.dim, "keys")
+            if len(keys) != len(ids):
+                raise InvalidVectorError(f"got {len(keys)} keys for {len(ids)} slot ids")
+            now = _now()
+            values = [{"id": i, "key": keys[j].tobytes(), "writes": rows[i].writes + 1, "updated_at": now, "last_access": now,
+                       **({"label": labels[j]} if labels is not None else {})} for j, i in enumerate(ids)]
+            try:
+                with self._sessions() as s, s.begin():
+                    s.execute(sql_update(SlotRow), values)
+                    eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
+                        {"space_id": sp.space_id, "slot_id": i, "kind": "update", "old_text": rows[i].text, "new_text": rows[i].text,
+                         "old_metadata": rows[i].metadata_, "new_metadata": rows[i].metadata_, "at": now} for i in ids
+                    ]).scalars().all()
+                    got = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all()}
+            except SQLAlchemyError as exc:
+                raise DatabaseError(f"update failed, nothing was changed: {exc}") from exc
+            sp.index.add(np.array(ids, dtype=np.int64), keys)
+            sp.local_events.update(int(e) for e in eids)
+            self._after_change(sp, len(ids))
+            return [self._slot(got[i], sp.name) for i in ids]
+
+    def least_used(self, n: int = 1, *, space: str | None = None) -> list[int]:
+        """Ids of the ``n`` slots of a space accessed longest ago (reads and writes both count),
+        oldest first: the slots a bounded memory overwrites first. One indexed range read."""
+        self._check_open()
+        check_k(n)
+        ref = self._space_id(space)
+        if ref is None:
+            return []
+        with self._sessions() as s:
+            return [int(i) for i in s.scalars(select(SlotRow.id).where(SlotRow.space_id == ref[0]).order_by(SlotRow.last_access, SlotRow.id).limit(n)).all()]
 
     def delete(self, id: int) -> None:
         """Forget one slot. Its history stays readable through :meth:`history`."""
@@ -624,7 +686,7 @@ class MindStore:
             sp = self._text_space(create=False)
         if sp is None:
             return []
-        return self._search(sp, self._embed([query]), *args)
+        return self._search(sp, self._embed([query]), *args)[0]
 
     def search_vector(
         self,
@@ -639,16 +701,33 @@ class MindStore:
         min_score: float | None = None,
     ) -> list[Hit]:
         """Like :meth:`search`, with a key vector instead of text (any space)."""
+        q = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
+        if q.ndim == 2 and len(q) != 1:
+            raise InvalidVectorError("search_vector takes one query vector; use search_vectors for several")
+        return self.search_vectors(q, space=space, k=k, user_id=user_id, agent_id=agent_id, session_id=session_id, filters=filters, min_score=min_score)[0]
+
+    def search_vectors(
+        self,
+        vectors: Any,
+        *,
+        space: str | None = None,
+        k: int = 5,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`search_vector` for a batch of query vectors (n, dim): one index search, one SQL
+        read and one usage update for all of them. A slot hit by several queries counts one read."""
         self._check_open()
         args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
         with self._lock:
             sp = self._resolve_space(space)
         if sp is None:
-            return []
-        q = check_vectors(vector, sp.dim, "query vector")
-        if len(q) != 1:
-            raise InvalidVectorError("search_vector takes one query vector")
-        return self._search(sp, q, *args)
+            n = len(np.atleast_2d(np.asarray(vectors)))
+            return [[] for _ in range(n)]
+        return self._search(sp, check_vectors(vectors, sp.dim, "query vector"), *args)
 
     @staticmethod
     def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
@@ -664,7 +743,7 @@ class MindStore:
         rows = s.execute(select(SlotRow.id, SlotRow.metadata_).where(*where)).all()
         return np.array([r[0] for r in rows if pred(r[1] or {})], dtype=np.int64)
 
-    def _search(self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None) -> list[Hit]:
+    def _search(self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None) -> list[list[Hit]]:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         with self._lock:
             self._check_open()
@@ -672,35 +751,37 @@ class MindStore:
             with self._sessions() as s:
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
-                    return []
+                    return [[] for _ in q]
                 # The index proposes candidates from float16 codes, with a margin; the float32 keys
                 # in SQL decide the order and the scores.
                 _, ids = sp.index.search(q, k + max(k, 10), subset=subset)
-                cand = [int(i) for i in ids[0] if i >= 0]
-                if not cand:
-                    return []
-                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(cand))).all()}
-            # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
-            kept = [rows[i] for i in cand if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
-            if not kept:
-                return []
-            keys = keys_from_bytes([r.key for r in kept], sp.dim)
-            scores = (keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[0]
-            ranked = sorted(zip(scores.tolist(), kept), key=lambda p: (-p[0], p[1].id))[:k]
-            ranked = [(sc, r) for sc, r in ranked if min_score is None or sc >= min_score]
-            if not ranked:
-                return []
-            now = _now()
-            try:
-                with self._sessions() as s, s.begin():
-                    s.execute(sql_update(SlotRow).where(SlotRow.id.in_([r.id for _, r in ranked])).values(reads=SlotRow.reads + 1, last_access=now))
-            except OperationalError:
-                pass  # usage is advisory: a busy database must not fail a read
-            else:
-                for _, r in ranked:
-                    r.reads += 1
-                    r.last_access = now
-            return [Hit(sc, self._slot(r, sp.name)) for sc, r in ranked]
+                cands = [[int(i) for i in row if i >= 0] for row in ids]
+                wanted = sorted({i for c in cands for i in c})
+                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(wanted))).all()} if wanted else {}
+            results: list[list[tuple[float, SlotRow]]] = []
+            for qi, cand in enumerate(cands):
+                # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
+                kept = [rows[i] for i in cand if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
+                if not kept:
+                    results.append([])
+                    continue
+                keys = keys_from_bytes([r.key for r in kept], sp.dim)
+                scores = (keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[qi]
+                ranked = sorted(zip(scores.tolist(), kept), key=lambda p: (-p[0], p[1].id))[:k]
+                results.append([(sc, r) for sc, r in ranked if min_score is None or sc >= min_score])
+            hit_rows = {r.id: r for ranked in results for _, r in ranked}
+            if hit_rows:
+                now = _now()
+                try:
+                    with self._sessions() as s, s.begin():
+                        s.execute(sql_update(SlotRow).where(SlotRow.id.in_(sorted(hit_rows))).values(reads=SlotRow.reads + 1, last_access=now))
+                except OperationalError:
+                    pass  # usage is advisory: a busy database must not fail a read
+                else:
+                    for r in hit_rows.values():
+                        r.reads += 1
+                        r.last_access = now
+            return [[Hit(sc, self._slot(r, sp.name)) for sc, r in ranked] for ranked in results]
 
     @staticmethod
     def _in_scope(row: SlotRow, scope: Scope) -> bool:

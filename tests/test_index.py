@@ -86,3 +86,26 @@ def test_device_is_cpu_without_gpu() -> None:
     expected = "cuda" if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 else "cpu"
     assert ix.device == expected
     assert KeyIndex(4, device="cpu").device == "cpu"
+
+
+def test_past_the_threshold_the_index_turns_ivf_and_stays_true(data, tmp_path: Path) -> None:
+    """Approximate mode: O(1) add/remove by id, searches still find a key's own slot, and the IVF
+    survives save/load."""
+    ix = KeyIndex(32, approximate_from=2000)
+    ix.add(np.arange(1000), data[:1000])
+    assert not ix.approximate
+    ix.add(np.arange(1000, 5000), data[1000:])
+    assert ix.approximate and len(ix) == 5000
+    _, ids = ix.search(data[:50], 1)
+    assert (ids[:, 0] == np.arange(50)).all()
+    ix.add(np.array([7]), data[9:10])  # replace: one copy, new vector
+    assert len(ix) == 5000
+    assert ix.remove(np.array([3, 3, 123456])) == 1 and 3 not in ix.ids()
+    _, ids = ix.search(data[9:10], 2)
+    assert set(ids[0]) == {7, 9}
+    np.testing.assert_array_equal(ix.search(data[:5], 3, subset=np.arange(0, 5000, 7))[1],
+                                  [brute(data, np.arange(5000), q, np.setdiff1d(np.arange(0, 5000, 7), [3, 7]), 3) for q in data[:5]])
+    ix.save(tmp_path / "ivf.faiss")
+    back = KeyIndex.load(tmp_path / "ivf.faiss", dim=32, approximate_from=2000)
+    assert back.approximate and len(back) == 4999
+    np.testing.assert_array_equal(back.search(data[:20], 4)[1], ix.search(data[:20], 4)[1])

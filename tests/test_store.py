@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mindstore import Config, Event, Hit, MindStore, Page, Slot
+from mindstore import Config, Event, Hit, InvalidVectorError, MindStore, NotFoundError, Page, Slot
 
 
 def test_add_returns_slot_with_scope_metadata_and_usage(store: MindStore) -> None:
@@ -292,3 +292,37 @@ def test_scopes_lists_distinct_values_with_counts(store: MindStore) -> None:
 
     with pytest.raises(InvalidInputError):
         store.scopes("role")
+
+
+def test_batch_vector_search_equals_one_by_one(store: MindStore) -> None:
+    rng = np.random.default_rng(1)
+    store.create_space("v", dim=8, key_source="test")
+    keys = rng.normal(size=(200, 8)).astype(np.float32)
+    store.add_vectors(keys, space="v", labels=[f"l{i}" for i in range(200)])
+    qs = keys[:5] + 0.01
+    batch = store.search_vectors(qs, space="v", k=4)
+    for q, hits in zip(qs, batch):
+        assert [h.slot.id for h in hits] == [h.slot.id for h in store.search_vector(q, space="v", k=4)]
+    with pytest.raises(InvalidVectorError):
+        store.search_vectors(np.zeros((2, 7)), space="v")
+
+
+def test_update_vectors_moves_keys_and_labels_and_least_used_orders_by_access(store: MindStore) -> None:
+    rng = np.random.default_rng(2)
+    store.create_space("v", dim=8, key_source="test")
+    keys = rng.normal(size=(10, 8)).astype(np.float32)
+    slots = store.add_vectors(keys, space="v", labels=[f"l{i}" for i in range(10)])
+    ids = [s.id for s in slots]
+    store.search_vector(keys[0], space="v", k=1)  # slot 0 read: it is no longer the least used
+    assert store.least_used(2, space="v") == ids[1:3]
+    new = store.update_vectors([ids[1]], -keys[5:6], labels=["moved"])
+    assert new[0].label == "moved" and new[0].usage.writes == 2
+    np.testing.assert_array_equal(store.keys([ids[1]]), -keys[5:6])
+    assert store.search_vector(-keys[5], space="v", k=1)[0].slot.id == ids[1]
+    assert [e.kind for e in store.history(ids[1])] == ["add", "update"]
+    assert ids[1] not in store.least_used(3, space="v")
+    with pytest.raises(NotFoundError):
+        store.update_vectors([999999], keys[:1])
+    with pytest.raises(InvalidVectorError):
+        store.update_vectors([ids[2]], keys[:2])
+    np.testing.assert_array_equal(store.keys([ids[2]]), keys[2:3])  # rejected: nothing changed

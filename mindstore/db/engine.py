@@ -64,6 +64,11 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         event.listen(engine, "connect", _tune_sqlite)
     try:
         Base.metadata.create_all(engine)
+        # create_all makes missing tables with their indexes, but not indexes added to a table
+        # that already exists: add those to databases made by an earlier mindstore.
+        for table in Base.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(engine, checkfirst=True)
         with Session(engine) as s, s.begin():
             row = s.get(MetaRow, "schema_version")
             if row is None:

@@ -64,6 +64,8 @@ class SlotRow(Base):
         Index("ix_slots_scope", "space_id", "user_id", "agent_id", "session_id", "id"),
         Index("ix_slots_agent", "space_id", "agent_id"),
         Index("ix_slots_session", "space_id", "session_id"),
+        # Least recently accessed first: where a bounded memory writes (MindStore.least_used).
+        Index("ix_slots_lru", "space_id", "last_access", "id"),
         {"sqlite_autoincrement": True},
     )
 

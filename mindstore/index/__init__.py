@@ -3,6 +3,11 @@
 It is a derived cache of the keys the SQL store holds. It remembers the change sequence it has
 applied (``seq``) so the store can bring it up to date, and it saves itself with a checksum so a
 damaged file is detected and rebuilt rather than trusted.
+
+Small spaces are a flat scan (exact). Past ``approximate_from`` keys (off unless configured) the
+index becomes an inverted file (IVF, Jegou et al. 2011) with a hash-table id map, so that a search
+scans a few lists and adding or removing one key costs O(1) instead of O(N): what a memory that
+reads and writes a few slots per step needs at millions of slots (Rae et al. 2016).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ __all__ = ["KeyIndex", "IndexFileError", "gpu_available", "normalize"]
 
 _FORMAT = 1
 _SMALL_BATCH = 16  # queries; up to this many are searched on one thread
+_IVF_REGROW = 8  # retrain the IVF lists when the index has grown this many times since training
+_IVF_SCAN = 16_384  # keys an IVF search scans per query (nprobe = this / mean list length)
 
 
 class IndexFileError(Exception):
@@ -64,21 +71,29 @@ def _flat_codes(dim: int) -> faiss.Index:
 
 
 class KeyIndex:
-    """Brute-force cosine search over ``(id, vector)`` pairs: add, remove, search, save, load.
+    """Cosine search over ``(id, vector)`` pairs: add, remove, search, save, load.
 
     Vectors are normalised on the way in and kept as float16. Searches may be restricted to a
     subset of ids; small subsets are scored directly (O(subset)), large ones by a filtered scan;
     neither skips a vector. With a GPU build of FAISS and a GPU present, unrestricted searches run
     on a GPU copy (rebuilt after changes); restricted ones stay on the CPU.
+
+    Brute force (exact) unless ``approximate_from`` is set: the add that brings the index to that
+    many keys moves them into an IVF (seconds at 1e5 to 1e6 keys: k-means on a sample), and the
+    lists are retrained each time the index has grown 8x since. IVF searches run on the CPU.
     """
 
-    def __init__(self, dim: int, *, device: str = "auto") -> None:
+    def __init__(self, dim: int, *, device: str = "auto", approximate_from: int | None = None) -> None:
         self.dim = int(dim)
         self.seq = 0  # last change sequence applied from the SQL store
         self._index = faiss.IndexIDMap2(_flat_codes(self.dim))
         self._use_gpu = device in ("auto", "cuda", "gpu") and gpu_available()
         self._gpu_index = None  # lazily made copy, dropped on every change
         self._ids: np.ndarray | None = None
+        self._max_id: int | None = -1  # largest id ever added (None: unknown, e.g. after load)
+        self.approximate_from = approximate_from
+        self._trained_at = 0  # keys held when the IVF lists were trained (0: flat)
+        self._nprobe_at = -1  # the size nprobe was last set for
         self.dirty = False  # changed since loaded or saved
 
     def __len__(self) -> int:
@@ -86,36 +101,86 @@ class KeyIndex:
 
     @property
     def device(self) -> str:
-        return "cuda" if self._use_gpu else "cpu"
+        return "cuda" if self._use_gpu and not self.approximate else "cpu"
+
+    @property
+    def approximate(self) -> bool:
+        """True once the index is an IVF (approximate search, O(1) add and remove)."""
+        return isinstance(self._index, faiss.IndexIVF)
 
     def ids(self) -> np.ndarray:
         """Every id in the index, sorted (cached until the next change)."""
         if self._ids is None:
-            self._ids = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+            self._ids = np.sort(self._all_ids())
         return self._ids
+
+    def _all_ids(self) -> np.ndarray:
+        """The ids in storage order (IVF: list by list)."""
+        if not self.approximate:
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        inv = self._index.invlists
+        parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy() for i in range(inv.nlist) if inv.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def _changed(self) -> None:
         self._gpu_index = None
         self._ids = None
         self.dirty = True
+        self._nprobe_at = -1  # recomputed by the next search
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace the vectors of ``ids``."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0:
             return
-        self.remove(ids)
+        if self._max_id is None:
+            self._max_id = int(self._all_ids().max(initial=-1))
+        # Ids above every id ever added (the store's new slots) cannot be present: skip the
+        # removal, which on a flat index is a scan of all N ids.
+        if int(ids.min()) <= self._max_id:
+            self.remove(ids)
         self._index.add_with_ids(normalize(vectors), ids)
+        self._max_id = max(self._max_id, int(ids.max()))
         self._changed()
+        if self.approximate_from is not None and len(self) >= self.approximate_from and (
+            not self.approximate or len(self) >= _IVF_REGROW * self._trained_at
+        ):
+            self._train_ivf()
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0 or len(self) == 0:
             return 0
-        n = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if self.approximate:  # the hash-table id map removes listed ids in O(len(ids))
+            ids = np.unique(ids)
+            n = int(self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+        else:
+            n = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
         if n:
             self._changed()
         return n
+
+    def _train_ivf(self) -> None:
+        """Move every key into an IVF with about 4 sqrt(N) lists trained on a sample of the keys."""
+        n = len(self)
+        ids = self._all_ids()
+        vectors = self.reconstruct(ids)
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
+        sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
+        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        ivf.by_residual = False  # codes are the float16 vectors themselves, as in the flat index
+        ivf.train(sample)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.add_with_ids(vectors, ids)
+        self._index = ivf
+        self._trained_at = n
+        self._set_nprobe()
+        self._changed()
+
+    def _set_nprobe(self) -> None:
+        """Probe enough lists to scan about ``_IVF_SCAN`` keys at the index's current size."""
+        ivf = self._index
+        ivf.nprobe = int(min(ivf.nlist, max(8, _IVF_SCAN * ivf.nlist // max(len(self), 1))))
 
     def reset(self) -> None:
         self._index.reset()
@@ -126,6 +191,8 @@ class KeyIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.approximate:
+            return np.stack([self._index.reconstruct(int(i)) for i in ids])
         return self._index.reconstruct_batch(ids)
 
     def search(
@@ -134,7 +201,9 @@ class KeyIndex:
         """Top-``k`` by cosine for each query row: (scores, ids), padded with (-inf, -1).
 
         ``subset`` restricts the search to those ids (ids absent from the index are ignored).
-        Ties are broken by the smaller id so results are reproducible.
+        Ties are broken by the smaller id so results are reproducible. Exact on a flat index and
+        for small subsets; once the index is approximate, the best keys outside the lists probed
+        can be missed.
         """
         q = normalize(queries)
         n = len(q)
@@ -146,11 +215,15 @@ class KeyIndex:
         if total == 0:
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         kk = min(k, total)
+        if self.approximate and self._nprobe_at != total:
+            self._set_nprobe()
+            self._nprobe_at = total
         with _omp_threads(n):
             if subset is None:
                 scores, ids = self._search_index().search(q, kk)
             else:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(subset))
+                sel = faiss.IDSelectorBatch(subset)
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self._index.nprobe) if self.approximate else faiss.SearchParameters(sel=sel)
                 scores, ids = self._index.search(q, kk, params=params)
         return _pad(_tiebreak(scores, ids), n, k)
 
@@ -171,7 +244,7 @@ class KeyIndex:
         return _pad((scores, subset[order]), n, k)
 
     def _search_index(self):  # noqa: ANN202 - a faiss index
-        if not self._use_gpu:
+        if not self._use_gpu or self.approximate:  # an IVF search is cheap enough on the CPU
             return self._index
         if self._gpu_index is None:
             # The GPU cloner knows flat float indexes, not float16 codes: decode into one.
@@ -197,6 +270,7 @@ class KeyIndex:
             "count": len(self),
             "bytes": int(data.nbytes),
             "crc32": zlib.crc32(memoryview(data)),
+            "trained_at": self._trained_at,
         }
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -211,7 +285,7 @@ class KeyIndex:
         self.dirty = False
 
     @classmethod
-    def load(cls, path: Path, *, dim: int, device: str = "auto") -> KeyIndex:
+    def load(cls, path: Path, *, dim: int, device: str = "auto", approximate_from: int | None = None) -> KeyIndex:
         """Read an index saved by :meth:`save`; raise :class:`IndexFileError` if it is not sound."""
         path = Path(path)
         try:
@@ -229,10 +303,15 @@ class KeyIndex:
             raise IndexFileError(f"{path} is not a FAISS index: {exc}") from exc
         if index.d != dim or index.ntotal != meta["count"]:
             raise IndexFileError(f"{path} holds {index.ntotal} vectors of dim {index.d}")
-        self = cls(dim, device=device)
-        self._index = faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index
-        if not isinstance(self._index, faiss.IndexIDMap2):
+        self = cls(dim, device=device, approximate_from=approximate_from)
+        # read_index already hands back the concrete class; a downcast copy would not own it.
+        self._index = index
+        if isinstance(self._index, faiss.IndexIVF):
+            self._trained_at = int(meta.get("trained_at") or len(self))
+            self._set_nprobe()
+        elif not isinstance(self._index, faiss.IndexIDMap2):
             raise IndexFileError(f"{path} is not an id-mapped index")
+        self._max_id = None
         self.seq = int(meta["seq"])
         return self
 

@@ -1,5 +1,6 @@
 """Neural memory: a memory-augmented neural network (Santoro et al. 2016) trained for one-shot
-binding, with dense or sparse (top-K, Rae et al. 2016) memory access.
+binding, with dense or sparse (top-K, Rae et al. 2016) memory access, and ``OneShotLearner``, which
+puts a trained model's heads on a MindStore space so that bindings last.
 
 Names are imported lazily so that ``mindstore.neural.cli`` (and ``mindstore --help``) does not
 pay for importing torch.
@@ -16,6 +17,7 @@ _NAMES = {
     "TrainConfig": "train", "load_checkpoint": "train",
     "save_checkpoint": "train", "accuracy_by_instance": "evaluate",
     "load_omniglot": "data", "OmniglotEpisodes": "data", "SyntheticEpisodes": "data",
+    "PersistentMemory": "persistent", "OneShotLearner": "learner", "Prediction": "learner",
 }
 __all__ = sorted(_NAMES)
 

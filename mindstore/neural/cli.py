@@ -1,4 +1,5 @@
-"""`mindstore train` and `mindstore evaluate`: thin commands over train.py and evaluate.py.
+"""`mindstore train`, `evaluate`, `bind` and `recall`: thin commands over train.py, evaluate.py
+and learner.py.
 
 ``register(app)`` adds them to the `mindstore` typer app. torch is imported inside the commands
 so that `mindstore --help` stays fast.
@@ -6,7 +7,10 @@ so that `mindstore --help` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -15,10 +19,111 @@ import typer
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mann_sparse.pt"
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the neural-memory commands ``train`` and ``evaluate`` to ``app``."""
+    """Add the neural-memory commands to ``app``."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
+    app.command("bind")(bind_command)
+    app.command("recall")(recall_command)
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files named, and those under the folders named (recursively, sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise typer.BadParameter(f"{p} is neither an image file nor a folder")
+    if not out:
+        raise typer.BadParameter(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return out
+
+
+@contextmanager
+def _learner(db: Optional[str], checkpoint: Optional[Path], space: str, *, create: bool) -> Iterator:
+    """The learner over ``space`` of the store at ``db``; any MindStoreError ends the command
+    with its message."""
+    from ..cli import _fail, _store
+    from ..errors import MindStoreError
+    from .learner import OneShotLearner
+
+    with _store(db) as store:
+        try:
+            yield OneShotLearner.load(checkpoint, store=store, space=space, create=create, device="cpu")
+        except MindStoreError as exc:
+            _fail(str(exc))
+
+
+def _read_images(files: list[Path], learner, invert: bool):  # noqa: ANN001, ANN202 - ndarray
+    import numpy as np
+
+    from .data import prepare_image
+
+    imgs = np.stack([prepare_image(f, learner.model.cfg.image_size) for f in files])
+    return imgs if invert else 255 - imgs
+
+
+SpaceArg = typer.Option("glyphs", "--space", help="The neural space (created by the first bind).")
+CheckpointArg = typer.Option(None, "--checkpoint", help="MANN checkpoint (default: the packaged one). "
+                             "A space only accepts the checkpoint that built it.")
+InvertArg = typer.Option(True, "--invert/--no-invert", help="Dark strokes on a light ground (Omniglot "
+                         "PNGs) are inverted to the bright strokes the model was trained on.")
+DbArg = typer.Option(None, "--db", envvar="MINDSTORE_DB", help="SQLAlchemy URL (default: the user's store).")
+
+
+def bind_command(
+    paths: list[Path] = typer.Argument(..., help="Images, or folders of images. In a folder, each "
+                                       "image's label is the name of the folder it sits in."),
+    label: Optional[str] = typer.Option(None, "--label", "-l", help="One label for every image."),
+    space: str = SpaceArg,
+    checkpoint: Optional[Path] = CheckpointArg,
+    invert: bool = InvertArg,
+    db: Optional[str] = DbArg,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Bind images to labels from one example each, in the store's neural space (lasts)."""
+    from ..cli import _print_json
+
+    files = image_files(paths)
+    labels = [label if label is not None else f.parent.name for f in files]
+    with _learner(db, checkpoint, space, create=True) as learner:
+        ids = learner.bind(_read_images(files, learner, invert), labels)
+        rows = [{"file": str(f), "label": lab, "slot": i} for f, lab, i in zip(files, labels, ids)]
+        if json_out:
+            _print_json(rows)
+        else:
+            for r in rows:
+                typer.echo(f"[{r['slot']}] {r['label']}  <- {r['file']}")
+            typer.echo(f"bound {len(rows)} images in space {space!r} ({learner.store.count(space=space)} slots)")
+
+
+def recall_command(
+    paths: list[Path] = typer.Argument(..., help="Images, or folders of images."),
+    space: str = SpaceArg,
+    checkpoint: Optional[Path] = CheckpointArg,
+    invert: bool = InvertArg,
+    db: Optional[str] = DbArg,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recall the label each image was bound to (by this or any earlier process)."""
+    from ..cli import _print_json
+
+    files = image_files(paths)
+    with _learner(db, checkpoint, space, create=False) as learner:
+        preds = learner.recall(_read_images(files, learner, invert))
+        if json_out:
+            _print_json([{"file": str(f), **dataclasses.asdict(p)} for f, p in zip(files, preds)])
+            return
+        for f, p in zip(files, preds):
+            slots = ",".join(map(str, p.slots[:4]))
+            typer.echo(f"{p.label if p.label is not None else '(nothing bound)'}  {p.confidence:.2f}  "
+                       f"slots {slots}  <- {f}")
 
 
 def train_command(

@@ -110,6 +110,16 @@ def _entries(source: Path):
             yield png.parent.parent.name, png.parent.name, png.name, png.read_bytes()
 
 
+def prepare_image(data: bytes | str | Path, size: int = 20) -> np.ndarray:
+    """One drawing (PNG bytes or a file path) as the models see it: grey, box-downsampled to
+    ``size`` x ``size``, inverted so strokes are 255 (uint8)."""
+    from PIL import Image
+
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
+    img = Image.open(src).convert("L").resize((size, size), Image.BOX)
+    return 255 - np.asarray(img, np.uint8)
+
+
 def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: bool = True,
                   allow_download: bool = True) -> Omniglot:
     """Load every character under ``path`` (a zip, or a folder of zips or of PNGs).
@@ -117,8 +127,6 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
     Characters found in several zips (Greek and Latin in the two small sets) are kept once.
     The preprocessed tensor is cached in the user cache dir, keyed by the sources and ``size``.
     """
-    from PIL import Image
-
     path = Path(path) if path is not None else default_data_dir()
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         if not allow_download:
@@ -133,8 +141,7 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
     drawings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for source in sources:
         for alphabet, char, fname, data in _entries(source):
-            img = Image.open(io.BytesIO(data)).convert("L").resize((size, size), Image.BOX)
-            drawings.setdefault((alphabet, char), {})[fname] = 255 - np.asarray(img, np.uint8)
+            drawings.setdefault((alphabet, char), {})[fname] = prepare_image(data, size)
     keys = sorted(k for k, v in drawings.items() if len(v) == DRAWINGS)
     images = torch.from_numpy(np.stack([np.stack([drawings[k][f] for f in sorted(drawings[k])])
                                         for k in keys]))
@@ -248,10 +255,15 @@ class SyntheticEpisodes:
     def __init__(self, size: int = 8, noise: float = 0.05) -> None:
         self.size, self.noise = size, noise
 
+    def drawings(self, classes: int, presentations: int, gen: torch.Generator,
+                 batch: tuple[int, ...] = ()) -> Tensor:
+        """(*batch, classes, presentations, S, S) uint8: noisy copies of one pattern per class."""
+        S = self.size
+        proto = torch.rand(*batch, classes, 1, S, S, generator=gen) < 0.5
+        flips = torch.rand(*batch, classes, presentations, S, S, generator=gen) < self.noise
+        return (proto ^ flips).to(torch.uint8) * 255
+
     def sample(self, batch: int, classes: int, presentations: int, label_space: int,
                gen: torch.Generator) -> Episodes:
-        S = self.size
-        proto = torch.rand(batch, classes, 1, S, S, generator=gen) < 0.5
-        flips = torch.rand(batch, classes, presentations, S, S, generator=gen) < self.noise
-        imgs = (proto ^ flips).to(torch.uint8) * 255
+        imgs = self.drawings(classes, presentations, gen, (batch,))
         return make_episodes(imgs, classes, presentations, label_space, gen)

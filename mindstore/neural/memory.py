@@ -108,8 +108,8 @@ class ExactTopK:
 class MemoryState:
     """Everything the memory carries from step t-1 to step t of an episode."""
 
-    M: Tensor  # (B, N, D) slots M_t
-    usage: Tensor  # (B, N) u_t, no gradient: it only picks slots through argmin
+    M: Tensor | None  # (B, N, D) slots M_t; None when the slots live in a store (persistent.py)
+    usage: Tensor | None  # (B, N) u_t, no gradient: it only picks slots through argmin
     read_w: Tensor  # (B, H, K|N) read weights w^r_t
     read_idx: Tensor | None  # (B, H, K) slot indices of read_w, None when dense
 

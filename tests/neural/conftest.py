@@ -1,5 +1,23 @@
-"""One torch thread: the tests are small-op bound, and a second thread only contends."""
+"""One torch thread: the tests are small-op bound, and a second thread only contends.
 
+The Omniglot zips are read from ../shared/data/omniglot (never downloaded in tests)."""
+
+from pathlib import Path
+
+import pytest
 import torch
 
+from mindstore.neural.data import load_omniglot
+
 torch.set_num_threads(1)
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+needs_data = pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
+                                reason="the Omniglot zips are not in ../shared/data/omniglot")
+
+
+@pytest.fixture(scope="module")
+def omniglot():
+    if not (DATA / "images_background_small1.zip").exists():
+        pytest.skip("the Omniglot zips are not in ../shared/data/omniglot")
+    return load_omniglot(DATA, size=20, use_cache=False, allow_download=False)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
 
 from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
                                    augment, load_omniglot, with_rotations)
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
-needs_data = pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
-                                reason="the Omniglot zips are not in ../shared/data/omniglot")
-
-
-@pytest.fixture(scope="module")
-def omniglot():
-    return load_omniglot(DATA, size=20, use_cache=False, allow_download=False)
+from .conftest import needs_data
 
 
 @needs_data

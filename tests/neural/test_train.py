@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +15,8 @@ from mindstore.neural.evaluate import accuracy_by_instance, prototype_accuracy
 from mindstore.neural.model import MANNConfig, build_model
 from mindstore.neural.train import (TrainConfig, load_checkpoint, make_sampler, pretrain_encoder,
                                     train)
+
+from .conftest import DATA, needs_data
 
 SMALL = dict(hidden=64, slots=32, width=32, read_heads=2, topk=4, label_space=5, image_size=6, init="random",
              encoder="mlp", embed=32)
@@ -83,11 +84,8 @@ def test_cli_help_lists_the_options():
         assert opt in res.output
 
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
 
-
-@pytest.mark.skipif(not (DATA / "images_background_small1.zip").exists(),
-                    reason="the Omniglot zips are not in ../shared/data/omniglot")
+@needs_data
 def test_prototypical_pretraining_improves_one_shot_accuracy_of_the_encoder(tmp_path):
     """Phase 1 trains the encoder alone; nearest-prototype 5-way 1-shot accuracy on validation
     characters (never trained on) must rise well above the random encoder's."""

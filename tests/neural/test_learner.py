@@ -1,0 +1,202 @@
+"""OneShotLearner and PersistentMemory on real FAISS, real SQLite and PostgreSQL.
+
+Images here are random binary patterns, except the one Omniglot test: a recall of the very
+drawing that was bound must come back with its label whatever the checkpoint's accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mindstore import Config, InvalidInputError, MindStore, SpaceError
+from mindstore.neural.learner import OneShotLearner
+from mindstore.neural.memory import SparseMemory
+from mindstore.neural.persistent import PersistentMemory
+from tests.conftest import snapshot
+
+S = 20  # the packaged checkpoint's image size
+
+
+def patterns(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, S, S)) < 0.3).astype(np.uint8) * 255
+
+
+@pytest.fixture
+def learner(sqlite_url: str, config: Config):
+    with MindStore(sqlite_url, config=config) as store:
+        yield OneShotLearner.load(store=store, space="glyphs")
+
+
+def test_bound_images_recall_their_labels_with_the_slots_read(learner: OneShotLearner) -> None:
+    imgs = patterns(12)
+    labels = [f"class {i} ✓" for i in range(12)]
+    ids = learner.bind(imgs, labels)
+    assert len(ids) == 12 and learner.store.count(space="glyphs") == 12
+    preds = learner.recall(imgs)
+    assert [p.label for p in preds] == labels
+    for p, sid in zip(preds, ids):
+        assert p.slots[0] == sid and 0 < p.confidence <= 1 and len(p.slots) <= 4 * 4
+        assert abs(sum(p.votes.values()) - 1) < 1e-5
+    assert learner.store.get(ids[0]).label == labels[0]
+
+
+def test_recall_on_an_empty_space_predicts_nothing(learner: OneShotLearner) -> None:
+    (p,) = learner.recall(patterns(1))
+    assert p.label is None and p.confidence == 0 and p.slots == ()
+
+
+def test_deleting_a_slot_forgets_exactly_that_binding(learner: OneShotLearner) -> None:
+    imgs = patterns(6, seed=1)
+    labels = ["a", "b", "c", "d", "e", "f"]
+    ids = learner.bind(imgs, labels)
+    learner.store.delete(ids[2])
+    preds = learner.recall(imgs)
+    assert preds[2].label != "c" and ids[2] not in preds[2].slots
+    assert [p.label for i, p in enumerate(preds) if i != 2] == ["a", "b", "d", "e", "f"]
+
+
+def test_bind_and_recall_work_among_distractors_on_an_approximate_index(sqlite_url: str, tmp_path: Path) -> None:
+    config = Config(index_dir=tmp_path / "index", approximate_from=2000)
+    with MindStore(sqlite_url, config=config) as store:
+        learner = OneShotLearner.load(store=store, space="glyphs")
+        rng = np.random.default_rng(3)
+        store.add_vectors(rng.normal(size=(3000, 64)).astype(np.float32), space="glyphs", labels=["distractor"] * 3000)
+        imgs = patterns(10, seed=4)
+        learner.bind(imgs, [f"c{i}" for i in range(10)])
+        assert store._space_index("glyphs").index.approximate
+        assert [p.label for p in learner.recall(imgs)] == [f"c{i}" for i in range(10)]
+
+
+RECALL = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from mindstore import Config, MindStore
+    from mindstore.neural.learner import OneShotLearner
+    url, index_dir, images = sys.argv[1:4]
+    with MindStore(url, config=Config(index_dir=index_dir)) as store:
+        preds = OneShotLearner.load(store=store, space="glyphs").recall(np.load(images))
+    print(json.dumps([p.label for p in preds]))
+""")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_bindings_made_in_one_process_are_recalled_in_another(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    imgs = patterns(8, seed=2)
+    labels = [f"glyph-{i}" for i in range(8)]
+    with MindStore(url, config=Config(index_dir=tmp_path / "index")) as store:
+        OneShotLearner.load(store=store, space="glyphs").bind(imgs, labels)
+    np.save(tmp_path / "imgs.npy", imgs)
+    out = subprocess.run([sys.executable, "-c", RECALL, url, str(tmp_path / "index"), str(tmp_path / "imgs.npy")],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(labels).replace("'", '"')
+
+
+def test_persistent_memory_reads_and_writes_like_sparse_memory(sqlite_url: str, config: Config) -> None:
+    """Same contents, same keys: the same K slots, read weights, read vectors and LRUA writes."""
+    N, T, D, H, K = 12, 3, 8, 2, 3
+    g = torch.Generator().manual_seed(0)
+    zero_mean = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731 - cosine 0 with the empty slots' constant
+    rows = zero_mean(torch.randn(N, D, generator=g))
+    sparse = SparseMemory(N + T, D, H, "cosine", 0.95, k=K)
+    st = sparse.initial_state(1)
+    st.M[0, :N] = rows
+    st.usage[0, :N] = 10.0  # filled slots are used; the T empty ones are the least used, in order
+    with MindStore(sqlite_url, config=config) as store:
+        store.create_space("m", dim=D, key_source="test")
+        ids = [s.id for s in store.add_vectors(rows.numpy(), space="m", labels=["x"] * N)]
+        mem = PersistentMemory(store, "m", heads=H, k=K)
+        ps = mem.initial_state(1)
+        slot_of = {i: ids[i] for i in range(N)}
+        for t in range(T):
+            wk = zero_mean(torch.randn(1, D, generator=g))
+            alpha = torch.randn(1, generator=g)
+            rk = zero_mean(rows[torch.randint(N, (1, H), generator=g)] + 0.3 * torch.randn(1, H, D, generator=g))
+            beta = 1 + 5 * torch.rand(1, H, generator=g)
+            r_s, st = sparse.step(st, wk, alpha, rk, beta)
+            mem.labels = [f"t{t}"]
+            r_p, ps = mem.step(ps, wk, alpha, rk, beta)
+            slot_of[N + t] = mem.last_written[0]
+            assert [slot_of[i] for i in st.read_idx.flatten().tolist()] == ps.read_idx.flatten().tolist()
+            torch.testing.assert_close(ps.read_w, st.read_w, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(r_p, r_s, rtol=1e-5, atol=1e-6)
+        order = list(range(N + T))
+        stored = torch.from_numpy(store.keys([slot_of[i] for i in order]).copy())
+        torch.testing.assert_close(stored, st.M[0, order], rtol=1e-5, atol=1e-6)
+
+
+def test_held_out_drawings_are_recalled_well_above_chance(learner: OneShotLearner, omniglot) -> None:
+    ev = omniglot.split()["eval"]
+    classes = 20
+    imgs = ev.images[:classes]
+    labels = ev.characters[:classes]
+    learner.bind(imgs[:, 0], labels)
+    assert [p.label for p in learner.recall(imgs[:, 0])] == labels
+    preds = learner.recall(imgs[:, 1:6].reshape(-1, *imgs.shape[-2:]))
+    truth = [c for c in labels for _ in range(5)]
+    acc = np.mean([p.label == y for p, y in zip(preds, truth)])
+    assert acc > 3 / classes, acc  # chance is 1/20
+
+
+def test_bad_input_raises_typed_errors_and_changes_nothing(learner: OneShotLearner, sqlite_url: str, tmp_path: Path) -> None:
+    learner.bind(patterns(2), ["a", "b"])
+    before = snapshot(sqlite_url)
+    for images, labels in [
+        (np.zeros((2, S + 1, S + 1), np.uint8), ["a", "b"]),  # wrong image size
+        (patterns(2), ["a", ""]),  # empty label
+        (patterns(2), ["a"]),  # mismatched lengths
+        (patterns(2), "ab"),  # a string is not a list of labels
+        (patterns(2).astype(np.float32), ["a", "b"]),  # floats outside [0, 1]
+        (np.zeros((0, S, S), np.uint8), []),  # nothing to bind
+    ]:
+        with pytest.raises(InvalidInputError):
+            learner.bind(images, labels)
+    with pytest.raises(InvalidInputError):
+        learner.recall(np.zeros((1, 5), np.uint8))
+    store = learner.store
+    with pytest.raises(SpaceError):
+        PersistentMemory(store, "no such space", heads=4, k=4)
+    with pytest.raises(SpaceError):
+        OneShotLearner.load(store=store, space="missing", create=False)
+    store.create_space("narrow", dim=16, key_source="other")
+    with pytest.raises(SpaceError, match="64-d keys"):
+        OneShotLearner.load(store=store, space="narrow")
+    with pytest.raises(InvalidInputError):
+        OneShotLearner.load(tmp_path / "nope.pt", store=store)
+    with pytest.raises(InvalidInputError):
+        OneShotLearner.load(store=store, space="fresh", persist="bogus")
+    after = snapshot(sqlite_url)
+    after["spaces"] = [r for r in after["spaces"] if r[1] != "narrow"]
+    assert after == before
+
+
+def test_cli_binds_a_folder_by_subfolder_name_and_recalls_in_a_later_command(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from mindstore.cli import app
+
+    for i, name in enumerate(["alpha", "beta", "gamma"]):
+        (tmp_path / "bind" / name).mkdir(parents=True)
+        # dark strokes on white, as Omniglot PNGs are; the CLI inverts them
+        Image.fromarray(255 - patterns(1, seed=10 + i)[0]).resize((60, 60), Image.NEAREST).save(tmp_path / "bind" / name / "a.png")
+    env = {"MINDSTORE_DB": f"sqlite:///{tmp_path / 'cli.db'}"}
+    runner = CliRunner()
+    res = runner.invoke(app, ["bind", str(tmp_path / "bind"), "--space", "letters"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "bound 3 images in space 'letters'" in res.output
+    res = runner.invoke(app, ["recall", str(tmp_path / "bind"), "--space", "letters", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert [r["label"] for r in json.loads(res.output)] == ["alpha", "beta", "gamma"]
+    res = runner.invoke(app, ["recall", str(tmp_path / "bind"), "--space", "nothing-here"], env=env)
+    assert res.exit_code == 1 and "no space named 'nothing-here'" in res.output
