@@ -156,13 +156,14 @@ def train_command(
                              "image by its own statistics) or batch."),
     encoder: str = typer.Option("conv", help="conv (images) or mlp."),
     image_size: int = typer.Option(20, help="Images are downsampled to this size."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate (cosine-decayed to --lr-min)."),
+    lr: float = typer.Option(2e-5, help="Adam learning rate (cosine-decayed to --lr-min); "
+                             "from a random init (--init random, --model lstm) use about 1e-3."),
     loss_on_first: bool = typer.Option(False, help="Count the loss on a class's 1st "
                                        "presentation too (its label cannot be known)."),
-    lr_min: float = typer.Option(1e-4, help="Final learning rate."),
+    lr_min: float = typer.Option(2e-6, help="Final learning rate."),
     standardize: bool = typer.Option(True, help="Centre and scale each encoder feature by "
                                      "its training statistics."),
-    augment: str = typer.Option("pretrain", help="Randomly rotate, scale, shear and shift "
+    augment: str = typer.Option("all", help="Randomly rotate, scale, shear and shift "
                                 "training drawings a little: none, pretrain (the encoder's "
                                 "phase only) or all."),
     pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
@@ -202,7 +203,7 @@ def train_command(
         metrics = train(cfg, progress=progress, log=log)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-    typer.echo(json.dumps({"out": str(out), "steps": metrics["steps"],
+    typer.echo(json.dumps({"out": str(out), "steps": metrics["steps"], "kept_step": metrics["kept_step"],
                            "seconds": metrics["seconds"], "val": metrics["val"]}))
 
 
