@@ -61,6 +61,7 @@ def main() -> None:
                            data=blob["config"]["data"])
         sampler = make_sampler(tcfg, "eval")
         meta[name] = {"checkpoint": path, "steps": blob["metrics"].get("steps"),
+                      "kept": blob["metrics"].get("kept_step", blob["metrics"].get("steps")),
                       "train_seconds": blob["metrics"].get("seconds"),
                       "params": blob["metrics"].get("params")}
         results["5"][name] = evaluate.accuracy_by_instance(model, sampler, ways=5,
@@ -86,10 +87,11 @@ def main() -> None:
         f"20-way, 10 presentations per class (200-step episodes), {args.episodes_20} episodes, "
         "same checkpoints:", "",
         evaluate.table(results["20"]), "",
-        "| model | checkpoint | training steps | training seconds | parameters |",
-        "| --- | --- | --- | --- | --- |",
-        *[f"| {n} | `{m['checkpoint']}` | {m['steps']} | {m['train_seconds']} | {m['params']} |"
-          for n, m in meta.items()], "",
+        "| model | checkpoint | training steps | kept (best on validation) | training seconds "
+        "| parameters |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *[f"| {n} | `{m['checkpoint']}` | {m['steps']} | {m.get('kept', m['steps'])} | "
+          f"{m['train_seconds']} | {m['params']} |" for n, m in meta.items()], "",
         f"Measured by `python bench/neural_compare.py {' '.join(map(shlex.quote, args.models))}"
         f" --episodes {args.episodes} --episodes-20 {args.episodes_20}"
         f"{f' --slots-20 {args.slots_20}' if args.slots_20 else ''}` on "
