@@ -41,7 +41,7 @@ class Config:
     of the two scores, each min-max scaled over the candidates) or ``rrf`` (reciprocal rank fusion)."""
     dense_weight: float = 0.5
     """The dense score's share in ``weighted`` fusion (0: BM25 alone, 1: dense alone)."""
-    fusion_depth: int = 50
+    fusion_depth: int = 30
     """How many candidates each index proposes to a hybrid search before fusion."""
     rerank_depth: int = 20
     """How many fused candidates a cross-encoder reranks (at least ``k``)."""

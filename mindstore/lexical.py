@@ -61,7 +61,7 @@ class Bm25:
         self._docs: dict[int, tuple[tuple[str, int], ...]] = {}  # id -> (term, tf) pairs
         self._len: dict[int, int] = {}
         self._postings: dict[str, dict[int, int]] = {}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # term -> (ids, tf), until it changes
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # term -> (ids, tf, doc length), until a doc with it changes
         self._total_len = 0
 
     def __len__(self) -> int:
@@ -97,13 +97,14 @@ class Bm25:
     def clear(self) -> None:
         self.__init__(self.k1, self.b)
 
-    def _term(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def _term(self, term: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         arrays = self._arrays.get(term)
         if arrays is None:
             post = self._postings.get(term)
             if not post:
                 return None
-            arrays = (np.fromiter(post.keys(), np.int64, len(post)), np.fromiter(post.values(), np.float32, len(post)))
+            n = len(post)
+            arrays = (np.fromiter(post.keys(), np.int64, n), np.fromiter(post.values(), np.float32, n), np.fromiter((self._len[i] for i in post), np.float32, n))
             self._arrays[term] = arrays
         return arrays
 
@@ -120,15 +121,14 @@ class Bm25:
             arrays = self._term(term)
             if arrays is None:
                 continue
-            ids, tf = arrays
+            ids, tf, dl = arrays
+            df = len(ids)
             if subset is not None:
                 keep = np.isin(ids, subset, assume_unique=True)
-                ids, tf = ids[keep], tf[keep]
+                ids, tf, dl = ids[keep], tf[keep], dl[keep]
                 if len(ids) == 0:
                     continue
-            df = len(self._postings[term])
             idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))  # Lucene's non-negative idf
-            dl = np.fromiter((self._len[i] for i in ids.tolist()), np.float32, len(ids))
             ids_parts.append(ids)
             score_parts.append(qtf * idf * tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * dl / avgdl)))
         if not ids_parts:
@@ -229,8 +229,11 @@ class LexicalIndex:
         self.catch_up()
         self.save()
 
-    def catch_up(self) -> int:
-        """Apply every change logged since ``seq``; return how many slots were refreshed."""
+    def catch_up(self, db_seq: int | None = None) -> int:
+        """Apply every change logged since ``seq``; return how many slots were refreshed.
+        ``db_seq``: the space's last sequence when the caller has just read it (saves a query)."""
+        if db_seq is not None and db_seq == self.seq:
+            return 0
         with self._sessions() as s:
             db_seq = self._db_seq(s)
             if db_seq < self.seq:  # the log was emptied (reset) or replaced: start again

@@ -812,7 +812,7 @@ class MindStore:
                     cands = [[] for _ in q]
                 if mode != "dense" and query is not None:
                     lex = self._lexical_index(sp)
-                    lex.catch_up()
+                    lex.catch_up(sp.index.seq)  # the key index has just caught up to the space's last change
                     found, bm25 = lex.search(query, depth, subset)
                     lexical = [(found.tolist(), dict(zip(found.tolist(), bm25.tolist())))]
                 wanted = sorted({i for c in cands + [ranking for ranking, _ in lexical] for i in c})
