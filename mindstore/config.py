@@ -33,6 +33,22 @@ class Config:
     stay flat at millions of slots. The write that crosses the size (and one each time the space
     grows 8x after) trains the lists, which takes seconds. None (the default) keeps every search
     exact."""
+    search_mode: str = "hybrid"
+    """How ``search`` ranks text slots unless a call says otherwise: ``hybrid`` (dense and BM25,
+    fused), ``dense`` or ``lexical``."""
+    fusion: str = "weighted"
+    """How hybrid search merges the dense and the BM25 ranking: ``weighted`` (a convex combination
+    of the two scores, each min-max scaled over the candidates) or ``rrf`` (reciprocal rank fusion)."""
+    dense_weight: float = 0.5
+    """The dense score's share in ``weighted`` fusion (0: BM25 alone, 1: dense alone)."""
+    fusion_depth: int = 30
+    """How many candidates each index proposes to a hybrid search before fusion."""
+    rerank_depth: int = 20
+    """How many fused candidates a cross-encoder reranks (at least ``k``)."""
+    index_context: bool = True
+    """Fold a slot's speaker and date (metadata ``speaker``/``name`` and ``occurred_at``) into the
+    text the lexical index sees (the slot's text is kept as given). The dense key is the text
+    alone: on bench/bench_recall.py's set the folded text made dense recall worse."""
 
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
@@ -43,6 +59,12 @@ class Config:
             raise InvalidInputError("embed_batch_size must be a positive integer")
         if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
             raise InvalidInputError("approximate_from must be None or an integer of at least 1000 (keys)")
+        if self.search_mode not in ("hybrid", "dense", "lexical"):
+            raise InvalidInputError("search_mode must be 'hybrid', 'dense' or 'lexical'")
+        if self.fusion not in ("weighted", "rrf") or not 0.0 <= self.dense_weight <= 1.0:
+            raise InvalidInputError("fusion must be 'weighted' or 'rrf', and dense_weight a number from 0 to 1")
+        if self.fusion_depth < 1 or self.rerank_depth < 1:
+            raise InvalidInputError("fusion_depth and rerank_depth must be positive integers")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
 

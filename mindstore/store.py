@@ -32,6 +32,8 @@ from .errors import (
     StoreClosedError,
 )
 from .filters import Predicate, compile_filter
+from .lexical import LexicalIndex
+from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
 from .slots import Event, Hit, Page, Scope, Slot, Usage
 from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
@@ -75,6 +77,7 @@ class MindStore:
         embedder: Embedder | str | None = None,
         config: Config | None = None,
         reindex: bool = False,
+        reranker: Reranker | None = None,
     ) -> None:
         self.url = url or default_url()
         self.config = config or Config()
@@ -87,6 +90,8 @@ class MindStore:
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
         self._spaces: dict[str, SpaceIndex] = {}
+        self._lexical: dict[str, LexicalIndex] = {}  # text spaces' BM25 indexes, opened by the first hybrid search
+        self.reranker = reranker  # a CrossEncoder that reorders text search results (None: off)
         try:
             row = self._space_row(space)
             if row is not None:
@@ -122,6 +127,8 @@ class MindStore:
                 return
             for sp in self._spaces.values():
                 sp.save_if_dirty()
+            for lex in self._lexical.values():
+                lex.save_if_dirty()
             self._engine.dispose()
             self._closed = True
 
@@ -268,9 +275,10 @@ class MindStore:
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         dedup: bool = True,
+        occurred_at: datetime | str | None = None,
     ) -> Slot:
         """Remember ``text``. A near-duplicate in the same scope is reinforced instead (see Config)."""
-        return self.add_many([text], user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata, dedup=dedup)[0]
+        return self.add_many([text], user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata, dedup=dedup, occurred_at=occurred_at)[0]
 
     def add_many(
         self,
@@ -281,15 +289,21 @@ class MindStore:
         session_id: str | None = None,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         dedup: bool = True,
+        occurred_at: datetime | str | None = None,
     ) -> list[Slot]:
         """Remember many texts in one scope, embedded in batches. ``metadata`` is one dict for all
-        or a list with one per text. Returns one slot per text (a reinforced one for duplicates)."""
+        or a list with one per text. ``occurred_at`` (when what they say happened, e.g. the date of
+        the conversation) is kept as metadata ``occurred_at`` for ``search(since=, until=)``.
+        Returns one slot per text (a reinforced one for duplicates)."""
         self._check_open()
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidInputError("texts must be a list of strings; use add() for a single text")
         texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
         scope = check_scope(user_id, agent_id, session_id)
         metas = self._metadata_list(metadata, len(texts))
+        if occurred_at is not None:
+            when = occurred_at_value(occurred_at)
+            metas = [{**m, "occurred_at": when} for m in metas]
         if not texts:
             return []
         keys = self._embed(texts)
@@ -465,12 +479,18 @@ class MindStore:
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         dedup: bool = True,
+        occurred_at: datetime | str | None = None,
+        speakers: Mapping[str, str] | None = None,
     ) -> list[Slot]:
         """Store the chat messages worth keeping (user and assistant turns that say something),
         each with its ``role`` in metadata. ``messages`` is the OpenAI shape:
-        ``[{"role": "user", "content": "..."}, ...]``."""
+        ``[{"role": "user", "content": "..."}, ...]``. ``occurred_at`` is the conversation's date;
+        ``speakers`` names who speaks in each role (``{"user": "Caroline"}``; a message's own
+        ``name`` wins): both are kept in metadata and help search find the turns."""
         if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
             raise InvalidInputError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        if speakers is not None and (not isinstance(speakers, Mapping) or not all(isinstance(v, str) and v.strip() for v in speakers.values())):
+            raise InvalidInputError("speakers must map roles to non-empty names, e.g. {'user': 'Caroline', 'assistant': 'Mia'}")
         base = check_metadata(metadata)
         texts, metas = [], []
         for i, m in enumerate(messages):
@@ -488,11 +508,14 @@ class MindStore:
             meta = {**base, "role": role}
             if isinstance(m.get("name"), str):
                 meta["name"] = m["name"]
+            speaker = meta.get("name") or (speakers or {}).get(role)
+            if speaker:
+                meta["speaker"] = speaker
             texts.append(content)
             metas.append(meta)
         if not texts:
             return []
-        return self.add_many(texts, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metas, dedup=dedup)
+        return self.add_many(texts, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metas, dedup=dedup, occurred_at=occurred_at)
 
     def update(self, id: int, *, text: str | None = None, metadata: Mapping[str, Any] | None = None) -> Slot:
         """Change a slot's text (re-embedded) and/or replace its metadata; history records both."""
@@ -645,6 +668,10 @@ class MindStore:
                 sp.index.seq = 0
                 sp.save()
             self._spaces.clear()
+            for lex in self._lexical.values():
+                lex.catch_up()  # the change log is empty now: the index empties and saves
+                lex.save()
+            self._lexical.clear()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -673,20 +700,30 @@ class MindStore:
         session_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        mode: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        reranker: Reranker | None = None,
     ) -> list[Hit]:
-        """The ``k`` slots closest in meaning to ``query`` within the scope and filters, best first.
+        """The ``k`` slots that best answer ``query`` within the scope and filters, best first.
 
-        Exact: a scope with at least ``k`` matching slots always yields ``k`` hits. Hits count as
-        reads in the slots' usage statistics.
+        ``mode``: ``"hybrid"`` (the default, see ``Config.search_mode``) fuses the dense ranking
+        with BM25 over the words, which finds names, places and dates; ``"dense"`` is meaning
+        alone, ``"lexical"`` words alone. ``since`` / ``until`` keep slots whose ``occurred_at``
+        lies in that range (inclusive). ``reranker`` (or the store's) reorders the head with a
+        cross-encoder. ``Hit.score`` is the cosine similarity in every mode; ``min_score`` applies
+        to it. Dense and hybrid: a scope with at least ``k`` matching slots always yields ``k``
+        hits. Hits count as reads in the slots' usage statistics.
         """
         self._check_open()
         check_text(query, "query")
-        args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
+        mode = check_mode(self.config.search_mode if mode is None else mode)
+        args = self._search_args(k, user_id, agent_id, session_id, time_filter(filters, since, until), min_score)
         with self._lock:
             sp = self._text_space(create=False)
         if sp is None:
             return []
-        return self._search(sp, self._embed([query]), *args)[0]
+        return self._search(sp, self._embed([query]), *args, query=query, mode=mode, reranker=reranker or self.reranker)[0]
 
     def search_vector(
         self,
@@ -743,32 +780,69 @@ class MindStore:
         rows = s.execute(select(SlotRow.id, SlotRow.metadata_).where(*where)).all()
         return np.array([r[0] for r in rows if pred(r[1] or {})], dtype=np.int64)
 
-    def _search(self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None) -> list[list[Hit]]:
+    def _lexical_index(self, sp: SpaceIndex) -> LexicalIndex:
+        lex = self._lexical.get(sp.name)
+        if lex is None:
+            path = self._index_dir / f"{sp.name}.bm25" if self._index_dir is not None else None
+            lex = LexicalIndex(sp.space_id, sp.name, self._sessions, path, context=self.config.index_context, save_every=self.config.save_index_every)
+            self._lexical[sp.name] = lex
+        return lex
+
+    def _search(
+        self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None,
+        *, query: str | None = None, mode: str = "dense", reranker: Reranker | None = None,
+    ) -> list[list[Hit]]:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        # Fusion and reranking look deeper than k: a slot ranked 30th by one index can win.
+        depth = k + max(k, 10) if mode == "dense" else max(k + max(k, 10), self.config.fusion_depth)
         with self._lock:
             self._check_open()
             sp.catch_up()
+            lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
             with self._sessions() as s:
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
                     return [[] for _ in q]
-                # The index proposes candidates from float16 codes, with a margin; the float32 keys
-                # in SQL decide the order and the scores.
-                _, ids = sp.index.search(q, k + max(k, 10), subset=subset)
-                cands = [[int(i) for i in row if i >= 0] for row in ids]
-                wanted = sorted({i for c in cands for i in c})
+                if mode != "lexical":
+                    # The index proposes candidates from float16 codes, with a margin; the float32
+                    # keys in SQL decide the order and the scores.
+                    _, ids = sp.index.search(q, depth, subset=subset)
+                    cands = [[int(i) for i in row if i >= 0] for row in ids]
+                else:
+                    cands = [[] for _ in q]
+                if mode != "dense" and query is not None:
+                    lex = self._lexical_index(sp)
+                    lex.catch_up(sp.index.seq)  # the key index has just caught up to the space's last change
+                    found, bm25 = lex.search(query, depth, subset)
+                    lexical = [(found.tolist(), dict(zip(found.tolist(), bm25.tolist())))]
+                wanted = sorted({i for c in cands + [ranking for ranking, _ in lexical] for i in c})
                 rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(wanted))).all()} if wanted else {}
             results: list[list[tuple[float, SlotRow]]] = []
             for qi, cand in enumerate(cands):
                 # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
-                kept = [rows[i] for i in cand if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))]
-                if not kept:
+                # Invariant 2 holds for the lexical candidates too: they pass the same check.
+                allowed = {i: rows[i] for i in dict.fromkeys(cand + (lexical[qi][0] if lexical else [])) if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))}
+                if not allowed:
                     results.append([])
                     continue
-                keys = keys_from_bytes([r.key for r in kept], sp.dim)
-                scores = (keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[qi]
-                ranked = sorted(zip(scores.tolist(), kept), key=lambda p: (-p[0], p[1].id))[:k]
-                results.append([(sc, r) for sc, r in ranked if min_score is None or sc >= min_score])
+                keys = keys_from_bytes([r.key for r in allowed.values()], sp.dim)
+                cosine = dict(zip(allowed, ((keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[qi]).tolist()))
+                dense = sorted((i for i in cand if i in allowed), key=lambda i: (-cosine[i], i))
+                if mode == "dense":
+                    order = dense[:k]
+                else:
+                    words = [i for i in lexical[qi][0] if i in allowed] if lexical else []
+                    if mode == "lexical":
+                        order = words
+                    elif self.config.fusion == "rrf":
+                        order = fuse([dense, words])
+                    else:
+                        order = fuse_scores(cosine, {i: lexical[qi][1][i] for i in words}, self.config.dense_weight)
+                    if reranker is not None and query is not None:
+                        head = order[: max(k, self.config.rerank_depth)]
+                        order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
+                    order = order[:k]
+                results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
             hit_rows = {r.id: r for ranked in results for _, r in ranked}
             if hit_rows:
                 now = _now()

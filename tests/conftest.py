@@ -85,3 +85,30 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
                 out[table] = []
     engine.dispose()
     return out
+
+
+def kill_after_acks(script: str, tmp_path: Path, args: list[str], n: int) -> list[int]:
+    """Run a writer script (it prints one acknowledged slot id per line) until it has acknowledged
+    ``n`` writes, then SIGKILL it; returns the acknowledged ids."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "writer.py"
+    path.write_text(script)
+    proc = subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    acked: list[int] = []
+    deadline = time.monotonic() + 240
+    try:
+        while len(acked) < n and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked.append(int(line))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(acked) == n, "the writer did not get going"
+    return acked

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
+
+from conftest import kill_after_acks
 
 from mindstore import Config, MindStore
 
@@ -33,22 +30,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_add(db_url: str, tmp_path: Pat
     config = Config(index_dir=tmp_path / "index", save_index_every=7)  # saves mid-stream too
     with MindStore(db_url, config=config) as s:  # create the space so the writer starts quickly
         s.add("seed memory", user_id="seed")
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    proc = subprocess.Popen([sys.executable, str(script), db_url, str(config.index_dir)], stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    acked: list[int] = []
-    deadline = time.monotonic() + 240
-    try:
-        while len(acked) < 40 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acked.append(int(line))
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert len(acked) == 40, "the writer did not get going"
+    acked = kill_after_acks(WRITER, tmp_path, [db_url, str(config.index_dir)], 40)
     with MindStore(db_url, config=config) as s:
         for i, slot_id in enumerate(acked):
             slot = s.get(slot_id)
