@@ -53,6 +53,7 @@ class MindStoreApp(App[None]):
         self.last_deleted: DeletedSlots | None = None
         self.store_lock = threading.RLock()  # see data.one_at_a_time
         self.browse = BrowseScreen()
+        self.learners: dict[str, object] = {}  # one OneShotLearner per neural space, loaded on first recall
 
     def on_mount(self) -> None:
         self.push_screen(self.browse)

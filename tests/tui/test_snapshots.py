@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mindstore.tui.app import MindStoreApp
-from mindstore.tui.screenshots import SCENES, SIZE, screen_text, settle
+from mindstore.tui.screenshots import SCENES, SIZE, screen_text, settle, stage
 
 from .conftest import FIXED
 
@@ -29,6 +29,7 @@ def normalise(text: str) -> str:
 
 @pytest.mark.parametrize("scene", list(SCENES))
 async def test_main_screens_match_their_snapshots(store, scene: str) -> None:
+    stage(store, scene)
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

@@ -34,6 +34,7 @@ HELP = """\
 | `e` | edit text and metadata (`Ctrl+S` saves: the text is re-embedded, history grows) |
 | `d` | delete this slot |
 | `Enter` on a neighbour | open it |
+| `c` | on a neural binding (a slot with a label and its drawing): recall from the drawing and list the slots the read heads read, with their weights |
 | `Esc` | back |
 
 `q` quits, `?` or `F1` shows this help, `Esc` closes it.
