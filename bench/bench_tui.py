@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def main() -> None:
         build(url, args.slots - have)
     with MindStore(url) as s:
         total = s.count()
+    load = os.getloadavg()[0]
     results = []
     for _ in range(args.runs):
         out = subprocess.run([sys.executable, "-c", PROBE, url, repr(time.time())], capture_output=True, text=True, check=True)
@@ -104,12 +106,15 @@ def main() -> None:
         "A fresh process imports the app, opens the store and starts Textual headless (pilot, 150x36);\n"
         "'first page' is the time from just before the process is started (interpreter start-up\n"
         "included) until the slot table shows rows; 'imports' is the part spent importing the app.\n"
-        "Then 30 PgDn presses, each waited on until its page loads (100 rows per page, by cursor).\n\n"
+        "Then 30 PgDn presses, each waited on until its page loads (100 rows per page, by cursor).\n"
+        "A load average above the core count (machine line) means other work shared the CPUs: the\n"
+        "times are then pessimistic.\n\n"
         + table(["slots", "first page s", "imports s", "PgDn p50 ms", "PgDn max ms", "rows loaded after 30 PgDn"], rows)
     )
     print(body)
     if not args.no_write:
-        write_section("tui", "mindstore tui on a big store (issue 5)", f"python bench/bench_tui.py --slots {args.slots}", body)
+        write_section("tui", "mindstore tui on a big store (issue 5)", f"python bench/bench_tui.py --slots {args.slots}", body,
+                      machine_note=f", load average {load:.1f} when the runs began")
     if tmp is not None:
         tmp.cleanup()
 
