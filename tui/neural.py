@@ -6,14 +6,31 @@ first page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mindstore import InvalidInputError, MindStore, Slot
 from mindstore.neural.drawing import decode_image
 
-from .widgets import ReadSlot, RecallRead
+__all__ = ["ReadSlot", "RecallRead", "recall_drawing"]
 
-__all__ = ["recall_drawing"]
+
+@dataclass(frozen=True)
+class ReadSlot:
+    """One slot a recall's read heads read: its share of the read weight and its label."""
+
+    slot_id: int
+    weight: float
+    label: str | None
+
+
+@dataclass(frozen=True)
+class RecallRead:
+    """What recalling a slot's drawing gave: the label voted, its confidence, the slots read."""
+
+    label: str | None
+    confidence: float
+    read: list[ReadSlot]
 
 
 def recall_drawing(store: MindStore, slot: Slot, learners: dict[str, Any]) -> RecallRead:

@@ -52,6 +52,7 @@ async def test_a_neural_slot_shows_its_label_drawing_and_the_slots_a_recall_read
         screen = await open_first_glyph(app, pilot)
         slot_id = screen.slot_id
         reads_before = neural_store.get(slot_id).usage.reads
+        shown_before = screen.slot.usage.reads
         view = screen.query_one(BindingView)
         assert view.display
         assert str(view.query_one("#binding-summary", Static).render()).startswith(f"label ring   slot {slot_id} of 5 in space glyphs")
@@ -72,6 +73,9 @@ async def test_a_neural_slot_shows_its_label_drawing_and_the_slots_a_recall_read
         assert [w for w, _, _ in read] == sorted((w for w, _, _ in read), reverse=True)
         assert sum(w for w, _, _ in read) == pytest.approx(1.0, abs=0.01)
         assert neural_store.get(slot_id).usage.reads > reads_before  # a recall's reads are usage
+        shown = screen.slot.usage.reads  # re-read after the recall, and shown
+        said = "once" if shown == 1 else f"{shown:,} times"
+        assert shown > shown_before and f"read {said} (recalls and searches" in str(view.query_one("#binding-summary", Static).render())
 
 
 async def test_a_text_slot_has_no_binding_view_and_no_recall(neural_store: MindStore) -> None:

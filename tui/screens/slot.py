@@ -16,8 +16,8 @@ from mindstore import Event, Hit, NotFoundError, Slot
 from mindstore.neural.drawing import IMAGE_KEY, decode_image
 
 from ..data import dumps, fmt_scope, fmt_time, one_at_a_time, slot_title
-from ..neural import recall_drawing
-from ..widgets import BindingView, RecallRead
+from ..neural import RecallRead, recall_drawing
+from ..widgets import BindingView
 from .edit import Edit, EditScreen
 
 NEIGHBOURS = 5
@@ -200,6 +200,7 @@ class SlotScreen(Screen[None]):
         self.recalled = result
         self.query_one("#binding").loading = False
         self.query_one("#binding", BindingView).show_recall(slot, result)
+        self._load()  # the slots read count a read: show this slot's new usage
 
     def action_delete(self) -> None:
         if self.slot is not None:

@@ -2,12 +2,10 @@
 
 The drawing is the one ``OneShotLearner.bind`` kept in the slot's metadata (``drawing.py``), drawn
 in half-block characters. ``Recall`` runs the learner on that drawing and lists the slots its read
-heads read, with their share of the read weight (``RecallRead``, filled in by the slot screen).
+heads read, with their share of the read weight (``tui.neural.RecallRead``, from the slot screen).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,24 +16,7 @@ from mindstore import Slot
 from mindstore.neural.drawing import decode_image, render_blocks
 
 from ..data import fmt_time
-
-
-@dataclass(frozen=True)
-class ReadSlot:
-    """One slot a recall's read heads read: its share of the read weight and its label."""
-
-    slot_id: int
-    weight: float
-    label: str | None
-
-
-@dataclass(frozen=True)
-class RecallRead:
-    """What recalling a slot's drawing gave: the label voted, its confidence, the slots read."""
-
-    label: str | None
-    confidence: float
-    read: list[ReadSlot]
+from ..neural import RecallRead
 
 
 def _times(n: int) -> str:
@@ -50,7 +31,8 @@ class BindingView(Vertical):
         yield Static("", id="binding-summary")
         yield Static("", id="binding-image")
         yield Label("Recall from this drawing (c)", classes="section")
-        yield Static("Press c to run the read heads on this drawing and see which slots they read.", id="recall-summary")
+        yield Static("Press c to run the read heads on this drawing and see which slots they read "
+                     "(their reads count as usage).", id="recall-summary")
         yield DataTable(id="recall-read", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -62,7 +44,8 @@ class BindingView(Vertical):
         in_space = f" of {space_count:,} in space {slot.space}" if space_count is not None else ""
         self.query_one("#binding-summary", Static).update(Text(
             f"label {slot.label}   slot {slot.id}{in_space}\n"
-            f"read {_times(u.reads)} by recalls, written {_times(u.writes)} (bind and LRUA updates), "
+            f"read {_times(u.reads)} (recalls and searches, this screen's neighbours too), "
+            f"written {_times(u.writes)} (bind and LRUA updates), "
             f"last access {fmt_time(u.last_access)}"
         ))
         self.query_one("#binding-image", Static).update(
