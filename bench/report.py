@@ -38,12 +38,13 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
-def write_section(name: str, title: str, command: str, body: str) -> None:
-    """Replace (or append) the section between <!-- bench:NAME --> markers."""
+def write_section(name: str, title: str, command: str, body: str, *, machine_note: str = "") -> None:
+    """Replace (or append) the section between <!-- bench:NAME --> markers; ``machine_note`` is
+    added to the machine line (e.g. how loaded the machine was)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     section = (
         f"<!-- bench:{name} -->\n## {title}\n\n"
-        f"Command: `{command}`  \nMachine: {machine()}  \nMeasured: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
+        f"Command: `{command}`  \nMachine: {machine()}{machine_note}  \nMeasured: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
     )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text() if DOC.exists() else HEADER

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from tqdm.auto import tqdm
 
 from .db import EventRow, SlotRow, SpaceRow
 from .index import IndexFileError, KeyIndex
@@ -98,6 +97,8 @@ class SpaceIndex:
             # Read the sequence first: changes made while we stream are re-applied by catch_up.
             index.seq = self._db_seq(s)
             total = s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            from tqdm.auto import tqdm  # only a rebuild shows progress: off the path of opening a store
+
             bar = tqdm(total=total, desc=f"indexing space {self.name!r}", unit="slot", disable=total < _PROGRESS_FROM or None)
             last = 0
             while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -53,6 +53,7 @@ class MindStoreApp(App[None]):
         self.last_deleted: DeletedSlots | None = None
         self.store_lock = threading.RLock()  # see data.one_at_a_time
         self.browse = BrowseScreen()
+        self.learners: dict[str, Any] = {}  # one OneShotLearner per neural space, loaded on first recall
 
     def on_mount(self) -> None:
         self.push_screen(self.browse)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from textual.pilot import Pilot
 
@@ -23,7 +24,7 @@ from .app import MindStoreApp
 from .data import ScopeFilter
 from .widgets import ScopeTree, SlotTable
 
-__all__ = ["DEMO", "SCENES", "SIZE", "build_demo", "screen_text", "settle", "shoot"]
+__all__ = ["DEMO", "SCENES", "SIZE", "bind_glyphs", "build_demo", "glyphs", "screen_text", "settle", "shoot", "stage"]
 
 SIZE = (150, 36)
 DEMO = {
@@ -51,6 +52,27 @@ def build_demo(url: str, *, config: Config | None = None, embedder=None) -> None
             session_id="night-1",
             dedup=False,
         )
+
+
+def glyphs(size: int = 20) -> dict[str, np.ndarray]:
+    """Five simple drawings (strokes 255 on 0, ``size`` x ``size`` uint8), one per label."""
+    y, x = np.mgrid[0:size, 0:size]
+    c, r = (size - 1) / 2, size * 0.35
+    ring = np.abs(np.hypot(x - c, y - c) - r) < 1.2
+    cross = (np.abs(x - y) < 1.5) | (np.abs(x + y - (size - 1)) < 1.5)
+    plus = (np.abs(x - c) < 1.5) | (np.abs(y - c) < 1.5)
+    ell = ((x >= 4) & (x <= 6) & (y >= 3) & (y <= 16)) | ((y >= 14) & (y <= 16) & (x >= 4) & (x <= 15))
+    tee = ((y >= 3) & (y <= 5) & (x >= 3) & (x <= 16)) | ((x >= 8) & (x <= 11) & (y >= 3) & (y <= 16))
+    shapes = {"ring": ring, "cross": cross, "plus": plus, "ell": ell, "tee": tee}
+    return {k: v.astype(np.uint8) * 255 for k, v in shapes.items()}
+
+
+def bind_glyphs(store: MindStore, space: str = "glyphs") -> list[int]:
+    """Bind the five demo drawings in ``space`` with the packaged checkpoint: a neural space."""
+    from mindstore.neural import OneShotLearner
+
+    shapes = glyphs()
+    return OneShotLearner.load(store=store, space=space).bind(np.stack(list(shapes.values())), list(shapes))
 
 
 async def settle(pilot: Pilot) -> None:
@@ -120,6 +142,17 @@ async def delete(pilot: Pilot) -> None:
     await settle(pilot)
 
 
+async def neural(pilot: Pilot) -> None:
+    """The "ring" binding of the glyphs space, after a recall from its drawing."""
+    pick(pilot.app, ScopeFilter("glyphs"))
+    await settle(pilot)
+    pilot.app.screen.query_one(SlotTable).focus()
+    await pilot.press("enter")
+    await settle(pilot)
+    await pilot.press("c")
+    await settle(pilot)
+
+
 async def help(pilot: Pilot) -> None:
     await pilot.press("f1")
     await settle(pilot)
@@ -132,7 +165,14 @@ SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
     "edit": edit,
     "delete": delete,
     "help": help,
+    "neural": neural,
 }
+
+
+def stage(store: MindStore, scene: str) -> None:
+    """What a scene needs in the demo store beyond build_demo: the neural scene, a glyphs space."""
+    if scene == "neural":
+        bind_glyphs(store)
 
 
 async def shoot(store: MindStore, scene: str, out: Path, *, shown_url: str = "sqlite:///memory.db") -> Path:
@@ -164,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             fresh.mkdir()
             (fresh / "memory.db").write_bytes(Path(f"{tmp}/memory.db").read_bytes())
             with MindStore(f"sqlite:///{fresh}/memory.db", config=Config(index_dir=fresh / "index"), embedder=embedder) as store:
+                stage(store, scene)
                 print(asyncio.run(shoot(store, scene, args.out)))
                 embedder = store.embedder
 

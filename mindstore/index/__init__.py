@@ -19,8 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import faiss
 import numpy as np
+
+from .._lazy import lazy_module
+
+faiss = lazy_module("faiss")  # imported on first use: reading rows never needs it
 
 __all__ = ["KeyIndex", "IndexFileError", "gpu_available", "normalize"]
 

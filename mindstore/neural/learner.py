@@ -14,6 +14,7 @@ SQL). How a binding is made, with the controller exactly as trained (``MANN.step
    step 2, where the label arrives (y_{t-1}) with the image as e_{t-1}, as in a training episode.
    The network's 20 output labels cannot name arbitrary strings, so the slot carries the label
    and the controller is shown label code 0 (measured better than codes spread over the 20).
+   The slot's metadata keeps the drawing as the model saw it (``drawing.py``), for the TUI.
 2. ``recall``: a fresh controller sees the image; its read heads fetch their top-K slots; the
    prediction is the label with the most read weight over the slots read (confidence = its
    share). Deleting a slot from the store forgets exactly that binding.
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError, SpaceError
+from .drawing import IMAGE_KEY, encode_image
 from .model import MANN
 from .persistent import PersistentMemory, SlotsRead
 from .train import load_checkpoint, resolve_device
@@ -46,13 +48,14 @@ PERSIST = ("read_key", "write_key")
 @dataclass(frozen=True)
 class Prediction:
     """What the read heads recalled for one image: the label with the most read weight, that
-    weight's share of the total (0 when the memory is empty), the slots read (heaviest first) and
-    the read weight of every label seen."""
+    weight's share of the total (0 when the memory is empty), the slots read (heaviest first), the
+    read weight of every label seen, and each read slot's share of the read weight (as ``slots``)."""
 
     label: str | None
     confidence: float
     slots: tuple[int, ...]
     votes: dict[str, float]
+    weights: tuple[float, ...] = ()
 
 
 def key_source(checkpoint: str | Path) -> str:
@@ -154,6 +157,9 @@ class OneShotLearner:
 
     def _bind(self, x: torch.Tensor, labels: list[str]) -> list[int]:
         model, n = self.model, len(x)
+        # The drawing as the model saw it (S x S uint8) goes into the slot, for people to see it.
+        pixels = (x[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+        metadata = [{IMAGE_KEY: encode_image(p)} for p in pixels]
         e = model.encoder(x)
         state = model.initial_state(n, self.device)
         none = torch.full((n,), -1, dtype=torch.long, device=self.device)
@@ -163,12 +169,12 @@ class OneShotLearner:
             # LRUA write with g = sigmoid(alpha) -> 0: all of it into the least-used (new) slot.
             key = self.memory.last_keys.mean(1)
             alpha = torch.full((n,), -30.0, device=self.device)
-            return self.memory.write(model.memory.initial_state(n, self.device), key, alpha, labels)
-        self.memory.labels = labels  # step 2: the label arrives (y_{t-1}) and the write binds it
+            return self.memory.write(model.memory.initial_state(n, self.device), key, alpha, labels, metadata)
+        self.memory.labels, self.memory.metadata = labels, metadata  # step 2: the label arrives (y_{t-1}) and the write binds it
         try:
             model.step(model.encoder(torch.zeros_like(x)), torch.zeros_like(none), state)
         finally:
-            self.memory.labels = None
+            self.memory.labels = self.memory.metadata = None
         return list(self.memory.last_written)
 
     @torch.no_grad()
@@ -200,8 +206,10 @@ def vote(read: SlotsRead, b: int) -> Prediction:
         if label is not None:
             votes[label] = votes.get(label, 0.0) + w
     total = sum(votes.values())
-    if not votes or total <= 0:
-        return Prediction(None, 0.0, tuple(sorted(per_slot, key=lambda s: -per_slot[s])), {})
-    label = max(votes, key=lambda k: (votes[k], k))
     slots = tuple(sorted(per_slot, key=lambda s: (-per_slot[s], s)))
-    return Prediction(label, votes[label] / total, slots, {k: v / total for k, v in votes.items()})
+    read = sum(per_slot.values())
+    weights = tuple(per_slot[s] / read if read > 0 else 0.0 for s in slots)
+    if not votes or total <= 0:
+        return Prediction(None, 0.0, slots, {}, weights)
+    label = max(votes, key=lambda k: (votes[k], k))
+    return Prediction(label, votes[label] / total, slots, {k: v / total for k, v in votes.items()}, weights)

@@ -67,6 +67,7 @@ class PersistentMemory(Memory):
         super().__init__(capacity or 0, info.dim, heads, score, gamma)
         self.store, self.space, self.k, self.capacity = store, space, k, capacity
         self.labels: list[str] | None = None  # labels of the slots the next step writes
+        self.metadata: list[dict] | None = None  # and their metadata (e.g. the drawing, see drawing.py)
         self.update_read_slots = True  # the sigmoid(alpha) w^r_{t-1} part of the LRUA write
         self.last_read: SlotsRead | None = None
         self.last_keys: Tensor | None = None  # the read keys of the latest step, (B, H, D)
@@ -83,7 +84,7 @@ class PersistentMemory(Memory):
         if self.labels is not None:
             if len(self.labels) != write_key.shape[0]:
                 raise InvalidInputError(f"{len(self.labels)} labels for a batch of {write_key.shape[0]}")
-            self.write(state, write_key, alpha, self.labels)
+            self.write(state, write_key, alpha, self.labels, self.metadata)
         self.last_keys = read_keys.detach()
         read = self.lookup(read_keys, beta)
         r = (read.weights.unsqueeze(-1) * read.rows).sum(-2)  # r = sum_i w^r(i) M(i), (B, H, D)
@@ -119,9 +120,11 @@ class PersistentMemory(Memory):
         return out.view(*ids.shape, self.width).to(device)
 
     @torch.no_grad()
-    def write(self, state: MemoryState, write_key: Tensor, alpha: Tensor, labels: list[str]) -> list[int]:
+    def write(self, state: MemoryState, write_key: Tensor, alpha: Tensor, labels: list[str],
+              metadata: list[dict] | None = None) -> list[int]:
         """w^w = g w^r_{t-1} + (1 - g) w^lu, g = sigmoid(alpha): add g w^r(i) k_t into the slots
-        read at t-1, put (1 - g) k_t, labelled, into the least-used slot. Returns that slot's ids."""
+        read at t-1, put (1 - g) k_t, labelled (with ``metadata``, one dict per row), into the
+        least-used slot. Returns that slot's ids."""
         B = write_key.shape[0]
         g = torch.sigmoid(alpha).view(B).double().clamp(max=1 - 1e-6)  # (1 - g) k_t must stay a non-zero key
         k = write_key.detach().double().cpu()
@@ -142,13 +145,17 @@ class PersistentMemory(Memory):
         # Counting is a scan of the space's index entries: only a bounded memory pays for it.
         count = 0 if self.capacity is None else self.store.count(space=self.space)
         if self.capacity is None or count + B <= self.capacity:
-            written = [s.id for s in self.store.add_vectors(lu_keys, space=self.space, labels=labels)]
+            written = [s.id for s in self.store.add_vectors(lu_keys, space=self.space, labels=labels, metadata=metadata)]
         else:
             free = max(0, self.capacity - count)
-            fresh = [s.id for s in self.store.add_vectors(lu_keys[:free], space=self.space, labels=labels[:free])] if free else []
+            fresh = [s.id for s in self.store.add_vectors(lu_keys[:free], space=self.space, labels=labels[:free],
+                                                          metadata=metadata[:free] if metadata is not None else None)] if free else []
             taken = set(updated)
             lru = [i for i in self.store.least_used(B - free + len(taken), space=self.space) if i not in taken][: B - free]
             self.store.update_vectors(lru, lu_keys[free:], labels=labels[free:])
+            if metadata is not None:  # an overwritten slot must not keep its old binding's drawing
+                for sid, meta in zip(lru, metadata[free:]):
+                    self.store.update(sid, metadata=meta)
             written = fresh + lru
         self.last_written = written
         return written

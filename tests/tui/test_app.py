@@ -290,7 +290,9 @@ async def test_a_store_of_vector_slots_opens_on_its_space_and_shows_labels(tmp_p
             await settle(pilot)
             screen = app.screen
             assert isinstance(screen, SlotScreen)
-            assert "label glyph-0" in str(screen.query_one("#slot-summary", Static).render())
+            assert str(screen.query_one("#binding-summary", Static).render()).startswith("label glyph-0")
+            assert "no drawing kept" in str(screen.query_one("#binding-image", Static).render())
+            assert not screen.check_action("recall", ())  # nothing to recall from
             assert screen.query_one("#neighbours", DataTable).row_count == 5
             await pilot.press("d")
             await settle(pilot)

@@ -38,7 +38,7 @@ class BrowseScreen(Screen[None]):
         super().__init__()
         self.where: ScopeFilter | None = None
         self.next_cursor: str | None = None
-        self.total = 0
+        self.total: int | None = 0  # None while the first page is shown and its count still runs
         self.query_text = ""
         self._generation = 0  # answers from workers of an older view are dropped
         self._paging = False
@@ -76,8 +76,9 @@ class BrowseScreen(Screen[None]):
         self._show_view()
 
     @work(thread=True, exclusive=True, group="tree")
-    @one_at_a_time
     def _load_tree(self) -> None:
+        # SQL reads only (no key index is built), so no store lock: its GROUP BYs take a few
+        # tenths of a second at a million slots, and paging must not wait for them.
         try:
             spaces = load_space_tree(self.app.store)
         except Exception as exc:  # noqa: BLE001
@@ -119,11 +120,21 @@ class BrowseScreen(Screen[None]):
                 if other is not None:
                     self.app.call_from_thread(self._switch_space, generation, other)
                     return
-            total = store.count(space=where.space, **where.kwargs()) if cursor is None else None
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._page_failed, generation, exc)
             return
-        self.app.call_from_thread(self._show_page, generation, page, total)
+        self.app.call_from_thread(self._show_page, generation, page, cursor is None)
+
+    @work(thread=True, exclusive=True, group="total")
+    def _load_total(self, generation: int, where: ScopeFilter) -> None:
+        # After the first page is on screen: counting scans the scope's index entries (0.1 s at a
+        # million slots). SQL only, so without the store lock: paging does not wait for it.
+        try:
+            total = self.app.store.count(space=where.space, **where.kwargs())
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.app.report_error, exc)
+            return
+        self.app.call_from_thread(self._show_total, generation, total)
 
     def _switch_space(self, generation: int, space: str) -> None:
         if generation == self._generation:
@@ -142,15 +153,21 @@ class BrowseScreen(Screen[None]):
             self._tree_pending = False
             self._load_tree()
 
-    def _show_page(self, generation: int, page: Page, total: int | None) -> None:
+    def _show_page(self, generation: int, page: Page, first: bool) -> None:
         if generation != self._generation:
             return
-        if total is not None:
-            self.total = total
+        if first:
+            self.total = None
+            self._load_total(generation, self.where)
         self._paging = False
         self.next_cursor = page.next_cursor
         self.table.add_slots(page.slots, has_more=page.next_cursor is not None)
         self._results_shown()
+
+    def _show_total(self, generation: int, total: int) -> None:
+        if generation == self._generation:
+            self.total = total
+            self._status()
 
     def _status(self) -> None:
         assert self.where is not None
@@ -158,7 +175,8 @@ class BrowseScreen(Screen[None]):
             text = f"{self.where.describe()} — {self.table.row_count} results for {self.query_text!r}"
         else:
             more = "; ↓ or n loads more" if self.next_cursor else ""
-            text = f"{self.where.describe()} — {self.table.row_count:,} of {self.total:,} slots shown{more}"
+            of = f"{self.total:,}" if self.total is not None else "… (counting)"
+            text = f"{self.where.describe()} — {self.table.row_count:,} of {of} slots shown{more}"
         self.query_one("#status", Static).update(Text(text))
 
     @on(SlotTable.NeedMore)

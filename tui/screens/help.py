@@ -8,7 +8,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
 
 HELP = """\
 # mindstore: keys
@@ -34,6 +33,7 @@ HELP = """\
 | `e` | edit text and metadata (`Ctrl+S` saves: the text is re-embedded, history grows) |
 | `d` | delete this slot |
 | `Enter` on a neighbour | open it |
+| `c` | on a neural binding (a slot with a label and its drawing): recall from the drawing and list the slots the read heads read, with their weights |
 | `Esc` | back |
 
 `q` quits, `?` or `F1` shows this help, `Esc` closes it.
@@ -44,6 +44,8 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "close_help", "Close help")]
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # markdown-it costs ~0.1 s: paid when help opens, not at start
+
         with VerticalScroll(id="help-box"):
             yield Markdown(HELP)
 

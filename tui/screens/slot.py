@@ -13,8 +13,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from mindstore import Event, Hit, NotFoundError, Slot
+from mindstore.neural.drawing import IMAGE_KEY, decode_image
 
 from ..data import dumps, fmt_scope, fmt_time, one_at_a_time, slot_title
+from ..neural import RecallRead, recall_drawing
+from ..widgets import BindingView
 from .edit import Edit, EditScreen
 
 NEIGHBOURS = 5
@@ -43,6 +46,7 @@ class SlotScreen(Screen[None]):
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
         Binding("r", "reload", "Reload"),
+        Binding("c", "recall", "Recall"),
     ]
 
     def __init__(self, slot_id: int) -> None:
@@ -51,11 +55,13 @@ class SlotScreen(Screen[None]):
         self.slot: Slot | None = None
         self.history: list[Event] = []
         self.neighbours: list[Hit] = []
+        self.recalled: RecallRead | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="slot-body"):
             yield Static("", id="slot-summary")
+            yield BindingView(id="binding")
             yield Label("Text", classes="section")
             yield Static("", id="slot-text")
             yield Label("Metadata", classes="section")
@@ -85,6 +91,7 @@ class SlotScreen(Screen[None]):
             hits = store.search_vector(
                 store.keys([slot.id]), space=slot.space, k=NEIGHBOURS + 1, **slot.scope.as_dict()
             )
+            space_count = next((s.count for s in store.spaces() if s.name == slot.space), None) if slot.label is not None else None
         except NotFoundError:
             self.app.call_from_thread(self._gone)
             return
@@ -92,7 +99,7 @@ class SlotScreen(Screen[None]):
             self.app.call_from_thread(self._failed, exc)
             return
         neighbours = [h for h in hits if h.slot.id != slot.id][:NEIGHBOURS]
-        self.app.call_from_thread(self._show, slot, history, neighbours)
+        self.app.call_from_thread(self._show, slot, history, neighbours, space_count)
 
     def _gone(self) -> None:
         self.app.notify(f"Slot {self.slot_id} no longer exists", severity="warning")
@@ -102,7 +109,7 @@ class SlotScreen(Screen[None]):
         self.query_one("#slot-body").loading = False
         self.app.report_error(exc)
 
-    def _show(self, slot: Slot, history: list[Event], neighbours: list[Hit]) -> None:
+    def _show(self, slot: Slot, history: list[Event], neighbours: list[Hit], space_count: int | None = None) -> None:
         self.slot, self.history, self.neighbours = slot, history, neighbours
         self.sub_title = f"slot {slot.id}"
         u = slot.usage
@@ -111,11 +118,17 @@ class SlotScreen(Screen[None]):
             f"created {fmt_time(slot.created_at)}   updated {fmt_time(slot.updated_at)}\n"
             f"reads {u.reads}   writes {u.writes}   last access {fmt_time(u.last_access)}"
         )
-        if slot.label is not None:
-            summary += f"\nlabel {slot.label}"
         self.query_one("#slot-summary", Static).update(Text(summary))
         self.query_one("#slot-text", Static).update(Text(slot.text if slot.text is not None else "(no text)"))
-        self.query_one("#slot-metadata", Static).update(Text(dumps(slot.metadata)))
+        binding = self.query_one("#binding", BindingView)
+        binding.display = slot.label is not None
+        if slot.label is not None:
+            binding.show(slot, space_count)
+        shown = dict(slot.metadata)
+        image = decode_image(shown)
+        if image is not None:  # 800 hex characters say nothing to a person: the drawing is shown above
+            shown[IMAGE_KEY] = f"<{image.shape[0]}x{image.shape[1]} drawing, shown above>"
+        self.query_one("#slot-metadata", Static).update(Text(dumps(shown)))
         table = self.query_one("#history", DataTable)
         table.clear()
         for e in history:
@@ -125,6 +138,7 @@ class SlotScreen(Screen[None]):
         for h in neighbours:
             table.add_row(f"{h.score:.3f}", str(h.slot.id), Text(slot_title(h.slot)), Text(fmt_scope(h.slot.scope)), key=str(h.slot.id))
         self.query_one("#slot-body").loading = False
+        self.refresh_bindings()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "neighbours" and event.row_key.value is not None:
@@ -158,6 +172,35 @@ class SlotScreen(Screen[None]):
         self.app.call_from_thread(self.app.notify, f"Saved {what} of slot {slot.id}; its history has {events} events")
         self.app.call_from_thread(self.app.store_changed)
         self.app.call_from_thread(self._load)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Recall needs a binding that kept its drawing; elsewhere the key is hidden from the footer.
+        return action != "recall" or (self.slot is not None and self.slot.label is not None and decode_image(self.slot.metadata) is not None)
+
+    def action_recall(self) -> None:
+        if self.slot is not None and self.check_action("recall", ()):
+            self.query_one("#binding").loading = True
+            self._recall(self.slot)
+
+    @work(thread=True, exclusive=True, group="slot")
+    @one_at_a_time
+    def _recall(self, slot: Slot) -> None:
+        try:
+            result = recall_drawing(self.app.store, slot, self.app.learners)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+            self.app.call_from_thread(self._recall_failed, exc)
+            return
+        self.app.call_from_thread(self._recalled, slot, result)
+
+    def _recall_failed(self, exc: BaseException) -> None:
+        self.query_one("#binding").loading = False
+        self.app.report_error(exc)
+
+    def _recalled(self, slot: Slot, result: RecallRead) -> None:
+        self.recalled = result
+        self.query_one("#binding").loading = False
+        self.query_one("#binding", BindingView).show_recall(slot, result)
+        self._load()  # the slots read count a read: show this slot's new usage
 
     def action_delete(self) -> None:
         if self.slot is not None:

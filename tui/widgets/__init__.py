@@ -1,6 +1,7 @@
 """Small widgets of the mindstore TUI; each reports what happened with a message."""
 
+from .binding_view import BindingView
 from .scope_tree import ScopeTree
 from .slot_table import SlotTable
 
-__all__ = ["ScopeTree", "SlotTable"]
+__all__ = ["BindingView", "ScopeTree", "SlotTable"]
