@@ -258,15 +258,16 @@ class KeyIndex:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Write the index and its metadata atomically (temp file, then rename)."""
+    def save(self, path: Path, *, seq: int | None = None) -> None:
+        """Write the index and its metadata atomically (temp file, then rename). ``seq`` (default:
+        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = faiss.serialize_index(self._index)
         meta = {
             "format": _FORMAT,
             "dim": self.dim,
-            "seq": int(self.seq),
+            "seq": int(self.seq if seq is None else seq),
             "count": len(self),
             "bytes": int(data.nbytes),
             "crc32": zlib.crc32(memoryview(data)),
