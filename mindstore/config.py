@@ -34,6 +34,16 @@ class Config:
     grows 8x after) trains the lists, which takes seconds. None (the default) keeps every search
     exact."""
 
+    capacity: int | None = None
+    """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
+    then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""
+    capacity_per_scope: int | None = None
+    """Most slots one scope (the same user_id, agent_id and session_id) keeps in a space; evicts
+    like ``capacity`` but only within the scope written to. None: no limit."""
+    ttl: float | None = None
+    """Seconds a slot lives without being read or written; expired slots are evicted on the next
+    write or search of their space. None: forever."""
+
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
 
@@ -43,6 +53,12 @@ class Config:
             raise InvalidInputError("embed_batch_size must be a positive integer")
         if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
             raise InvalidInputError("approximate_from must be None or an integer of at least 1000 (keys)")
+        for name in ("capacity", "capacity_per_scope"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise InvalidInputError(f"{name} must be None or a positive integer (slots)")
+        if self.ttl is not None and (isinstance(self.ttl, bool) or not isinstance(self.ttl, (int, float)) or not self.ttl > 0):
+            raise InvalidInputError("ttl must be None or a positive number of seconds")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
 

@@ -32,6 +32,7 @@ from .errors import (
     StoreClosedError,
 )
 from .filters import Predicate, compile_filter
+from .retention import Retention, lock_space, to_evict
 from .slots import Event, Hit, Page, Scope, Slot, Usage
 from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
@@ -78,6 +79,7 @@ class MindStore:
     ) -> None:
         self.url = url or default_url()
         self.config = config or Config()
+        self._retention = Retention(self.config.capacity, self.config.capacity_per_scope, self.config.ttl)
         self.space = space
         self._embedder_arg = embedder
         self._embedder: Embedder | None = None if embedder is None or isinstance(embedder, str) else embedder
@@ -449,6 +451,7 @@ class MindStore:
             sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(event_ids))
+        self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
         return [got[i] for i in all_ids]
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
@@ -617,20 +620,43 @@ class MindStore:
     def _delete_rows(self, sp: SpaceIndex, rows: Sequence[SlotRow]) -> int:
         if not rows:
             return 0
+        with self._sessions() as s, s.begin():
+            eids = self._delete_in(s, sp, rows, "delete")
+        return self._deleted(sp, [r.id for r in rows], eids)
+
+    @staticmethod
+    def _delete_in(s: Session, sp: SpaceIndex, rows: Sequence[SlotRow], kind: str) -> list[int]:
+        """Delete ``rows`` and log one ``kind`` event each, inside the caller's transaction."""
         now = _now()
         ids = [r.id for r in rows]
-        with self._sessions() as s, s.begin():
-            eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
-                {"space_id": sp.space_id, "slot_id": r.id, "kind": "delete", "old_text": r.text, "new_text": None,
-                 "old_metadata": r.metadata_, "new_metadata": None, "at": now}
-                for r in rows
-            ]).scalars().all()
-            for start in range(0, len(ids), 10_000):
-                s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
+        eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
+            {"space_id": sp.space_id, "slot_id": r.id, "kind": kind, "old_text": r.text, "new_text": None,
+             "old_metadata": r.metadata_, "new_metadata": None, "at": now}
+            for r in rows
+        ]).scalars().all()
+        for start in range(0, len(ids), 10_000):
+            s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
+        return [int(e) for e in eids]
+
+    def _deleted(self, sp: SpaceIndex, ids: list[int], eids: list[int]) -> int:
+        """After the commit: drop ``ids`` from the derived index."""
         sp.index.remove(np.array(ids, dtype=np.int64))
-        sp.local_events.update(int(e) for e in eids)
+        sp.local_events.update(eids)
         self._after_change(sp, len(ids))
         return len(ids)
+
+    def _evict(self, sp: SpaceIndex, scopes: Iterable[tuple[str | None, str | None, str | None]] = (), *, ttl_only: bool = False) -> int:
+        """Apply the retention policy (Config.capacity, capacity_per_scope, ttl) to a space after a
+        write to ``scopes``; returns how many slots were evicted (each logged as ``evict``)."""
+        policy = Retention(ttl=self._retention.ttl) if ttl_only else self._retention
+        if not policy.active:
+            return 0
+        with self._sessions() as s, s.begin():
+            lock_space(s, sp.space_id)
+            ids = to_evict(s, sp.space_id, policy, scopes, _now())
+            rows = s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all() if ids else []
+            eids = self._delete_in(s, sp, rows, "evict") if rows else []
+        return self._deleted(sp, [r.id for r in rows], eids) if rows else 0
 
     def reset(self) -> None:
         """Delete every slot, space and history event in this store. Irreversible."""
@@ -748,6 +774,8 @@ class MindStore:
         with self._lock:
             self._check_open()
             sp.catch_up()
+            if self._retention.ttl is not None:
+                self._evict(sp, ttl_only=True)  # expired slots are never returned
             with self._sessions() as s:
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
