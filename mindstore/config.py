@@ -26,7 +26,8 @@ class Config:
     device: str = "auto"
     """``auto`` (GPU when present), ``cpu`` or ``cuda``: for FAISS and the embedder."""
     save_index_every: int = 10_000
-    """Save the key index after this many changes (it is also saved on close)."""
+    """Save the key index after this many changes, or a quarter of its size if larger (it is also
+    saved on close; changes since the last save are replayed from the change log on open)."""
     approximate_from: int | None = None
     """Spaces with at least this many keys switch to an approximate (IVF) key index: searches scan
     a few thousand keys and single-key writes cost O(1), so a neural memory's read and write steps

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config, default_index_dir, default_url
 from .db import EventRow, SlotRow, SpaceRow, open_database
+from .db.bulk import insert_with_ids
 from .embed import Embedder, resolve_embedder
 from .errors import (
     DatabaseError,
@@ -413,11 +414,8 @@ class MindStore:
         ]
         try:
             with self._sessions() as s, s.begin():
-                new_ids: dict[int, int] = {}
-                if rows:
-                    result = s.execute(insert(SlotRow).returning(SlotRow.id, sort_by_parameter_order=True), rows)
-                    for i, slot_id in zip(fresh, result.scalars().all()):
-                        new_ids[i] = int(slot_id)
+                lock_space(s, sp.space_id)  # the write lock first: ids are allocated up front
+                new_ids: dict[int, int] = dict(zip(fresh, insert_with_ids(s, SlotRow, rows)))
                 events = [
                     {"space_id": sp.space_id, "slot_id": new_ids[i], "kind": "add", "old_text": None,
                      "new_text": texts[i], "old_metadata": None, "new_metadata": metas[i], "at": now}
@@ -434,7 +432,7 @@ class MindStore:
                                    "new_text": texts[i], "old_metadata": None, "new_metadata": None, "at": now})
                 for slot_id, times in reinforced.items():
                     s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
-                event_ids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all() if events else []
+                event_ids = insert_with_ids(s, EventRow, events)
                 all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
                 # Only reinforced slots changed in SQL after their insert; new ones are returned from
                 # what was inserted (reading a million rows back cost a fifth of a bulk fill).
@@ -456,7 +454,9 @@ class MindStore:
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n
-        if sp.changes_since_save >= self.config.save_index_every:
+        # A save writes the whole index, so past save_index_every keys it waits for a quarter of
+        # the index to change (amortised O(1) a change); catch-up replays the rest on open.
+        if sp.changes_since_save >= max(self.config.save_index_every, len(sp.index) // 4):
             sp.save()
 
     def add_messages(
