@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .db import EventRow, SlotRow, SpaceRow
 from .index import IndexFileError, KeyIndex
 
-__all__ = ["SpaceInfo", "SpaceIndex", "keys_from_bytes"]
+__all__ = ["IndexInfo", "SpaceInfo", "SpaceIndex", "keys_from_bytes"]
 
 log = logging.getLogger("mindstore")
 
@@ -40,6 +40,22 @@ class SpaceInfo:
     dim: int
     key_source: str
     count: int = 0
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The state of one space's key index, for ``mindstore stats`` and monitoring."""
+
+    space: str
+    kind: str  # "flat" (exact) or "ivf" (approximate)
+    device: str  # "cpu" or "cuda"
+    keys: int
+    seq: int  # last change sequence applied
+    pending_gaps: int  # sequence numbers below seq not yet seen (uncommitted or rolled back)
+    file: str | None
+    file_bytes: int | None
+    repaired: str | None  # how the last open fixed the index, if it had to
+    recall_at_10: float | None = None  # measured against an exhaustive scan when asked for
 
 
 def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
@@ -175,6 +191,15 @@ class SpaceIndex:
         self.local_events = {e for e in self.local_events if e > index.seq}
         self.changes_since_save += len(touched)
         return len(touched)
+
+    def info(self, *, recall_sample: int = 0) -> IndexInfo:
+        idx = self.index
+        size = self.path.stat().st_size if self.path is not None and self.path.exists() else None
+        return IndexInfo(
+            self.name, "ivf" if idx.approximate else "flat", idx.device, len(idx), idx.seq, len(self.gaps),
+            str(self.path) if self.path is not None else None, size, self.repaired,
+            idx.recall(10, sample=recall_sample) if recall_sample else None,
+        )
 
     def save(self) -> None:
         if self.path is not None:

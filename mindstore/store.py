@@ -35,7 +35,7 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .retention import Retention, lock_space, to_evict
 from .slots import Event, Hit, Page, Scope, Slot, Usage
-from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
+from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
 __all__ = ["MindStore"]
@@ -227,6 +227,32 @@ class MindStore:
             counts = dict(s.execute(select(SlotRow.space_id, func.count()).group_by(SlotRow.space_id)).all())
             rows = s.scalars(select(SpaceRow).order_by(SpaceRow.id)).all()
             return [SpaceInfo(r.name, r.dim, r.key_source, counts.get(r.id, 0)) for r in rows]
+
+    def index_info(self, space: str | None = None, *, recall_sample: int = 0) -> IndexInfo:
+        """The key index of a space (default: the text space), brought up to date: kind, device,
+        size, change sequence, file. With ``recall_sample`` > 0, also the recall@10 of its search
+        against an exhaustive scan, measured with that many of its keys as queries."""
+        self._check_open()
+        with self._lock:
+            sp = self._resolve_space(space)
+            if sp is None:
+                raise SpaceError(f"space {self.space!r} has no slots yet, so no key index; add a memory first")
+            sp.catch_up()
+            return sp.info(recall_sample=recall_sample)
+
+    def usage_histogram(self, space: str | None = None) -> dict[str, int]:
+        """How many slots of a space were accessed (reads + writes) 1, 2-3, 4-9, 10-99 and 100+ times."""
+        self._check_open()
+        ref = self._space_id(space)
+        bins = {"1": (0, 1), "2-3": (2, 3), "4-9": (4, 9), "10-99": (10, 99), "100+": (100, None)}
+        if ref is None:
+            return dict.fromkeys(bins, 0)
+        uses = SlotRow.reads + SlotRow.writes
+        with self._sessions() as s:
+            return {
+                name: int(s.scalar(select(func.count()).where(SlotRow.space_id == ref[0], uses >= lo, *([uses <= hi] if hi else []))) or 0)
+                for name, (lo, hi) in bins.items()
+            }
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch_size)

@@ -227,6 +227,21 @@ class KeyIndex:
                 scores, ids = self._index.search(q, kk, params=params)
         return _pad(_tiebreak(scores, ids), n, k)
 
+    def recall(self, k: int = 10, *, sample: int = 100, seed: int = 0) -> float:
+        """Recall@k of this index's search against an exhaustive scan of the same codes, for
+        ``sample`` of its own keys as queries (1.0 for a flat index: it is the exhaustive scan)."""
+        if not self.approximate or len(self) == 0:
+            return 1.0
+        ids = self._all_ids()
+        queries = self.reconstruct(np.random.default_rng(seed).choice(ids, size=min(sample, len(ids)), replace=False))
+        kk = min(k, len(self))
+        if self._nprobe_at != len(self):
+            self._set_nprobe()
+            self._nprobe_at = len(self)
+        _, got = self._index.search(queries, kk)
+        _, exact = self._index.search(queries, kk, params=faiss.SearchParametersIVF(nprobe=self._index.nlist))
+        return float(np.mean([len(set(g) & set(e)) / kk for g, e in zip(got, exact)]))
+
     def _search_direct(self, q: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(q)
         subset = np.unique(subset)
