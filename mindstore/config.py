@@ -35,6 +35,10 @@ class Config:
     grows 8x after) trains the lists, which takes seconds. None (the default) keeps every search
     exact."""
 
+    train_in_background: bool = False
+    """Train the approximate index's lists in a background thread (with a progress bar past 50k
+    keys) while the exact index keeps serving; changes made meanwhile are replayed before the swap.
+    False trains inside the write that crosses the size."""
     capacity: int | None = None
     """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
     then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""

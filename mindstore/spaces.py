@@ -65,7 +65,7 @@ def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
 class SpaceIndex:
     """One space's :class:`KeyIndex`, its file, and the logic that keeps it true to SQL."""
 
-    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None) -> None:
+    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None, background: bool = False) -> None:
         self.space_id = row.id
         self.name = row.name
         self.dim = row.dim
@@ -74,6 +74,7 @@ class SpaceIndex:
         self.path = path
         self._device = device
         self._approximate_from = approximate_from
+        self._background = background
         self.local_events: set[int] = set()  # our own events, already applied to the index
         self.gaps: dict[int, float] = {}  # change sequence numbers not yet seen -> when first missed
         self.changes_since_save = 0
@@ -86,7 +87,7 @@ class SpaceIndex:
         index: KeyIndex | None = None
         if self.path is not None and self.path.exists():
             try:
-                index = KeyIndex.load(self.path, dim=self.dim, device=self._device, approximate_from=self._approximate_from)
+                index = KeyIndex.load(self.path, dim=self.dim, device=self._device, approximate_from=self._approximate_from, background=self._background)
             except IndexFileError as exc:
                 log.warning("key index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
                 self.repaired = "rebuilt: damaged file"
@@ -115,7 +116,7 @@ class SpaceIndex:
         return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
 
     def _rebuild(self) -> KeyIndex:
-        index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from)
+        index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from, background=self._background)
         with self._sessions() as s:
             # Read the sequence first: changes made while we stream are re-applied by catch_up.
             index.seq = self._db_seq(s)

@@ -170,7 +170,7 @@ class MindStore:
                 s.add(SpaceRow(name=name, dim=create_dim, key_source=key_source or self.embedder_name, created_at=_now()))
             row = self._space_row(name)
         path = self._index_dir / f"{name}.faiss" if self._index_dir is not None else None
-        sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from)
+        sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from, self.config.train_in_background)
         self._spaces[name] = sp
         return sp
 
