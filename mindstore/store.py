@@ -440,7 +440,8 @@ class MindStore:
         ]
         try:
             with self._sessions() as s, s.begin():
-                lock_space(s, sp.space_id)  # the write lock first: ids are allocated up front
+                if self._engine.dialect.name == "sqlite":  # the write lock first: ids are allocated up front
+                    lock_space(s, sp.space_id)
                 new_ids: dict[int, int] = dict(zip(fresh, insert_with_ids(s, SlotRow, rows)))
                 events = [
                     {"space_id": sp.space_id, "slot_id": new_ids[i], "kind": "add", "old_text": None,

@@ -74,3 +74,41 @@ def test_eviction_in_one_process_is_seen_by_another(sqlite_url: str, tmp_path) -
 def test_bad_retention_settings_are_refused(bad: dict) -> None:
     with pytest.raises(InvalidInputError):
         Config(**bad)
+
+
+EVICTING_WRITER = """
+import sys
+import numpy as np
+from mindstore import Config, MindStore
+url, index_dir, seed = sys.argv[1:4]
+rng = np.random.default_rng(int(seed))
+with MindStore(url, config=Config(index_dir=index_dir, capacity_per_scope=10)) as s:
+    for _ in range(30):
+        s.add_vectors(rng.normal(size=(1, 8)).astype(np.float32), space="v", user_id="shared")
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_evicting_one_scope_keep_exactly_its_capacity(db_url: str, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, func, select
+
+    from mindstore.db import EventRow
+
+    with _store(db_url, tmp_path) as s:
+        s.add_vectors(_keys(3), space="v", user_id="other")
+    script = tmp_path / "w.py"
+    script.write_text(EVICTING_WRITER)
+    procs = [subprocess.Popen([sys.executable, str(script), db_url, str(tmp_path / f"i{k}"), str(k)], stderr=subprocess.PIPE, text=True) for k in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with _store(db_url, tmp_path) as s:
+        assert s.count(space="v", user_id="shared") == 10  # never fewer: no process evicted beyond the excess
+        assert s.count(space="v", user_id="other") == 3
+    engine = create_engine(db_url)
+    with engine.connect() as c:
+        assert c.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "evict")) == 50
+    engine.dispose()
