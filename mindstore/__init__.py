@@ -21,7 +21,7 @@ from .errors import (
     StoreClosedError,
 )
 from .slots import Event, Hit, Page, Scope, Slot, Usage
-from .spaces import SpaceInfo
+from .spaces import IndexInfo, SpaceInfo
 from .store import MindStore
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "Scope",
     "Usage",
     "SpaceInfo",
+    "IndexInfo",
     "MindStoreError",
     "InvalidInputError",
     "InvalidVectorError",

@@ -292,23 +292,38 @@ def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written b
 
 
 @app.command()
-def stats(db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Spaces, slot counts and index state."""
+def stats(
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    recall_sample: Annotated[int, typer.Option("--recall-sample", help="queries for measuring an approximate index's recall@10 against exact (0: skip)")] = 100,
+) -> None:
+    """Spaces, slot counts, key index state and recall, file sizes and usage."""
+    from .db import sqlite_path
     from .store import MindStore
 
     with _store(db) as store:
         store: MindStore
-        info = {"url": repr(store), "spaces": [dataclasses.asdict(s) for s in store.spaces()]}
+        path = sqlite_path(store.url)
+        info = {"url": repr(store), "database_bytes": path.stat().st_size if path is not None and path.exists() else None,
+                "spaces": [dataclasses.asdict(s) for s in store.spaces()]}
         for sp in info["spaces"]:
-            idx = store._space_index(sp["name"])
-            sp.update(index_size=len(idx.index), index_kind="ivf" if idx.index.approximate else "flat", index_device=idx.index.device,
-                      index_file=str(idx.path) if idx.path else None, index_repair=idx.repaired)
+            sp["index"] = dataclasses.asdict(store.index_info(sp["name"], recall_sample=recall_sample)) if sp["count"] or sp["name"] != store.space else None
+            sp["usage"] = store.usage_histogram(sp["name"])
         if as_json:
             _print_json(info)
             return
-        typer.echo(info["url"])
+        typer.echo(info["url"] + (f" ({info['database_bytes'] / 2**20:.1f} MiB)" if info["database_bytes"] is not None else ""))
         for sp in info["spaces"]:
-            typer.echo(f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}, index {sp['index_size']} ({sp['index_kind']}) on {sp['index_device']}")
+            line = f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}"
+            ix = sp["index"]
+            if ix is not None:
+                line += f", index {ix['keys']} ({ix['kind']}) on {ix['device']}"
+                if ix["recall_at_10"] is not None and ix["kind"] != "flat":
+                    line += f", recall@10 {ix['recall_at_10']:.3f}"
+                if ix["file_bytes"] is not None:
+                    line += f", file {ix['file_bytes'] / 2**20:.1f} MiB"
+            typer.echo(line)
+            typer.echo("  uses (reads + writes): " + ", ".join(f"{k}: {v}" for k, v in sp["usage"].items()))
 
 
 @app.command()

@@ -26,7 +26,8 @@ class Config:
     device: str = "auto"
     """``auto`` (GPU when present), ``cpu`` or ``cuda``: for FAISS and the embedder."""
     save_index_every: int = 10_000
-    """Save the key index after this many changes (it is also saved on close)."""
+    """Save the key index after this many changes, or a quarter of its size if larger (it is also
+    saved on close; changes since the last save are replayed from the change log on open)."""
     approximate_from: int | None = None
     """Spaces with at least this many keys switch to an approximate (IVF) key index: searches scan
     a few thousand keys and single-key writes cost O(1), so a neural memory's read and write steps
@@ -50,6 +51,20 @@ class Config:
     text the lexical index sees (the slot's text is kept as given). The dense key is the text
     alone: on bench/bench_recall.py's set the folded text made dense recall worse."""
 
+    train_in_background: bool = False
+    """Train the approximate index's lists in a background thread (with a progress bar past 50k
+    keys) while the exact index keeps serving; changes made meanwhile are replayed before the swap.
+    False trains inside the write that crosses the size."""
+    capacity: int | None = None
+    """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
+    then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""
+    capacity_per_scope: int | None = None
+    """Most slots one scope (the same user_id, agent_id and session_id) keeps in a space; evicts
+    like ``capacity`` but only within the scope written to. None: no limit."""
+    ttl: float | None = None
+    """Seconds a slot lives without being read or written; expired slots are evicted on the next
+    write or search of their space. None: forever."""
+
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
 
@@ -65,6 +80,12 @@ class Config:
             raise InvalidInputError("fusion must be 'weighted' or 'rrf', and dense_weight a number from 0 to 1")
         if self.fusion_depth < 1 or self.rerank_depth < 1:
             raise InvalidInputError("fusion_depth and rerank_depth must be positive integers")
+        for name in ("capacity", "capacity_per_scope"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise InvalidInputError(f"{name} must be None or a positive integer (slots)")
+        if self.ttl is not None and (isinstance(self.ttl, bool) or not isinstance(self.ttl, (int, float)) or not self.ttl > 0):
+            raise InvalidInputError("ttl must be None or a positive number of seconds")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
 

@@ -67,7 +67,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class Event:
-    """One change in a slot's history: ``add``, ``reinforce``, ``update`` or ``delete``."""
+    """One change in a slot's history: ``add``, ``reinforce``, ``update``, ``delete`` or ``evict``."""
 
     id: int
     slot_id: int

@@ -8,6 +8,7 @@ Before each search it catches up again, so writes from other processes are seen 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from .db import EventRow, SlotRow, SpaceRow
 from .index import IndexFileError, KeyIndex
 
-__all__ = ["SpaceInfo", "SpaceIndex", "keys_from_bytes"]
+__all__ = ["IndexInfo", "SpaceInfo", "SpaceIndex", "keys_from_bytes"]
 
 log = logging.getLogger("mindstore")
 
 _REBUILD_CHUNK = 20_000
 _PROGRESS_FROM = 50_000  # slots; below this a rebuild is quick enough to need no bar
+# A change sequence number below the newest one seen but not yet visible belongs to a transaction
+# that has not committed (PostgreSQL hands out sequence numbers at insert, not at commit) or that
+# rolled back. Such gaps are re-read on every catch-up for this long, then taken as rolled back.
+GAP_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,22 @@ class SpaceInfo:
     count: int = 0
 
 
+@dataclass(frozen=True)
+class IndexInfo:
+    """The state of one space's key index, for ``mindstore stats`` and monitoring."""
+
+    space: str
+    kind: str  # "flat" (exact) or "ivf" (approximate)
+    device: str  # "cpu" or "cuda"
+    keys: int
+    seq: int  # last change sequence applied
+    pending_gaps: int  # sequence numbers below seq not yet seen (uncommitted or rolled back)
+    file: str | None
+    file_bytes: int | None
+    repaired: str | None  # how the last open fixed the index, if it had to
+    recall_at_10: float | None = None  # measured against an exhaustive scan when asked for
+
+
 def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
@@ -43,7 +64,7 @@ def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
 class SpaceIndex:
     """One space's :class:`KeyIndex`, its file, and the logic that keeps it true to SQL."""
 
-    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None) -> None:
+    def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None, background: bool = False) -> None:
         self.space_id = row.id
         self.name = row.name
         self.dim = row.dim
@@ -52,7 +73,9 @@ class SpaceIndex:
         self.path = path
         self._device = device
         self._approximate_from = approximate_from
+        self._background = background
         self.local_events: set[int] = set()  # our own events, already applied to the index
+        self.gaps: dict[int, float] = {}  # change sequence numbers not yet seen -> when first missed
         self.changes_since_save = 0
         self.repaired: str | None = None  # how the last open fixed the index, for stats and logs
         self.index = self._open()
@@ -63,7 +86,7 @@ class SpaceIndex:
         index: KeyIndex | None = None
         if self.path is not None and self.path.exists():
             try:
-                index = KeyIndex.load(self.path, dim=self.dim, device=self._device, approximate_from=self._approximate_from)
+                index = KeyIndex.load(self.path, dim=self.dim, device=self._device, approximate_from=self._approximate_from, background=self._background)
             except IndexFileError as exc:
                 log.warning("key index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
                 self.repaired = "rebuilt: damaged file"
@@ -92,7 +115,7 @@ class SpaceIndex:
         return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
 
     def _rebuild(self) -> KeyIndex:
-        index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from)
+        index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from, background=self._background)
         with self._sessions() as s:
             # Read the sequence first: changes made while we stream are re-applied by catch_up.
             index.seq = self._db_seq(s)
@@ -124,17 +147,35 @@ class SpaceIndex:
     # -- staying in step -----------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        """Apply every change logged since ``index.seq``; return how many slots were refreshed."""
+        """Apply every change logged since ``index.seq``, and any earlier one that committed late;
+        return how many slots were refreshed.
+
+        Sequence numbers can commit out of order (two writers on PostgreSQL: the one holding the
+        smaller number may commit second), so "events after the last one seen" alone could skip a
+        change for good. Numbers missing below the newest seen are kept as gaps and looked up
+        again on every catch-up until they appear or ``GAP_WAIT_S`` passes (a rollback)."""
         index = self.index
         with self._sessions() as s:
             db_seq = self._db_seq(s)
-            if db_seq <= index.seq:
+            now = time.monotonic()
+            self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}
+            if db_seq <= index.seq and not self.gaps:
                 return 0
+            window = EventRow.id > index.seq
+            if self.gaps:
+                window = window | EventRow.id.in_(sorted(self.gaps))
             rows = s.execute(
-                select(EventRow.id, EventRow.slot_id).where(
-                    EventRow.space_id == self.space_id, EventRow.id > index.seq, EventRow.id <= db_seq
-                )
+                select(EventRow.id, EventRow.slot_id).where(EventRow.space_id == self.space_id, window, EventRow.id <= max(db_seq, index.seq))
             ).all()
+            seen = {eid for eid, _ in rows}
+            for g in [g for g in self.gaps if g in seen]:
+                del self.gaps[g]
+            if db_seq > index.seq:
+                # Events of other spaces share the sequence: only numbers of no space count as gaps.
+                missing = set(range(index.seq + 1, db_seq + 1)) - seen
+                if missing:
+                    other = s.scalars(select(EventRow.id).where(EventRow.id > index.seq, EventRow.id <= db_seq, EventRow.space_id != self.space_id)).all()
+                    self.gaps.update((g, now) for g in missing - set(other) - self.local_events)
             touched = sorted({slot_id for eid, slot_id in rows if eid not in self.local_events})
             for start in range(0, len(touched), 10_000):
                 chunk = touched[start : start + 10_000]
@@ -145,15 +186,28 @@ class SpaceIndex:
                 if found:
                     ids = np.array([r[0] for r in found], dtype=np.int64)
                     index.add(ids, keys_from_bytes([r[1] for r in found], self.dim))
-        index.seq = db_seq
+        if not touched and db_seq <= index.seq:
+            return 0
+        index.seq = max(db_seq, index.seq)
         index.dirty = True
-        self.local_events = {e for e in self.local_events if e > db_seq}
+        self.local_events = {e for e in self.local_events if e > index.seq}
         self.changes_since_save += len(touched)
         return len(touched)
 
+    def info(self, *, recall_sample: int = 0) -> IndexInfo:
+        idx = self.index
+        size = self.path.stat().st_size if self.path is not None and self.path.exists() else None
+        return IndexInfo(
+            self.name, "ivf" if idx.approximate else "flat", idx.device, len(idx), idx.seq, len(self.gaps),
+            str(self.path) if self.path is not None else None, size, self.repaired,
+            idx.recall(10, sample=recall_sample) if recall_sample else None,
+        )
+
     def save(self) -> None:
         if self.path is not None:
-            self.index.save(self.path)
+            # A reopened index re-reads from before its oldest open gap (re-applying a change is
+            # harmless: catch-up reads the slot's current row).
+            self.index.save(self.path, seq=min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1))
         self.changes_since_save = 0
 
     def save_if_dirty(self) -> None:

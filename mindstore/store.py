@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config, default_index_dir, default_url
 from .db import EventRow, SlotRow, SpaceRow, open_database
+from .db.bulk import insert_with_ids
 from .embed import Embedder, resolve_embedder
 from .errors import (
     DatabaseError,
@@ -34,8 +35,9 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .lexical import LexicalIndex
 from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
+from .retention import Retention, lock_space, to_evict
 from .slots import Event, Hit, Page, Scope, Slot, Usage
-from .spaces import SpaceIndex, SpaceInfo, keys_from_bytes
+from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
 __all__ = ["MindStore"]
@@ -81,6 +83,7 @@ class MindStore:
     ) -> None:
         self.url = url or default_url()
         self.config = config or Config()
+        self._retention = Retention(self.config.capacity, self.config.capacity_per_scope, self.config.ttl)
         self.space = space
         self._embedder_arg = embedder
         self._embedder: Embedder | None = None if embedder is None or isinstance(embedder, str) else embedder
@@ -174,7 +177,7 @@ class MindStore:
                 s.add(SpaceRow(name=name, dim=create_dim, key_source=key_source or self.embedder_name, created_at=_now()))
             row = self._space_row(name)
         path = self._index_dir / f"{name}.faiss" if self._index_dir is not None else None
-        sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from)
+        sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from, self.config.train_in_background)
         self._spaces[name] = sp
         return sp
 
@@ -231,6 +234,32 @@ class MindStore:
             counts = dict(s.execute(select(SlotRow.space_id, func.count()).group_by(SlotRow.space_id)).all())
             rows = s.scalars(select(SpaceRow).order_by(SpaceRow.id)).all()
             return [SpaceInfo(r.name, r.dim, r.key_source, counts.get(r.id, 0)) for r in rows]
+
+    def index_info(self, space: str | None = None, *, recall_sample: int = 0) -> IndexInfo:
+        """The key index of a space (default: the text space), brought up to date: kind, device,
+        size, change sequence, file. With ``recall_sample`` > 0, also the recall@10 of its search
+        against an exhaustive scan, measured with that many of its keys as queries."""
+        self._check_open()
+        with self._lock:
+            sp = self._resolve_space(space)
+            if sp is None:
+                raise SpaceError(f"space {self.space!r} has no slots yet, so no key index; add a memory first")
+            sp.catch_up()
+            return sp.info(recall_sample=recall_sample)
+
+    def usage_histogram(self, space: str | None = None) -> dict[str, int]:
+        """How many slots of a space were accessed (reads + writes) 1, 2-3, 4-9, 10-99 and 100+ times."""
+        self._check_open()
+        ref = self._space_id(space)
+        bins = {"1": (0, 1), "2-3": (2, 3), "4-9": (4, 9), "10-99": (10, 99), "100+": (100, None)}
+        if ref is None:
+            return dict.fromkeys(bins, 0)
+        uses = SlotRow.reads + SlotRow.writes
+        with self._sessions() as s:
+            return {
+                name: int(s.scalar(select(func.count()).where(SlotRow.space_id == ref[0], uses >= lo, *([uses <= hi] if hi else []))) or 0)
+                for name, (lo, hi) in bins.items()
+            }
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch_size)
@@ -425,11 +454,9 @@ class MindStore:
         ]
         try:
             with self._sessions() as s, s.begin():
-                new_ids: dict[int, int] = {}
-                if rows:
-                    result = s.execute(insert(SlotRow).returning(SlotRow.id, sort_by_parameter_order=True), rows)
-                    for i, slot_id in zip(fresh, result.scalars().all()):
-                        new_ids[i] = int(slot_id)
+                if self._engine.dialect.name == "sqlite":  # the write lock first: ids are allocated up front
+                    lock_space(s, sp.space_id)
+                new_ids: dict[int, int] = dict(zip(fresh, insert_with_ids(s, SlotRow, rows)))
                 events = [
                     {"space_id": sp.space_id, "slot_id": new_ids[i], "kind": "add", "old_text": None,
                      "new_text": texts[i], "old_metadata": None, "new_metadata": metas[i], "at": now}
@@ -446,7 +473,7 @@ class MindStore:
                                    "new_text": texts[i], "old_metadata": None, "new_metadata": None, "at": now})
                 for slot_id, times in reinforced.items():
                     s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
-                event_ids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all() if events else []
+                event_ids = insert_with_ids(s, EventRow, events)
                 all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
                 # Only reinforced slots changed in SQL after their insert; new ones are returned from
                 # what was inserted (reading a million rows back cost a fifth of a bulk fill).
@@ -463,11 +490,14 @@ class MindStore:
             sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(event_ids))
+        self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
         return [got[i] for i in all_ids]
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n
-        if sp.changes_since_save >= self.config.save_index_every:
+        # A save writes the whole index, so past save_index_every keys it waits for a quarter of
+        # the index to change (amortised O(1) a change); catch-up replays the rest on open.
+        if sp.changes_since_save >= max(self.config.save_index_every, len(sp.index) // 4):
             sp.save()
 
     def add_messages(
@@ -640,20 +670,43 @@ class MindStore:
     def _delete_rows(self, sp: SpaceIndex, rows: Sequence[SlotRow]) -> int:
         if not rows:
             return 0
+        with self._sessions() as s, s.begin():
+            eids = self._delete_in(s, sp, rows, "delete")
+        return self._deleted(sp, [r.id for r in rows], eids)
+
+    @staticmethod
+    def _delete_in(s: Session, sp: SpaceIndex, rows: Sequence[SlotRow], kind: str) -> list[int]:
+        """Delete ``rows`` and log one ``kind`` event each, inside the caller's transaction."""
         now = _now()
         ids = [r.id for r in rows]
-        with self._sessions() as s, s.begin():
-            eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
-                {"space_id": sp.space_id, "slot_id": r.id, "kind": "delete", "old_text": r.text, "new_text": None,
-                 "old_metadata": r.metadata_, "new_metadata": None, "at": now}
-                for r in rows
-            ]).scalars().all()
-            for start in range(0, len(ids), 10_000):
-                s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
+        eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
+            {"space_id": sp.space_id, "slot_id": r.id, "kind": kind, "old_text": r.text, "new_text": None,
+             "old_metadata": r.metadata_, "new_metadata": None, "at": now}
+            for r in rows
+        ]).scalars().all()
+        for start in range(0, len(ids), 10_000):
+            s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
+        return [int(e) for e in eids]
+
+    def _deleted(self, sp: SpaceIndex, ids: list[int], eids: list[int]) -> int:
+        """After the commit: drop ``ids`` from the derived index."""
         sp.index.remove(np.array(ids, dtype=np.int64))
-        sp.local_events.update(int(e) for e in eids)
+        sp.local_events.update(eids)
         self._after_change(sp, len(ids))
         return len(ids)
+
+    def _evict(self, sp: SpaceIndex, scopes: Iterable[tuple[str | None, str | None, str | None]] = (), *, ttl_only: bool = False) -> int:
+        """Apply the retention policy (Config.capacity, capacity_per_scope, ttl) to a space after a
+        write to ``scopes``; returns how many slots were evicted (each logged as ``evict``)."""
+        policy = Retention(ttl=self._retention.ttl) if ttl_only else self._retention
+        if not policy.active:
+            return 0
+        with self._sessions() as s, s.begin():
+            lock_space(s, sp.space_id)
+            ids = to_evict(s, sp.space_id, policy, scopes, _now())
+            rows = s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all() if ids else []
+            eids = self._delete_in(s, sp, rows, "evict") if rows else []
+        return self._deleted(sp, [r.id for r in rows], eids) if rows else 0
 
     def reset(self) -> None:
         """Delete every slot, space and history event in this store. Irreversible."""
@@ -798,6 +851,8 @@ class MindStore:
         with self._lock:
             self._check_open()
             sp.catch_up()
+            if self._retention.ttl is not None:
+                self._evict(sp, ttl_only=True)  # expired slots are never returned
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
             with self._sessions() as s:
                 subset = self._candidates(s, sp, scope, pred)

@@ -87,7 +87,8 @@ def test_export_import_stats_and_stdin(db: str, tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
     assert "imported 2 slots" in run("import", str(dump), "--db", other).output
     stats = json.loads(run("stats", "--db", other, "--json").output)
-    assert stats["spaces"][0]["count"] == 2 and stats["spaces"][0]["index_size"] == 2
+    assert stats["spaces"][0]["count"] == 2 and stats["spaces"][0]["index"]["keys"] == 2
+    assert stats["spaces"][0]["index"]["kind"] == "flat" and stats["spaces"][0]["usage"]["1"] == 2
 
 
 def test_errors_are_messages_not_tracebacks(db: str) -> None:

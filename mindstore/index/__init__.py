@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._lazy import lazy_module
 
@@ -86,7 +88,7 @@ class KeyIndex:
     lists are retrained each time the index has grown 8x since. IVF searches run on the CPU.
     """
 
-    def __init__(self, dim: int, *, device: str = "auto", approximate_from: int | None = None) -> None:
+    def __init__(self, dim: int, *, device: str = "auto", approximate_from: int | None = None, background: bool = False) -> None:
         self.dim = int(dim)
         self.seq = 0  # last change sequence applied from the SQL store
         self._index = faiss.IndexIDMap2(_flat_codes(self.dim))
@@ -98,6 +100,13 @@ class KeyIndex:
         self._trained_at = 0  # keys held when the IVF lists were trained (0: flat)
         self._nprobe_at = -1  # the size nprobe was last set for
         self.dirty = False  # changed since loaded or saved
+        # Background training: the lists are trained on a snapshot in a thread while the current
+        # index keeps serving; changes made meanwhile are logged and replayed before the swap.
+        self.background = background
+        self._training: threading.Thread | None = None
+        self._trained: faiss.Index | None = None
+        self._replay: list[tuple[np.ndarray, np.ndarray | None]] = []  # (ids, vectors or None: removed)
+        self.training_progress: tqdm | None = None  # the bar of a background training, while it runs
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -136,22 +145,31 @@ class KeyIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0:
             return
+        self._swap_if_trained()
         if self._max_id is None:
             self._max_id = int(self._all_ids().max(initial=-1))
         # Ids above every id ever added (the store's new slots) cannot be present: skip the
         # removal, which on a flat index is a scan of all N ids.
         if int(ids.min()) <= self._max_id:
             self.remove(ids)
+        if self._training is not None:  # after the removal, which logs itself
+            self._replay.append((ids, normalize(vectors)))
         self._index.add_with_ids(normalize(vectors), ids)
         self._max_id = max(self._max_id, int(ids.max()))
         self._changed()
-        if self.approximate_from is not None and len(self) >= self.approximate_from and (
+        if self.approximate_from is not None and len(self) >= self.approximate_from and self._training is None and (
             not self.approximate or len(self) >= _IVF_REGROW * self._trained_at
         ):
-            self._train_ivf()
+            if self.background:
+                self._train_in_background()
+            else:
+                self._train_ivf()
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        self._swap_if_trained()
+        if self._training is not None and len(ids):
+            self._replay.append((ids, None))
         if len(ids) == 0 or len(self) == 0:
             return 0
         if self.approximate:  # the hash-table id map removes listed ids in O(len(ids))
@@ -165,20 +183,55 @@ class KeyIndex:
 
     def _train_ivf(self) -> None:
         """Move every key into an IVF with about 4 sqrt(N) lists trained on a sample of the keys."""
-        n = len(self)
         ids = self._all_ids()
-        vectors = self.reconstruct(ids)
-        nlist = max(1, min(int(4 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
-        sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
-        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        ivf.by_residual = False  # codes are the float16 vectors themselves, as in the flat index
-        ivf.train(sample)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        ivf.add_with_ids(vectors, ids)
+        self._install(_build_ivf(self.dim, ids, self.reconstruct(ids)), len(ids))
+
+    def _install(self, ivf: faiss.Index, trained_at: int) -> None:
         self._index = ivf
-        self._trained_at = n
+        self._trained_at = trained_at
         self._set_nprobe()
         self._changed()
+
+    def _train_in_background(self) -> None:
+        """Start training on a snapshot of the keys; the current index serves until the swap."""
+        ids = self._all_ids()
+        vectors = self.reconstruct(ids)
+        self._replay = []
+        self.training_progress = tqdm(total=len(ids), desc="training approximate key index", unit="key", disable=len(ids) < 50_000 or None)
+
+        def work() -> None:
+            self._trained = _build_ivf(self.dim, ids, vectors, self.training_progress)
+
+        self._training = threading.Thread(target=work, name="mindstore-ivf-training", daemon=True)
+        self._training.start()
+
+    def _swap_if_trained(self) -> None:
+        """If a background training has finished, replay the changes made since its snapshot onto
+        the new index and start using it."""
+        if self._training is None or self._training.is_alive():
+            return
+        self._training.join()
+        ivf, self._trained, self._training = self._trained, None, None
+        self.training_progress.close()
+        self.training_progress = None
+        if ivf is None:  # the thread failed: keep the current index, train again on the next add
+            return
+        trained_at = int(ivf.ntotal)
+        for ids, vectors in self._replay:
+            uniq = np.unique(ids)
+            ivf.remove_ids(faiss.IDSelectorArray(len(uniq), faiss.swig_ptr(uniq)))
+            if vectors is not None:
+                ivf.add_with_ids(vectors, ids)
+        self._replay = []
+        self._install(ivf, trained_at)
+        self._max_id = None
+
+    def wait_trained(self, timeout: float | None = None) -> bool:
+        """Wait for a background training to finish and swap it in; True if none is running."""
+        if self._training is not None:
+            self._training.join(timeout)
+        self._swap_if_trained()
+        return self._training is None
 
     def _set_nprobe(self) -> None:
         """Probe enough lists to scan about ``_IVF_SCAN`` keys at the index's current size."""
@@ -186,6 +239,10 @@ class KeyIndex:
         ivf.nprobe = int(min(ivf.nlist, max(8, _IVF_SCAN * ivf.nlist // max(len(self), 1))))
 
     def reset(self) -> None:
+        if self._training is not None:  # let it finish, then drop what it built
+            self._training.join()
+            self._training, self._trained, self._replay = None, None, []
+            self.training_progress.close()
         self._index.reset()
         self._changed()
 
@@ -208,6 +265,7 @@ class KeyIndex:
         for small subsets; once the index is approximate, the best keys outside the lists probed
         can be missed.
         """
+        self._swap_if_trained()
         q = normalize(queries)
         n = len(q)
         total = len(self)
@@ -229,6 +287,21 @@ class KeyIndex:
                 params = faiss.SearchParametersIVF(sel=sel, nprobe=self._index.nprobe) if self.approximate else faiss.SearchParameters(sel=sel)
                 scores, ids = self._index.search(q, kk, params=params)
         return _pad(_tiebreak(scores, ids), n, k)
+
+    def recall(self, k: int = 10, *, sample: int = 100, seed: int = 0) -> float:
+        """Recall@k of this index's search against an exhaustive scan of the same codes, for
+        ``sample`` of its own keys as queries (1.0 for a flat index: it is the exhaustive scan)."""
+        if not self.approximate or len(self) == 0:
+            return 1.0
+        ids = self._all_ids()
+        queries = self.reconstruct(np.random.default_rng(seed).choice(ids, size=min(sample, len(ids)), replace=False))
+        kk = min(k, len(self))
+        if self._nprobe_at != len(self):
+            self._set_nprobe()
+            self._nprobe_at = len(self)
+        _, got = self._index.search(queries, kk)
+        _, exact = self._index.search(queries, kk, params=faiss.SearchParametersIVF(nprobe=self._index.nlist))
+        return float(np.mean([len(set(g) & set(e)) / kk for g, e in zip(got, exact)]))
 
     def _search_direct(self, q: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(q)
@@ -261,15 +334,16 @@ class KeyIndex:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Write the index and its metadata atomically (temp file, then rename)."""
+    def save(self, path: Path, *, seq: int | None = None) -> None:
+        """Write the index and its metadata atomically (temp file, then rename). ``seq`` (default:
+        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = faiss.serialize_index(self._index)
         meta = {
             "format": _FORMAT,
             "dim": self.dim,
-            "seq": int(self.seq),
+            "seq": int(self.seq if seq is None else seq),
             "count": len(self),
             "bytes": int(data.nbytes),
             "crc32": zlib.crc32(memoryview(data)),
@@ -288,7 +362,7 @@ class KeyIndex:
         self.dirty = False
 
     @classmethod
-    def load(cls, path: Path, *, dim: int, device: str = "auto", approximate_from: int | None = None) -> KeyIndex:
+    def load(cls, path: Path, *, dim: int, device: str = "auto", approximate_from: int | None = None, background: bool = False) -> KeyIndex:
         """Read an index saved by :meth:`save`; raise :class:`IndexFileError` if it is not sound."""
         path = Path(path)
         try:
@@ -306,7 +380,7 @@ class KeyIndex:
             raise IndexFileError(f"{path} is not a FAISS index: {exc}") from exc
         if index.d != dim or index.ntotal != meta["count"]:
             raise IndexFileError(f"{path} holds {index.ntotal} vectors of dim {index.d}")
-        self = cls(dim, device=device, approximate_from=approximate_from)
+        self = cls(dim, device=device, approximate_from=approximate_from, background=background)
         # read_index already hands back the concrete class; a downcast copy would not own it.
         self._index = index
         if isinstance(self._index, faiss.IndexIVF):
@@ -317,6 +391,22 @@ class KeyIndex:
         self._max_id = None
         self.seq = int(meta["seq"])
         return self
+
+
+def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, bar: tqdm | None = None) -> faiss.Index:
+    """An IVF of about 4 sqrt(N) lists trained on a sample of ``vectors``, holding all of them."""
+    n = len(ids)
+    nlist = max(1, min(int(4 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
+    sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    ivf.by_residual = False  # codes are the float16 vectors themselves, as in the flat index
+    ivf.train(sample)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    for start in range(0, n, 100_000):
+        ivf.add_with_ids(vectors[start : start + 100_000], ids[start : start + 100_000])
+        if bar is not None:
+            bar.update(min(100_000, n - start))
+    return ivf
 
 
 def _meta_path(path: Path) -> Path:

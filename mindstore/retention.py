@@ -1,0 +1,83 @@
+"""Retention: which slots a bounded memory forgets.
+
+A space may be given a capacity (slots in the whole space), a capacity per scope (slots with the
+same user_id, agent_id and session_id) and a time to live. Past a capacity the least-used slots
+go first, by the LRUA usage statistics (Santoro et al. 2016): least recently accessed first, then
+least often (reads + writes), then the oldest id. A slot not accessed for ``ttl`` seconds expires.
+The store deletes what these functions choose and records each one as an ``evict`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from .db import SlotRow, SpaceRow
+
+__all__ = ["Retention", "lock_space", "to_evict"]
+
+ScopeKey = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """The limits of one store (see :class:`~mindstore.Config`); None means no limit."""
+
+    capacity: int | None = None
+    capacity_per_scope: int | None = None
+    ttl: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.capacity is not None or self.capacity_per_scope is not None or self.ttl is not None
+
+
+_LEAST_USED = (SlotRow.last_access, SlotRow.reads + SlotRow.writes, SlotRow.id)
+
+
+def lock_space(s: Session, space_id: int) -> None:
+    """Serialise eviction in a space across processes: a no-op write to its row takes the row
+    lock on PostgreSQL and the write lock on SQLite, so counts read after it are current and two
+    processes cannot both evict for the same excess."""
+    s.execute(update(SpaceRow).where(SpaceRow.id == space_id).values(dim=SpaceRow.dim))
+
+
+def _scope_where(space_id: int, scope: ScopeKey) -> list:
+    return [SlotRow.space_id == space_id] + [
+        col.is_(None) if v is None else col == v for col, v in zip((SlotRow.user_id, SlotRow.agent_id, SlotRow.session_id), scope)
+    ]
+
+
+def _least_used(s: Session, where: list, n: int) -> list[int]:
+    if n <= 0:
+        return []
+    return [int(i) for i in s.scalars(select(SlotRow.id).where(*where).order_by(*_LEAST_USED).limit(n)).all()]
+
+
+def to_evict(s: Session, space_id: int, policy: Retention, scopes: Iterable[ScopeKey], now: datetime) -> list[int]:
+    """Ids of the slots the policy removes now: expired ones anywhere in the space, then the
+    least used of each given scope over its capacity, then of the space over its capacity. Never
+    more than the excess of each limit; never a slot outside the space or the scope counted."""
+    chosen: list[int] = []
+    if policy.ttl is not None:
+        cutoff = now - timedelta(seconds=policy.ttl)
+        chosen += [int(i) for i in s.scalars(select(SlotRow.id).where(SlotRow.space_id == space_id, SlotRow.last_access < cutoff)).all()]
+    taken = set(chosen)
+    if policy.capacity_per_scope is not None:
+        for scope in sorted(set(scopes), key=repr):
+            where = _scope_where(space_id, scope)
+            if taken:
+                where.append(SlotRow.id.not_in(taken))
+            excess = (s.scalar(select(func.count()).where(*where)) or 0) - policy.capacity_per_scope
+            ids = _least_used(s, where, excess)
+            chosen += ids
+            taken.update(ids)
+    if policy.capacity is not None:
+        where = [SlotRow.space_id == space_id] + ([SlotRow.id.not_in(taken)] if taken else [])
+        excess = (s.scalar(select(func.count()).where(*where)) or 0) - policy.capacity
+        chosen += _least_used(s, where, excess)
+    return chosen

@@ -1,0 +1,138 @@
+"""Several processes on one store: every acknowledged write is searchable from the other process,
+none is lost or duplicated, and a change that commits out of sequence order is still seen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, insert, select
+
+from mindstore import Config, MindStore
+from mindstore.db import EventRow, SlotRow, SpaceRow
+
+DIM = 16
+N_BATCHES, BATCH = 30, 5
+
+# Each worker writes its own scope in small batches and, between batches, searches the other
+# worker's scope. When the other has finished (its done file exists, written after its last add
+# returned), one search must return every slot the other acknowledged.
+WORKER = textwrap.dedent(
+    f"""
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np
+    from mindstore import Config, MindStore
+    url, index_dir, me, other, folder = sys.argv[1:6]
+    folder = Path(folder)
+    rng = np.random.default_rng(int(me[1:]))
+    acked, seen_counts = [], []
+    with MindStore(url, config=Config(index_dir=index_dir)) as store:
+        for b in range({N_BATCHES}):
+            keys = rng.normal(size=({BATCH}, {DIM})).astype(np.float32)
+            slots = store.add_vectors(keys, space="v", user_id=me, labels=[f"{{me}}-{{b}}-{{j}}" for j in range({BATCH})])
+            acked += [s.id for s in slots]
+            # my own write is searchable by me at once
+            assert store.search_vector(keys[0], space="v", user_id=me, k=1)[0].slot.id == slots[0].id
+            hits = store.search_vector(keys[0], space="v", user_id=other, k=1000)
+            assert all(h.slot.scope.user_id == other for h in hits)
+            seen_counts.append(len(hits))
+        (folder / f"{{me}}.acked").write_text(json.dumps(acked))
+        while not (folder / f"{{other}}.acked").exists():
+            time.sleep(0.05)
+        hits = store.search_vector(np.ones({DIM}, np.float32), space="v", user_id=other, k=1000)
+        (folder / f"{{me}}.saw").write_text(json.dumps({{"final": [h.slot.id for h in hits], "counts": seen_counts}}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_write_and_search_one_store(db_url: str, tmp_path: Path) -> None:
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "parent")) as s:
+        s.create_space("v", dim=DIM, key_source="test")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), db_url, str(tmp_path / f"idx_{me}"), me, other, str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
+        for me, other in (("w1", "w2"), ("w2", "w1"))
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    import json
+
+    acked = {me: json.loads((tmp_path / f"{me}.acked").read_text()) for me in ("w1", "w2")}
+    saw = {me: json.loads((tmp_path / f"{me}.saw").read_text()) for me in ("w1", "w2")}
+    assert len(acked["w1"]) == len(acked["w2"]) == N_BATCHES * BATCH
+    assert not set(acked["w1"]) & set(acked["w2"])
+    # every write of the other process, visible in one call once it was acknowledged
+    assert sorted(saw["w1"]["final"]) == sorted(acked["w2"])
+    assert sorted(saw["w2"]["final"]) == sorted(acked["w1"])
+    for me in ("w1", "w2"):  # visibility only grows while the other writes
+        assert saw[me]["counts"] == sorted(saw[me]["counts"])
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "parent")) as s:
+        ids = [h.slot.id for h in s.search_vector(np.ones(DIM, np.float32), space="v", k=1000)]
+        assert sorted(ids) == sorted(acked["w1"] + acked["w2"])  # no lost, no duplicated slot
+        assert s.count(space="v") == 2 * N_BATCHES * BATCH
+
+
+# Holds a transaction that has taken a change sequence number, until told to commit: on
+# PostgreSQL, a later writer's change then commits first, with a larger number.
+LATE_WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timezone
+    import numpy as np
+    from sqlalchemy import create_engine, insert, select
+    from sqlalchemy.orm import Session
+    from mindstore.db import EventRow, SlotRow, SpaceRow
+    url = sys.argv[1]
+    engine = create_engine(url)
+    now = datetime.now(timezone.utc)
+    with Session(engine) as s, s.begin():
+        space_id = s.scalar(select(SpaceRow.id).where(SpaceRow.name == "v"))
+        key = np.full(16, -1.0, np.float32).tobytes()
+        slot_id = s.scalar(insert(SlotRow).returning(SlotRow.id), [dict(space_id=space_id, user_id="u", key=key, metadata_={}, reads=0, writes=1, last_access=now, created_at=now, updated_at=now)][0])
+        eid = s.scalar(insert(EventRow).returning(EventRow.id), [dict(space_id=space_id, slot_id=slot_id, kind="add", at=now)][0])
+        print(slot_id, eid, flush=True)
+        sys.stdin.readline()  # commit when told
+    print("committed", flush=True)
+    """
+)
+
+
+@pytest.mark.postgres
+def test_change_committed_out_of_sequence_order_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+    reader = MindStore(pg_url, config=Config(index_dir=tmp_path / "reader"))
+    writer = MindStore(pg_url, config=Config(index_dir=tmp_path / "writer"))
+    try:
+        reader.create_space("v", dim=DIM, key_source="test")
+        reader.add_vectors(np.ones((1, DIM), np.float32), space="v", user_id="u")
+        script = tmp_path / "late.py"
+        script.write_text(LATE_WRITER)
+        late = subprocess.Popen([sys.executable, str(script), pg_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        late_slot, late_event = map(int, late.stdout.readline().split())
+        # a second writer commits a larger sequence number first; the reader catches up past it
+        early = writer.add_vectors(np.full((1, DIM), 0.5, np.float32), space="v", user_id="u")[0]
+        eids = [h.slot.id for h in reader.search_vector(np.ones(DIM, np.float32), space="v", user_id="u", k=10)]
+        assert early.id in eids and late_slot not in eids
+        late.stdin.write("\n")
+        late.stdin.flush()
+        assert late.stdout.readline().strip() == "committed"
+        late.wait(timeout=30)
+        hits = reader.search_vector(np.full(DIM, -1.0, np.float32), space="v", user_id="u", k=1)
+        assert hits[0].slot.id == late_slot
+        # and so does the reader reopened from its saved index
+        reader.close()
+        with MindStore(pg_url, config=Config(index_dir=tmp_path / "reader")) as again:
+            assert again.search_vector(np.full(DIM, -1.0, np.float32), space="v", user_id="u", k=1)[0].slot.id == late_slot
+    finally:
+        reader.close()
+        writer.close()

@@ -1,0 +1,45 @@
+"""Background training of the approximate index: the exact index serves meanwhile, and changes
+made while the lists train are all in the index that is swapped in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mindstore import Config, MindStore
+from mindstore.index import KeyIndex
+
+
+def test_changes_during_background_training_survive_the_swap() -> None:
+    data = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
+    ix = KeyIndex(32, device="cpu", approximate_from=4000, background=True)
+    ix.add(np.arange(4000), data[:4000])  # starts training on a snapshot of 4000 keys
+    assert not ix.approximate
+    ix.add(np.arange(4000, 5000), data[4000:5000])  # added while training (or just after)
+    ix.remove(np.array([1, 2, 4500]))
+    ix.add(np.array([10]), data[5000:5001])  # replaced
+    _, ids = ix.search(data[5000:5001], 1)
+    assert ids[0, 0] == 10  # served meanwhile, exactly
+    assert ix.wait_trained(timeout=120) and ix.approximate
+    assert len(ix) == 4997
+    have = set(ix.ids().tolist())
+    assert {1, 2, 4500}.isdisjoint(have) and {0, 3, 4999, 4001, 10} <= have
+    _, ids = ix.search(data[5000:5001], 1)
+    assert ids[0, 0] == 10
+    _, ids = ix.search(data[4000:4050], 1)
+    assert (ids[:, 0] == np.arange(4000, 4050)).mean() >= 0.95
+
+
+def test_store_with_background_training_stays_true_to_sql(sqlite_url: str, tmp_path) -> None:
+    keys = np.random.default_rng(1).normal(size=(3000, 16)).astype(np.float32)
+    config = Config(index_dir=tmp_path / "i", approximate_from=2000, train_in_background=True)
+    with MindStore(sqlite_url, config=config) as s:
+        s.create_space("v", dim=16, key_source="test")
+        ids = [x.id for x in s.add_vectors(keys[:2500], space="v", user_id="u")]
+        more = [x.id for x in s.add_vectors(keys[2500:], space="v", user_id="u")]
+        s.delete(ids[0])
+        index = s._space_index("v").index
+        assert index.wait_trained(timeout=120) and index.approximate
+        assert sorted(index.ids().tolist()) == sorted(ids[1:] + more)
+    with MindStore(sqlite_url, config=config) as s:
+        info = s.index_info("v")
+        assert info.keys == 2999 and info.kind == "ivf" and not (info.repaired or "").startswith("rebuilt")
