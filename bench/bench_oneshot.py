@@ -211,10 +211,11 @@ def scale(args: argparse.Namespace) -> None:
             curves["PersistentMemory read-only step"][size] = best["read-only step"][0]
             print(rows[-1], flush=True)
     dense_rows = []
+    width = next(iter(spaces.values())).model.cfg.width  # the checkpoint's slot width
     for size in args.sizes:
         try:
-            d = in_tensor_step_ms(DenseMemory(size, 64, 4, "cosine", 0.95), max(5, args.steps // 4))
-            s = in_tensor_step_ms(SparseMemory(size, 64, 4, "cosine", 0.95, k=4), max(5, args.steps // 4))
+            d = in_tensor_step_ms(DenseMemory(size, width, 4, "cosine", 0.95), max(5, args.steps // 4))
+            s = in_tensor_step_ms(SparseMemory(size, width, 4, "cosine", 0.95, k=4), max(5, args.steps // 4))
         except RuntimeError as exc:  # out of memory
             print(f"in-tensor memories at {size}: {exc}")
             break

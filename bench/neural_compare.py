@@ -47,12 +47,14 @@ def main() -> None:
     t0 = time.time()
     cache_file = Path(args.cache) if args.cache else None
     cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
+    reused: list[str] = []
     for spec in args.models:
         name, path = spec.split("=", 1)
         model, blob = load_checkpoint(path)
         key = f"{Path(path).resolve()}:{Path(path).stat().st_mtime}:{args.episodes}:{args.episodes_20}"
         if key in cache:  # same checkpoint file, same episodes: reuse the measured numbers
             meta[name] = cache[key]["meta"]
+            reused.append(name)
             for w, rows in cache[key]["results"].items():
                 for n, acc in rows.items():
                     results[w][n.replace("@", name)] = {int(i): a for i, a in acc.items()}
@@ -95,7 +97,9 @@ def main() -> None:
         f"Measured by `python bench/neural_compare.py {' '.join(map(shlex.quote, args.models))}"
         f" --episodes {args.episodes} --episodes-20 {args.episodes_20}"
         f"{f' --slots-20 {args.slots_20}' if args.slots_20 else ''}` on "
-        f"{platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s.",
+        f"{platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s"
+        + (f" (rows of {', '.join(reused)} reused from earlier runs of the same command, cached "
+           f"in {args.cache})." if reused else "."),
         "", "![5-way](neural_5way.png) ![20-way](neural_20way.png)"])
     print(text)
     evaluate.plot(five, DOCS / "neural_5way.png", "5-way, held-out alphabets")
