@@ -245,7 +245,7 @@ def scale(args: argparse.Namespace) -> None:
         "", table(["distractors", "slots", "index", *ops, "recall %"], rows), "",
         f"CPU time per step at {hi:,} slots against {lo:,}: {first[hi] / first[lo]:.1f}x (write + read), "
         f"{last[hi] / last[lo]:.1f}x (read only).",
-        "", "In-tensor memories (torch, one episode's memory of N slots x 64, batch 1, write + read):", "",
+        "", f"In-tensor memories (torch, one episode's memory of N slots x {width}, batch 1, write + read):", "",
         table(["slots", "DenseMemory step", "SparseMemory (exact top-K) step"], dense_rows), "",
         "![step time against slots, log-log](oneshot_scale.png)",
     ])
