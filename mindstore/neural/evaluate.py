@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 # Santoro et al. 2016, Table 1: 5 classes, one-hot labels, accuracy % by instance.
 SANTORO = {
@@ -44,6 +44,18 @@ def accuracy_by_instance(model: nn.Module, sampler, *, ways: int = 5, presentati
     return {i: (right[i] / count[i]).item() for i in range(1, presentations + 1)}
 
 
+def prototype_distances(encoder: nn.Module, x: Tensor, shots: int) -> Tensor:
+    """Squared distances of queries to class prototypes (Snell et al. 2017).
+
+    ``x`` (W, n, S, S) holds n drawings of each of W classes, the first ``shots`` of them the
+    support: c_k = mean of f(support of class k). Returns (W * (n - shots), W), queries of class
+    0 first.
+    """
+    W, n = x.shape[:2]
+    z = encoder(x.flatten(0, 1).unsqueeze(1)).view(W, n, -1)
+    return torch.cdist(z[:, shots:].flatten(0, 1), z[:, :shots].mean(1)).pow(2)
+
+
 @torch.no_grad()
 def prototype_accuracy(encoder: nn.Module, sampler, *, ways: int = 5, shots: int = 1,
                        queries: int = 5, episodes: int = 300, seed: int = 0,
@@ -53,13 +65,11 @@ def prototype_accuracy(encoder: nn.Module, sampler, *, ways: int = 5, shots: int
     was_training = encoder.training
     encoder.eval()
     gen = torch.Generator().manual_seed(seed)
+    truth = torch.arange(ways, device=device).repeat_interleave(queries)
     right = 0
     for _ in range(episodes):
-        x = sampler.draw(1, ways, shots + queries, gen)[0].float().div(255)
-        z = encoder(x.flatten(0, 1).unsqueeze(1).to(device)).view(ways, shots + queries, -1)
-        d = torch.cdist(z[:, shots:].flatten(0, 1), z[:, :shots].mean(1))
-        truth = torch.arange(ways, device=d.device).repeat_interleave(queries)
-        right += (d.argmin(1) == truth).sum().item()
+        x = sampler.draw(1, ways, shots + queries, gen)[0].float().div(255).to(device)
+        right += (prototype_distances(encoder, x, shots).argmin(1) == truth).sum().item()
     encoder.train(was_training)
     return right / (episodes * ways * queries)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import OmniglotEpisodes, SyntheticEpisodes, augment, load_omniglot
-from .evaluate import accuracy_by_instance, prototype_accuracy
+from .evaluate import accuracy_by_instance, prototype_accuracy, prototype_distances
 from .model import MANNConfig, build_model, config_from_dict
 
 
@@ -120,6 +120,14 @@ def make_sampler(cfg: TrainConfig, split: str):
                             augment=cfg.augment == "all" and split == "train")
 
 
+def report(row: dict, bar, log: Path | None) -> None:
+    """One evaluation row: printed above the progress bar, appended to ``log`` as a JSON line."""
+    bar.write(json.dumps(row))
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEpisodes,
                      val_eps: OmniglotEpisodes, gen: torch.Generator, device: torch.device, *,
                      progress: bool = True, log: Path | None = None) -> list[dict]:
@@ -143,10 +151,8 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
         x = train_eps.draw(1, W, n, gen)[0].float().div(255)  # (W, n, S, S)
         if cfg.augment != "none":
             x = augment(x, gen)
-        z = encoder(x.flatten(0, 1).unsqueeze(1).to(device)).view(W, n, -1)
-        protos = z[:, :cfg.pretrain_shots].mean(1)  # c_k
-        queries = z[:, cfg.pretrain_shots:].flatten(0, 1)
-        loss = F.cross_entropy(-torch.cdist(queries, protos).pow(2), target)
+        loss = F.cross_entropy(-prototype_distances(encoder, x.to(device), cfg.pretrain_shots),
+                               target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -159,10 +165,7 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
             row = {"pretrain_step": step, "loss": round(running, 4),
                    "seconds": round(time.time() - start), "val_1shot": round(acc, 4)}
             history.append(row)
-            bar.write(json.dumps(row))
-            if log is not None:
-                with open(log, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            report(row, bar, log)
     return history
 
 
@@ -209,10 +212,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
         if best is None or score >= best[0]:
             best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
             metrics["val"], metrics["kept_step"] = row["val"], step
-        bar.write(json.dumps(row))
-        if log is not None:
-            with open(log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        report(row, bar, log)
         save_checkpoint(cfg.out, cfg, model, metrics, state=best[1])
 
     bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc=f"train {cfg.model.model}")
