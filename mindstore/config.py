@@ -67,6 +67,7 @@ class Config:
 
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
+        from .retrieval import FUSIONS, MODES
 
         if not 0.0 < self.dedup_threshold <= 1.0:
             raise InvalidInputError("dedup_threshold must be in (0, 1]; pass dedup=False to add() to skip it")
@@ -74,9 +75,9 @@ class Config:
             raise InvalidInputError("embed_batch_size must be a positive integer")
         if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
             raise InvalidInputError("approximate_from must be None or an integer of at least 1000 (keys)")
-        if self.search_mode not in ("hybrid", "dense", "lexical"):
+        if self.search_mode not in MODES:
             raise InvalidInputError("search_mode must be 'hybrid', 'dense' or 'lexical'")
-        if self.fusion not in ("weighted", "rrf") or not 0.0 <= self.dense_weight <= 1.0:
+        if self.fusion not in FUSIONS or not 0.0 <= self.dense_weight <= 1.0:
             raise InvalidInputError("fusion must be 'weighted' or 'rrf', and dense_weight a number from 0 to 1")
         if self.fusion_depth < 1 or self.rerank_depth < 1:
             raise InvalidInputError("fusion_depth and rerank_depth must be positive integers")

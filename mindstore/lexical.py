@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import Stemmer
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow
+from .db import EventRow, SlotRow, last_seq, slot_count
 from .retrieval import indexed_text
 
 __all__ = ["Bm25", "LexicalIndex", "tokenize"]
@@ -178,12 +178,6 @@ class LexicalIndex:
             return []
         return tokenize(indexed_text(text, metadata or {}) if self.context else text)
 
-    def _db_seq(self, s: Session) -> int:
-        return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
-
-    def _count(self, s: Session) -> int:
-        return s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
-
     def _open(self) -> None:
         loaded = self._load() if self.path is not None and self.path.exists() else None
         if loaded is None:
@@ -192,7 +186,7 @@ class LexicalIndex:
             return
         self.bm25, self.seq = loaded
         with self._sessions() as s:
-            db_seq = self._db_seq(s)
+            db_seq = last_seq(s, self.space_id)
         if self.seq > db_seq:
             log.warning("lexical index of space %r is ahead of the database; rebuilding", self.name)
             self.repaired = "rebuilt: index ahead of database"
@@ -202,7 +196,7 @@ class LexicalIndex:
             self.catch_up()
             self.repaired = "caught up from change log"
         with self._sessions() as s:
-            count = self._count(s)
+            count = slot_count(s, self.space_id)
         if count != len(self.bm25):
             log.warning("lexical index of space %r holds %d slots, SQL %d; rebuilding", self.name, len(self.bm25), count)
             self.repaired = "rebuilt: count differs"
@@ -212,7 +206,7 @@ class LexicalIndex:
         """Index every slot of the space from SQL, then catch up with changes made meanwhile."""
         self.bm25 = Bm25(self.bm25.k1, self.bm25.b)
         with self._sessions() as s:
-            self.seq = self._db_seq(s)  # read first: changes made while we stream are re-applied by catch_up
+            self.seq = last_seq(s, self.space_id)  # read first: changes made while we stream are re-applied by catch_up
             last = 0
             while True:
                 rows = s.execute(
@@ -235,7 +229,7 @@ class LexicalIndex:
         if db_seq is not None and db_seq == self.seq:
             return 0
         with self._sessions() as s:
-            db_seq = self._db_seq(s)
+            db_seq = last_seq(s, self.space_id)
             if db_seq < self.seq:  # the log was emptied (reset) or replaced: start again
                 self.seq = 0
                 self.bm25.clear()

@@ -58,14 +58,23 @@ def _least_used(s: Session, where: list, n: int) -> list[int]:
     return [int(i) for i in s.scalars(select(SlotRow.id).where(*where).order_by(*_LEAST_USED).limit(n)).all()]
 
 
+def expired_where(space_id: int, ttl: float, now: datetime) -> list:
+    """The slots of a space not accessed for ``ttl`` seconds."""
+    return [SlotRow.space_id == space_id, SlotRow.last_access < now - timedelta(seconds=ttl)]
+
+
+def any_expired(s: Session, space_id: int, ttl: float, now: datetime) -> bool:
+    """A read-only look before eviction takes the space's write lock."""
+    return s.scalar(select(SlotRow.id).where(*expired_where(space_id, ttl, now)).limit(1)) is not None
+
+
 def to_evict(s: Session, space_id: int, policy: Retention, scopes: Iterable[ScopeKey], now: datetime) -> list[int]:
     """Ids of the slots the policy removes now: expired ones anywhere in the space, then the
     least used of each given scope over its capacity, then of the space over its capacity. Never
     more than the excess of each limit; never a slot outside the space or the scope counted."""
     chosen: list[int] = []
     if policy.ttl is not None:
-        cutoff = now - timedelta(seconds=policy.ttl)
-        chosen += [int(i) for i in s.scalars(select(SlotRow.id).where(SlotRow.space_id == space_id, SlotRow.last_access < cutoff)).all()]
+        chosen += [int(i) for i in s.scalars(select(SlotRow.id).where(*expired_where(space_id, policy.ttl, now))).all()]
     taken = set(chosen)
     if policy.capacity_per_scope is not None:
         for scope in sorted(set(scopes), key=repr):

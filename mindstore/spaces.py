@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow, SpaceRow
+from .db import EventRow, SlotRow, SpaceRow, last_seq, slot_count
 from .index import IndexFileError, KeyIndex
 
 __all__ = ["IndexInfo", "SpaceInfo", "SpaceIndex", "keys_from_bytes"]
@@ -94,7 +94,7 @@ class SpaceIndex:
             self.repaired = self.repaired or ("rebuilt: no file" if self.path is not None else None)
             return self._rebuild()
         with self._sessions() as s:
-            db_seq = self._db_seq(s)
+            db_seq = last_seq(s, self.space_id)
         if index.seq > db_seq:
             log.warning("key index of space %r is ahead of the database; rebuilding", self.name)
             self.repaired = "rebuilt: index ahead of database"
@@ -104,22 +104,19 @@ class SpaceIndex:
             self.catch_up()
             self.repaired = "caught up from change log"
         with self._sessions() as s:
-            count = s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            count = slot_count(s, self.space_id)
         if count != len(index):
             log.warning("key index of space %r holds %d keys, SQL %d; rebuilding", self.name, len(index), count)
             self.repaired = "rebuilt: count differs"
             return self._rebuild()
         return index
 
-    def _db_seq(self, s: Session) -> int:
-        return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == self.space_id)) or 0
-
     def _rebuild(self) -> KeyIndex:
         index = KeyIndex(self.dim, device=self._device, approximate_from=self._approximate_from, background=self._background)
         with self._sessions() as s:
             # Read the sequence first: changes made while we stream are re-applied by catch_up.
-            index.seq = self._db_seq(s)
-            total = s.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            index.seq = last_seq(s, self.space_id)
+            total = slot_count(s, self.space_id)
             from tqdm.auto import tqdm  # only a rebuild shows progress: off the path of opening a store
 
             bar = tqdm(total=total, desc=f"indexing space {self.name!r}", unit="slot", disable=total < _PROGRESS_FROM or None)
@@ -156,7 +153,7 @@ class SpaceIndex:
         again on every catch-up until they appear or ``GAP_WAIT_S`` passes (a rollback)."""
         index = self.index
         with self._sessions() as s:
-            db_seq = self._db_seq(s)
+            db_seq = last_seq(s, self.space_id)
             now = time.monotonic()
             self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}
             if db_seq <= index.seq and not self.gaps:

@@ -35,7 +35,7 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .lexical import LexicalIndex
 from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
-from .retention import Retention, lock_space, to_evict
+from .retention import Retention, any_expired, lock_space, to_evict
 from .slots import Event, Hit, Page, Scope, Slot, Usage
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
@@ -84,6 +84,7 @@ class MindStore:
         self.url = url or default_url()
         self.config = config or Config()
         self._retention = Retention(self.config.capacity, self.config.capacity_per_scope, self.config.ttl)
+        self._expiry = Retention(ttl=self.config.ttl)  # what a search applies before it runs
         self.space = space
         self._embedder_arg = embedder
         self._embedder: Embedder | None = None if embedder is None or isinstance(embedder, str) else embedder
@@ -698,9 +699,13 @@ class MindStore:
     def _evict(self, sp: SpaceIndex, scopes: Iterable[tuple[str | None, str | None, str | None]] = (), *, ttl_only: bool = False) -> int:
         """Apply the retention policy (Config.capacity, capacity_per_scope, ttl) to a space after a
         write to ``scopes``; returns how many slots were evicted (each logged as ``evict``)."""
-        policy = Retention(ttl=self._retention.ttl) if ttl_only else self._retention
+        policy = self._expiry if ttl_only else self._retention
         if not policy.active:
             return 0
+        if ttl_only:
+            with self._sessions() as s:  # most searches find nothing expired: no write lock then
+                if not any_expired(s, sp.space_id, policy.ttl, _now()):
+                    return 0
         with self._sessions() as s, s.begin():
             lock_space(s, sp.space_id)
             ids = to_evict(s, sp.space_id, policy, scopes, _now())

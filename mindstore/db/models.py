@@ -20,8 +20,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    func,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 SCHEMA_VERSION = 1
 
@@ -109,3 +111,13 @@ class EventRow(Base):
     old_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     new_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def last_seq(s: Session, space_id: int) -> int:
+    """The space's change sequence: the id of its newest event (0 before any)."""
+    return s.scalar(select(func.max(EventRow.id)).where(EventRow.space_id == space_id)) or 0
+
+
+def slot_count(s: Session, space_id: int) -> int:
+    """How many slots the space holds in SQL (what a derived index must match)."""
+    return s.scalar(select(func.count()).where(SlotRow.space_id == space_id)) or 0

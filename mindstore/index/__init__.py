@@ -20,10 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 faiss = lazy_module("faiss")  # imported on first use: reading rows never needs it
 
@@ -197,6 +201,8 @@ class KeyIndex:
         ids = self._all_ids()
         vectors = self.reconstruct(ids)
         self._replay = []
+        from tqdm.auto import tqdm  # off the path of opening a store
+
         self.training_progress = tqdm(total=len(ids), desc="training approximate key index", unit="key", disable=len(ids) < 50_000 or None)
 
         def work() -> None:
