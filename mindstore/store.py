@@ -585,15 +585,17 @@ class MindStore:
             self._after_change(sp, 1)
             return self._slot(new_row, space)
 
-    def update_vectors(self, ids: Sequence[int], keys: Any, *, labels: Sequence[str | None] | None = None) -> list[Slot]:
-        """Replace the key vectors (and, when given, the labels) of slots of a vector space in one
-        transaction; history records an ``update`` per slot. Text spaces are keyed by their
+    def update_vectors(self, ids: Sequence[int], keys: Any, *, labels: Sequence[str | None] | None = None,
+                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[Slot]:
+        """Replace the key vectors (and, when given, the labels and metadata) of slots of a vector
+        space in one transaction; history records an ``update`` per slot. Text spaces are keyed by their
         embedder: change their text with :meth:`update` instead."""
         self._check_open()
         ids = [int(i) for i in ids]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("update_vectors takes each slot id once")
         labels = self._optional_strings(labels, len(ids), "labels") if labels is not None else None
+        metas = self._metadata_list(metadata, len(ids)) if metadata is not None else None
         if not ids:
             return []
         with self._lock:
@@ -613,13 +615,15 @@ class MindStore:
                 raise InvalidVectorError(f"got {len(keys)} keys for {len(ids)} slot ids")
             now = _now()
             values = [{"id": i, "key": keys[j].tobytes(), "writes": rows[i].writes + 1, "updated_at": now, "last_access": now,
-                       **({"label": labels[j]} if labels is not None else {})} for j, i in enumerate(ids)]
+                       **({"label": labels[j]} if labels is not None else {}),
+                       **({"metadata_": metas[j]} if metas is not None else {})} for j, i in enumerate(ids)]
             try:
                 with self._sessions() as s, s.begin():
                     s.execute(sql_update(SlotRow), values)
                     eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), [
                         {"space_id": sp.space_id, "slot_id": i, "kind": "update", "old_text": rows[i].text, "new_text": rows[i].text,
-                         "old_metadata": rows[i].metadata_, "new_metadata": rows[i].metadata_, "at": now} for i in ids
+                         "old_metadata": rows[i].metadata_, "new_metadata": rows[i].metadata_ if metas is None else metas[j],
+                         "at": now} for j, i in enumerate(ids)
                     ]).scalars().all()
                     got = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all()}
             except SQLAlchemyError as exc:

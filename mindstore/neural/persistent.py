@@ -152,10 +152,10 @@ class PersistentMemory(Memory):
                                                           metadata=metadata[:free] if metadata is not None else None)] if free else []
             taken = set(updated)
             lru = [i for i in self.store.least_used(B - free + len(taken), space=self.space) if i not in taken][: B - free]
-            self.store.update_vectors(lru, lu_keys[free:], labels=labels[free:])
-            if metadata is not None:  # an overwritten slot must not keep its old binding's drawing
-                for sid, meta in zip(lru, metadata[free:]):
-                    self.store.update(sid, metadata=meta)
+            # key, label and drawing in one transaction: an overwritten slot never keeps its old
+            # binding's drawing
+            self.store.update_vectors(lru, lu_keys[free:], labels=labels[free:],
+                                      metadata=metadata[free:] if metadata is not None else None)
             written = fresh + lru
         self.last_written = written
         return written

@@ -41,3 +41,14 @@ def test_damaged_or_missing_drawings_decode_to_none() -> None:
 def test_blocks_draw_two_pixel_rows_per_line() -> None:
     img = np.array([[255, 0, 255], [255, 255, 0], [0, 255, 0]], np.uint8)
     assert render_blocks(img) == "█▄▀\n ▀ "
+
+
+def test_an_overwrite_changes_key_label_and_drawing_in_one_event(sqlite_url: str, config: Config) -> None:
+    imgs = patterns(3, seed=5)
+    with MindStore(sqlite_url, config=config) as store:
+        learner = OneShotLearner.load(store=store, space="glyphs", capacity=2)
+        learner.bind(imgs[:2], ["a", "b"])
+        (third,) = learner.bind(imgs[2:], ["c"])
+        updates = [e for e in store.history(third) if e.kind == "update"]
+        assert len(updates) == 1
+        np.testing.assert_array_equal(decode_image(updates[0].new_metadata), imgs[2])
