@@ -24,7 +24,7 @@ import torch
 from mindstore import Config, MindStore
 from mindstore.neural import evaluate
 from mindstore.neural.data import EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes, default_data_dir, load_omniglot
-from mindstore.neural.learner import DEFAULT_CHECKPOINT, OneShotLearner
+from mindstore.neural import DEFAULT_CHECKPOINT, OneShotLearner
 from mindstore.neural.train import load_checkpoint
 
 PRESENTATIONS = 10

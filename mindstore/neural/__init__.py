@@ -9,7 +9,11 @@ pay for importing torch.
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import Any
+
+# The packaged checkpoint (docs/neural.md says which command made it).
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mann_sparse.pt"
 
 _NAMES = {
     "MANN": "model", "MANNConfig": "model", "LSTMBaseline": "model", "build_model": "model",

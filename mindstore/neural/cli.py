@@ -16,8 +16,7 @@ from typing import Optional
 
 import typer
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mann_sparse.pt"
-
+from . import DEFAULT_CHECKPOINT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

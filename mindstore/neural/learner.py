@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError, SpaceError
+from . import DEFAULT_CHECKPOINT
 from .drawing import IMAGE_KEY, encode_image
 from .model import MANN
 from .persistent import PersistentMemory, SlotsRead
@@ -41,7 +42,6 @@ from .train import load_checkpoint, resolve_device
 if TYPE_CHECKING:
     from ..store import MindStore
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mann_sparse.pt"
 PERSIST = ("read_key", "write_key")
 
 

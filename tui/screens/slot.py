@@ -91,7 +91,7 @@ class SlotScreen(Screen[None]):
             hits = store.search_vector(
                 store.keys([slot.id]), space=slot.space, k=NEIGHBOURS + 1, **slot.scope.as_dict()
             )
-            space_count = next((s.count for s in store.spaces() if s.name == slot.space), None) if slot.label is not None else None
+            space_count = store.count(space=slot.space) if slot.label is not None else None
         except NotFoundError:
             self.app.call_from_thread(self._gone)
             return
