@@ -207,8 +207,8 @@ def vote(read: SlotsRead, b: int) -> Prediction:
             votes[label] = votes.get(label, 0.0) + w
     total = sum(votes.values())
     slots = tuple(sorted(per_slot, key=lambda s: (-per_slot[s], s)))
-    read = sum(per_slot.values())
-    weights = tuple(per_slot[s] / read if read > 0 else 0.0 for s in slots)
+    weight = sum(per_slot.values())
+    weights = tuple(per_slot[s] / weight if weight > 0 else 0.0 for s in slots)
     if not votes or total <= 0:
         return Prediction(None, 0.0, slots, {}, weights)
     label = max(votes, key=lambda k: (votes[k], k))
