@@ -192,8 +192,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     model.encoder.requires_grad_(not frozen)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     # cosine decay: high learning rate early shortens the plateau at chance, low late refines
+    span = max(cfg.steps, 1)  # --steps 0: pretrain (or take) the encoder, validate, save
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (cfg.lr_min + 0.5 * (
-        cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))) / cfg.lr)
+        cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / cfg.lr)
     start, running, best = time.time(), None, None
 
     def validate(step: int) -> None:

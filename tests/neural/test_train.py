@@ -55,6 +55,17 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     assert model(ep.x, ep.y_prev).shape == (2, 12, 5)
 
 
+def test_zero_steps_validates_and_saves_the_start(tmp_path):
+    """--steps 0 (pretrain or take an encoder, score it, keep it) once crashed after pretraining,
+    in the learning-rate schedule, and saved nothing."""
+    cfg = synthetic(tmp_path, steps=0)
+    cfg.eval_every = 1
+    metrics = train(cfg, progress=False)
+    assert [row["step"] for row in metrics["history"]] == [0] and metrics["kept_step"] == 0
+    model, blob = load_checkpoint(tmp_path / "m.pt")
+    assert blob["metrics"]["kept_step"] == 0
+
+
 def test_cli_train_then_evaluate_on_synthetic_task(tmp_path):
     app = typer.Typer()
     register(app)
