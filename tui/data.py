@@ -25,6 +25,7 @@ __all__ = [
     "capture_for_undo",
     "describe_error",
     "fmt_scope",
+    "fmt_score",
     "fmt_time",
     "load_space_tree",
     "one_at_a_time",
@@ -166,6 +167,15 @@ def describe_error(exc: BaseException) -> str:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"Lost the connection to the database ({first}). Check the database and try again."
     return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+# Similarity scores and read weights are shown so; the snapshot tests mask them (their last digit
+# may differ between CPUs) by replacing this format.
+SCORE_FORMAT = "{:.3f}"
+
+
+def fmt_score(x: float) -> str:
+    return SCORE_FORMAT.format(x)
 
 
 def fmt_time(dt: datetime | None) -> str:

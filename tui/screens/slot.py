@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 from mindstore import Event, Hit, NotFoundError, Slot
 from mindstore.neural.drawing import IMAGE_KEY, decode_image
 
-from ..data import dumps, fmt_scope, fmt_time, one_at_a_time, slot_title
+from ..data import dumps, fmt_scope, fmt_score, fmt_time, one_at_a_time, slot_title
 from ..neural import RecallRead, recall_drawing
 from ..widgets import BindingView
 from .edit import Edit, EditScreen
@@ -136,7 +136,7 @@ class SlotScreen(Screen[None]):
         table = self.query_one("#neighbours", DataTable)
         table.clear()
         for h in neighbours:
-            table.add_row(f"{h.score:.3f}", str(h.slot.id), Text(slot_title(h.slot)), Text(fmt_scope(h.slot.scope)), key=str(h.slot.id))
+            table.add_row(fmt_score(h.score), str(h.slot.id), Text(slot_title(h.slot)), Text(fmt_scope(h.slot.scope)), key=str(h.slot.id))
         self.query_one("#slot-body").loading = False
         self.refresh_bindings()
 

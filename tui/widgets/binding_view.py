@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Label, Static
 from mindstore import Slot
 from mindstore.neural.drawing import decode_image, render_blocks
 
-from ..data import fmt_time
+from ..data import fmt_score, fmt_time
 from ..neural import RecallRead
 
 
@@ -64,4 +64,4 @@ class BindingView(Vertical):
         table.clear()
         for r in result.read:
             mark = "this slot" if r.slot_id == slot.id else ""
-            table.add_row(f"{r.weight:.3f}", str(r.slot_id), Text(r.label or "-"), mark, key=str(r.slot_id))
+            table.add_row(fmt_score(r.weight), str(r.slot_id), Text(r.label or "-"), mark, key=str(r.slot_id))

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 
 from mindstore import Hit, Slot
 
-from ..data import fmt_scope, fmt_time, slot_title
+from ..data import fmt_scope, fmt_score, fmt_time, slot_title
 
 BROWSE_COLUMNS = ("id", "text / label", "scope", "created", "last access", "reads")
 SEARCH_COLUMNS = ("score",) + BROWSE_COLUMNS
@@ -49,7 +49,7 @@ class SlotTable(DataTable):
 
     def add_hits(self, hits: list[Hit]) -> None:
         for h in hits:
-            self.add_row(f"{h.score:.3f}", *self._cells(h.slot), key=str(h.slot.id))
+            self.add_row(fmt_score(h.score), *self._cells(h.slot), key=str(h.slot.id))
         self.has_more = False
 
     @staticmethod
