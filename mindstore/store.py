@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config, default_index_dir, default_url
 from .db import EventRow, SlotRow, SpaceRow, open_database
-from .db.bulk import insert_with_ids
+from .db.bulk import Same, insert_columns, insert_with_ids
 from .embed import Embedder, resolve_embedder
 from .errors import (
     DatabaseError,
@@ -407,11 +407,11 @@ class MindStore:
         dedup: bool,
     ) -> list[Slot]:
         n = len(keys)
-        unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
         # target[i]: ("old", slot id) to reinforce an existing slot, ("new", j) for the j-th new
         # row of this batch, or None to insert row i.
         target: list[tuple[str, int] | None] = [None] * n
         if dedup:
+            unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
             sp.catch_up()
             thr = self.config.dedup_threshold
             with self._sessions() as s:
@@ -434,35 +434,34 @@ class MindStore:
                 kept.append(i)
         fresh = [i for i in range(n) if target[i] is None]
         now = _now()
-        rows = [
-            {
-                "space_id": sp.space_id,
-                "user_id": scope.user_id,
-                "agent_id": scope.agent_id,
-                "session_id": scope.session_id,
-                "text": texts[i],
-                "label": labels[i] if labels is not None else None,
-                "key": keys[i].tobytes(),
-                "value": values[i].tobytes() if values is not None else None,
-                "metadata_": metas[i],
-                "reads": 0,
-                "writes": 1,
-                "last_access": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for i in fresh
-        ]
+        # Column by column: most columns hold one value for the whole batch (Same: bound once).
+        fresh_keys = keys[fresh] if len(fresh) != n else keys
+        columns = {
+            "space_id": Same(sp.space_id),
+            "user_id": Same(scope.user_id),
+            "agent_id": Same(scope.agent_id),
+            "session_id": Same(scope.session_id),
+            "text": [texts[i] for i in fresh],
+            "label": Same(None) if labels is None else [labels[i] for i in fresh],
+            "key": [k.tobytes() for k in fresh_keys],
+            "value": Same(None) if values is None else [values[i].tobytes() for i in fresh],
+            "metadata_": [metas[i] for i in fresh],
+            "reads": Same(0),
+            "writes": Same(1),
+            "last_access": Same(now),
+            "created_at": Same(now),
+            "updated_at": Same(now),
+        }
         try:
             with self._sessions() as s, s.begin():
                 if self._engine.dialect.name == "sqlite":  # the write lock first: ids are allocated up front
                     lock_space(s, sp.space_id)
-                new_ids: dict[int, int] = dict(zip(fresh, insert_with_ids(s, SlotRow, rows)))
-                events = [
-                    {"space_id": sp.space_id, "slot_id": new_ids[i], "kind": "add", "old_text": None,
-                     "new_text": texts[i], "old_metadata": None, "new_metadata": metas[i], "at": now}
-                    for i in fresh
-                ]
+                fresh_ids = insert_columns(s, SlotRow, len(fresh), columns)
+                new_ids: dict[int, int] = dict(zip(fresh, fresh_ids))
+                event_ids = insert_columns(s, EventRow, len(fresh), {
+                    "space_id": Same(sp.space_id), "slot_id": fresh_ids, "kind": Same("add"), "old_text": Same(None),
+                    "new_text": columns["text"], "old_metadata": Same(None), "new_metadata": columns["metadata_"], "at": Same(now)})
+                events: list[dict[str, Any]] = []
                 reinforced: dict[int, int] = {}
                 for i in range(n):
                     t = target[i]
@@ -474,18 +473,18 @@ class MindStore:
                                    "new_text": texts[i], "old_metadata": None, "new_metadata": None, "at": now})
                 for slot_id, times in reinforced.items():
                     s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
-                event_ids = insert_with_ids(s, EventRow, events)
+                event_ids += insert_with_ids(s, EventRow, events)
                 all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
                 # Only reinforced slots changed in SQL after their insert; new ones are returned from
                 # what was inserted (reading a million rows back cost a fifth of a bulk fill).
                 got: dict[int, Slot] = {r.id: self._slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(reinforced)))).all()} if reinforced else {}
         except SQLAlchemyError as exc:
             raise DatabaseError(f"write failed, nothing was stored: {exc}") from exc
-        for i, row in zip(fresh, rows):
+        for i in fresh:
             slot_id = new_ids[i]
             if slot_id not in got:
-                got[slot_id] = Slot(id=slot_id, space=sp.name, scope=scope, text=row["text"], metadata=dict(row["metadata_"]),
-                                    label=row["label"], usage=Usage(0, 1, now), created_at=now, updated_at=now)
+                got[slot_id] = Slot(id=slot_id, space=sp.name, scope=scope, text=texts[i], metadata=dict(metas[i]),
+                                    label=labels[i] if labels is not None else None, usage=Usage(0, 1, now), created_at=now, updated_at=now)
         # Committed: now the derived index.
         if new_ids:
             sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
