@@ -61,8 +61,9 @@ def glyphs(size: int = 20) -> dict[str, np.ndarray]:
     ring = np.abs(np.hypot(x - c, y - c) - r) < 1.2
     cross = (np.abs(x - y) < 1.5) | (np.abs(x + y - (size - 1)) < 1.5)
     plus = (np.abs(x - c) < 1.5) | (np.abs(y - c) < 1.5)
-    ell = ((x >= 4) & (x <= 6) & (y >= 3) & (y <= 16)) | ((y >= 14) & (y <= 16) & (x >= 4) & (x <= 15))
-    tee = ((y >= 3) & (y <= 5) & (x >= 3) & (x <= 16)) | ((x >= 8) & (x <= 11) & (y >= 3) & (y <= 16))
+    u, v = x * 20 / size, y * 20 / size  # the L and the T are drawn on a 20 x 20 grid, scaled
+    ell = ((u >= 4) & (u <= 6) & (v >= 3) & (v <= 16)) | ((v >= 14) & (v <= 16) & (u >= 4) & (u <= 15))
+    tee = ((v >= 3) & (v <= 5) & (u >= 3) & (u <= 16)) | ((u >= 8) & (u <= 11) & (v >= 3) & (v <= 16))
     shapes = {"ring": ring, "cross": cross, "plus": plus, "ell": ell, "tee": tee}
     return {k: v.astype(np.uint8) * 255 for k, v in shapes.items()}
 
@@ -71,8 +72,9 @@ def bind_glyphs(store: MindStore, space: str = "glyphs") -> list[int]:
     """Bind the five demo drawings in ``space`` with the packaged checkpoint: a neural space."""
     from mindstore.neural import OneShotLearner
 
-    shapes = glyphs()
-    return OneShotLearner.load(store=store, space=space).bind(np.stack(list(shapes.values())), list(shapes))
+    learner = OneShotLearner.load(store=store, space=space)
+    shapes = glyphs(learner.model.cfg.image_size)
+    return learner.bind(np.stack(list(shapes.values())), list(shapes))
 
 
 async def settle(pilot: Pilot) -> None:

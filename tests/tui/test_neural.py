@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.data import ScopeFilter
 from mindstore.tui.screens import SlotScreen
@@ -18,10 +19,12 @@ from mindstore.tui.widgets import BindingView, SlotTable
 from textual.widgets import DataTable, Static
 
 from mindstore import Config, MindStore
+from mindstore.neural import DEFAULT_CHECKPOINT
 from mindstore.neural.drawing import render_blocks
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 60)
+S = torch.load(DEFAULT_CHECKPOINT, weights_only=True)["model_config"]["image_size"]  # the packaged checkpoint's image size
 
 
 @pytest.fixture
@@ -56,9 +59,9 @@ async def test_a_neural_slot_shows_its_label_drawing_and_the_slots_a_recall_read
         view = screen.query_one(BindingView)
         assert view.display
         assert str(view.query_one("#binding-summary", Static).render()).startswith(f"label ring   slot {slot_id} of 5 in space glyphs")
-        assert str(view.query_one("#binding-image", Static).render()) == render_blocks(glyphs()["ring"])
+        assert str(view.query_one("#binding-image", Static).render()) == render_blocks(glyphs(S)["ring"])
         metadata = str(screen.query_one("#slot-metadata", Static).render())
-        assert "<20x20 drawing, shown above>" in metadata and "ffff" not in metadata
+        assert f"<{S}x{S} drawing, shown above>" in metadata and "ffff" not in metadata
         assert screen.query_one("#recall-read", DataTable).row_count == 0
 
         await pilot.press("c")
