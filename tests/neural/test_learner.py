@@ -137,7 +137,11 @@ def test_persistent_memory_reads_and_writes_like_sparse_memory(sqlite_url: str, 
 
 
 def test_held_out_drawings_are_recalled_well_above_chance(learner: OneShotLearner, omniglot) -> None:
-    ev = omniglot.split()["eval"]
+    from mindstore.neural.data import load_omniglot
+
+    from .conftest import DATA
+
+    ev = load_omniglot(DATA, size=S, use_cache=False, allow_download=False).split()["eval"]
     classes = 20
     imgs = ev.images[:classes]
     labels = ev.characters[:classes]
