@@ -71,6 +71,14 @@ def store(db_url: str, config):
         yield s
 
 
+def packaged_image_size() -> int:
+    """The image side the packaged neural checkpoint was trained on (read from its config)."""
+    import torch
+    from mindstore.neural import DEFAULT_CHECKPOINT
+
+    return int(torch.load(DEFAULT_CHECKPOINT, weights_only=True)["model_config"]["image_size"])
+
+
 def snapshot(url: str) -> dict[str, list[tuple]]:
     """Every row of every mindstore table, for byte-for-byte comparisons."""
     from sqlalchemy import create_engine, text

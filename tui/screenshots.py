@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from textual.pilot import Pilot
 
 from mindstore import Config, MindStore
@@ -24,7 +22,7 @@ from .app import MindStoreApp
 from .data import ScopeFilter
 from .widgets import ScopeTree, SlotTable
 
-__all__ = ["DEMO", "SCENES", "SIZE", "bind_glyphs", "build_demo", "glyphs", "screen_text", "settle", "shoot", "stage"]
+__all__ = ["DEMO", "SCENES", "SIZE", "bind_glyphs", "build_demo", "glyphs", "settle", "shoot", "stage"]
 
 SIZE = (150, 36)
 DEMO = {
@@ -88,15 +86,6 @@ async def settle(pilot: Pilot) -> None:
             if not any(w.is_running for w in app.workers):
                 return
     raise RuntimeError("workers never settled")
-
-
-def screen_text(app: MindStoreApp) -> str:
-    """The current screen as plain text, as the SVG screenshot would show it without colours."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
-                      record=True, legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
 
 def pick(app: MindStoreApp, where: ScopeFilter) -> None:

@@ -17,13 +17,12 @@ import pytest
 import torch
 
 from mindstore import Config, InvalidInputError, MindStore, SpaceError
-from mindstore.neural import DEFAULT_CHECKPOINT
 from mindstore.neural.learner import OneShotLearner
 from mindstore.neural.memory import SparseMemory
 from mindstore.neural.persistent import PersistentMemory
-from tests.conftest import snapshot
+from tests.conftest import packaged_image_size, snapshot
 
-S = torch.load(DEFAULT_CHECKPOINT, weights_only=True)["model_config"]["image_size"]  # the packaged checkpoint's image size
+S = packaged_image_size()
 
 
 def patterns(n: int, seed: int = 0) -> np.ndarray:

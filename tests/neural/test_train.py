@@ -62,7 +62,7 @@ def test_zero_steps_validates_and_saves_the_start(tmp_path):
     cfg.eval_every = 1
     metrics = train(cfg, progress=False)
     assert [row["step"] for row in metrics["history"]] == [0] and metrics["kept_step"] == 0
-    model, blob = load_checkpoint(tmp_path / "m.pt")
+    _, blob = load_checkpoint(tmp_path / "m.pt")
     assert blob["metrics"]["kept_step"] == 0
 
 

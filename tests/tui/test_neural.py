@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.data import ScopeFilter
 from mindstore.tui.screens import SlotScreen
@@ -19,12 +18,12 @@ from mindstore.tui.widgets import BindingView, SlotTable
 from textual.widgets import DataTable, Static
 
 from mindstore import Config, MindStore
-from mindstore.neural import DEFAULT_CHECKPOINT
 from mindstore.neural.drawing import render_blocks
+from tests.conftest import packaged_image_size
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 60)
-S = torch.load(DEFAULT_CHECKPOINT, weights_only=True)["model_config"]["image_size"]  # the packaged checkpoint's image size
+S = packaged_image_size()
 
 
 @pytest.fixture
