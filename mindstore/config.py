@@ -50,6 +50,12 @@ class Config:
     """Fold a slot's speaker and date (metadata ``speaker``/``name`` and ``occurred_at``) into the
     text the lexical index sees (the slot's text is kept as given). The dense key is the text
     alone: on bench/bench_recall.py's set the folded text made dense recall worse."""
+    usage_flush_s: float = 1.0
+    """Searches count their hits as reads in memory and write them to SQL at most this many
+    seconds later (and before any other call of the store, and on close): one write per second
+    instead of one per search. Usage is advisory (it orders eviction and LRUA writes), so a
+    process killed in between loses at most this much of its read counts, never a write. 0 writes
+    with every search."""
 
     train_in_background: bool = False
     """Train the approximate index's lists in a background thread (with a progress bar past 50k
@@ -87,6 +93,8 @@ class Config:
                 raise InvalidInputError(f"{name} must be None or a positive integer (slots)")
         if self.ttl is not None and (isinstance(self.ttl, bool) or not isinstance(self.ttl, (int, float)) or not self.ttl > 0):
             raise InvalidInputError("ttl must be None or a positive number of seconds")
+        if isinstance(self.usage_flush_s, bool) or not isinstance(self.usage_flush_s, (int, float)) or not self.usage_flush_s >= 0:
+            raise InvalidInputError("usage_flush_s must be a number of seconds, 0 or more")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
 

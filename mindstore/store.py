@@ -8,6 +8,7 @@ derived cache kept in step with SQL (see :mod:`mindstore.spaces`).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, insert, select, update as sql_update
+from sqlalchemy import bindparam, func, insert, select, update as sql_update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -43,6 +44,17 @@ from .validate import MAX_K, check_k, check_metadata, check_min_score, check_sco
 __all__ = ["MindStore"]
 
 _ROLES_KEPT = ("user", "assistant")
+# A search's candidate rows: Core rows (no ORM identity map) from a statement built once.
+_HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c in SlotRow.__table__.c)).where(
+    SlotRow.__table__.c.id.in_(bindparam("ids", expanding=True))
+)
+_READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
+# Core, not ORM: executemany of a compiled statement is what makes a flush cheap.
+_ADD_READS = (
+    sql_update(SlotRow.__table__)
+    .where(SlotRow.__table__.c.id == bindparam("slot"))
+    .values(reads=SlotRow.__table__.c.reads + bindparam("n"), last_access=bindparam("at"))
+)
 _PHATIC = {
     "hi", "hello", "hey", "thanks", "thank you", "thx", "ok", "okay", "k", "yes", "no", "sure",
     "bye", "goodbye", "cool", "great", "nice", "lol", "hmm", "yep", "nope", "got it", "sounds good",
@@ -90,6 +102,8 @@ class MindStore:
         self._embedder: Embedder | None = None if embedder is None or isinstance(embedder, str) else embedder
         self._lock = threading.RLock()
         self._closed = False
+        self._reads: dict[int, tuple[int, datetime]] = {}  # slot id -> (reads not yet in SQL, last)
+        self._reads_since: float | None = None  # monotonic time of the oldest unwritten read
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
@@ -133,12 +147,53 @@ class MindStore:
                 sp.save_if_dirty()
             for lex in self._lexical.values():
                 lex.save_if_dirty()
+            self._flush_reads()
             self._engine.dispose()
             self._closed = True
 
-    def _check_open(self) -> None:
+    def _check_open(self, *, flush: bool = True) -> None:
+        """Raise if closed. Every call but a search first writes the reads searches have counted,
+        so whatever this store does next (a get, a write, an eviction) sees them."""
         if self._closed:
             raise StoreClosedError("this MindStore is closed; open a new one")
+        if flush and self._reads:
+            self._flush_reads()
+
+    def _count_reads(self, ids: Iterable[int]) -> tuple[dict[int, int], datetime]:
+        """Count one read of each slot (a search hit): in memory now, in SQL by :meth:`_flush_reads`
+        within ``Config.usage_flush_s``. Returns, per slot, the reads SQL does not hold yet (this
+        one included) and the access time, for the hits to show."""
+        now = _now()
+        with self._lock:
+            unwritten = {}
+            for i in ids:
+                n = self._reads.get(i, (0, now))[0] + 1
+                self._reads[i] = (n, now)
+                unwritten[i] = n
+            if self._reads_since is None:
+                self._reads_since = time.monotonic()
+            if time.monotonic() - self._reads_since >= self.config.usage_flush_s or len(self._reads) >= _READS_PENDING_MAX:
+                self._flush_reads()
+        return unwritten, now
+
+    def _flush_reads(self) -> None:
+        """Write the counted reads: one executemany of ``reads = reads + n, last_access = t``.
+        Usage is advisory: on a busy database the counts stay pending for the next flush, and a
+        process killed before a flush loses at most ``usage_flush_s`` of read counts (never a
+        write)."""
+        with self._lock:
+            if not self._reads:
+                return
+            pending, self._reads, self._reads_since = self._reads, {}, None
+            params = [{"slot": i, "n": n, "at": at} for i, (n, at) in sorted(pending.items())]
+            try:
+                with self._engine.begin() as c:
+                    c.execute(_ADD_READS, params)
+            except OperationalError:
+                for i, (n, at) in pending.items():  # keep them, merged with any counted meanwhile
+                    m, later = self._reads.get(i, (0, at))
+                    self._reads[i] = (n + m, max(at, later))
+                self._reads_since = time.monotonic()
 
     # -- spaces and the embedder ---------------------------------------------------------------
 
@@ -268,7 +323,7 @@ class MindStore:
 
     # -- rows to values ------------------------------------------------------------------------
 
-    def _slot(self, row: SlotRow, space: str) -> Slot:
+    def _slot(self, row: SlotRow, space: str, unwritten_reads: int = 0, accessed: datetime | None = None) -> Slot:
         return Slot(
             id=row.id,
             space=space,
@@ -276,7 +331,7 @@ class MindStore:
             text=row.text,
             metadata=dict(row.metadata_ or {}),
             label=row.label,
-            usage=Usage(row.reads, row.writes, _aware(row.last_access)),
+            usage=Usage(row.reads + unwritten_reads, row.writes, accessed or _aware(row.last_access)),
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
         )
@@ -776,7 +831,7 @@ class MindStore:
         to it. Dense and hybrid: a scope with at least ``k`` matching slots always yields ``k``
         hits. Hits count as reads in the slots' usage statistics.
         """
-        self._check_open()
+        self._check_open(flush=False)
         check_text(query, "query")
         mode = check_mode(self.config.search_mode if mode is None else mode)
         args = self._search_args(k, user_id, agent_id, session_id, time_filter(filters, since, until), min_score)
@@ -818,7 +873,7 @@ class MindStore:
     ) -> list[list[Hit]]:
         """:meth:`search_vector` for a batch of query vectors (n, dim): one index search, one SQL
         read and one usage update for all of them. A slot hit by several queries counts one read."""
-        self._check_open()
+        self._check_open(flush=False)
         args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
         with self._lock:
             sp = self._resolve_space(space)
@@ -857,9 +912,10 @@ class MindStore:
         # Fusion and reranking look deeper than k: a slot ranked 30th by one index can win.
         depth = k + max(k, 10) if mode == "dense" else max(k + max(k, 10), self.config.fusion_depth)
         with self._lock:
-            self._check_open()
+            self._check_open(flush=False)
             sp.catch_up()
             if self._retention.ttl is not None:
+                self._flush_reads()  # a read not yet written still counts as an access
                 self._evict(sp, ttl_only=True)  # expired slots are never returned
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
             with self._sessions() as s:
@@ -879,8 +935,8 @@ class MindStore:
                     found, bm25 = lex.search(query, depth, subset)
                     lexical = [(found.tolist(), dict(zip(found.tolist(), bm25.tolist())))]
                 wanted = sorted({i for c in cands + [ranking for ranking, _ in lexical] for i in c})
-                rows = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(wanted))).all()} if wanted else {}
-            results: list[list[tuple[float, SlotRow]]] = []
+                rows = {r.id: r for r in s.execute(_HIT_ROWS, {"ids": wanted})} if wanted else {}
+            results: list[list[tuple[float, Any]]] = []
             for qi, cand in enumerate(cands):
                 # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
                 # Invariant 2 holds for the lexical candidates too: they pass the same check.
@@ -906,19 +962,8 @@ class MindStore:
                         order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
                     order = order[:k]
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
-            hit_rows = {r.id: r for ranked in results for _, r in ranked}
-            if hit_rows:
-                now = _now()
-                try:
-                    with self._sessions() as s, s.begin():
-                        s.execute(sql_update(SlotRow).where(SlotRow.id.in_(sorted(hit_rows))).values(reads=SlotRow.reads + 1, last_access=now))
-                except OperationalError:
-                    pass  # usage is advisory: a busy database must not fail a read
-                else:
-                    for r in hit_rows.values():
-                        r.reads += 1
-                        r.last_access = now
-            return [[Hit(sc, self._slot(r, sp.name)) for sc, r in ranked] for ranked in results]
+            unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
+            return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]
 
     @staticmethod
     def _in_scope(row: SlotRow, scope: Scope) -> bool:

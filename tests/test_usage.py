@@ -1,0 +1,101 @@
+"""Usage statistics: searches count their hits as reads, written to SQL in batches (one write per
+``usage_flush_s``, before any other call of the store, and on close), never lost by the store that
+counted them and never the cause of an expiry."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from mindstore import Config, MindStore
+from mindstore.errors import InvalidInputError
+
+DIM = 8
+
+
+def _store(url: str, tmp_path, **config) -> MindStore:
+    s = MindStore(url, config=Config(index_dir=tmp_path / "index", **config))
+    if "v" not in {sp.name for sp in s.spaces()}:
+        s.create_space("v", dim=DIM, key_source="test")
+    return s
+
+
+def _keys(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _sql_usage(url: str, slot_id: int) -> tuple[int, object]:
+    """What another process sees: the row as SQL holds it."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return tuple(c.execute(text("SELECT reads, last_access FROM slots WHERE id = :i"), {"i": slot_id}).one())
+    finally:
+        engine.dispose()
+
+
+def test_reads_are_written_in_batches_and_before_any_other_call(db_url: str, tmp_path) -> None:
+    keys = _keys(3)
+    with _store(db_url, tmp_path, usage_flush_s=3600) as s:
+        slot = s.add_vectors(keys, space="v", user_id="u")[0]
+        for expected in (1, 2, 3):
+            hit = s.search_vector(keys[0], space="v", user_id="u", k=1)[0]
+            assert hit.slot.id == slot.id
+            assert hit.slot.usage.reads == expected  # a hit shows its reads, written or not
+        assert _sql_usage(db_url, slot.id)[0] == 0  # within the interval: no write per search
+        got = s.get(slot.id)  # any other call writes the counted reads first
+        assert got.usage.reads == 3 and got.usage.last_access >= slot.usage.last_access
+        assert _sql_usage(db_url, slot.id)[0] == 3
+        s.search_vector(keys[0], space="v", user_id="u", k=1)
+        assert s.least_used(3, space="v")[-1] == slot.id  # the LRU order sees the newest read
+    assert _sql_usage(db_url, slot.id)[0] == 4  # close writes what is left
+
+
+def test_zero_interval_writes_every_search(sqlite_url: str, tmp_path) -> None:
+    keys = _keys(2)
+    with _store(sqlite_url, tmp_path, usage_flush_s=0) as s:
+        slot = s.add_vectors(keys, space="v")[0]
+        s.search_vector(keys[0], space="v", k=1)
+        assert _sql_usage(sqlite_url, slot.id)[0] == 1
+        s.search_vector(keys[0], space="v", k=1)
+        assert _sql_usage(sqlite_url, slot.id)[0] == 2
+
+
+def test_an_unwritten_read_keeps_a_slot_from_expiring(db_url: str, tmp_path) -> None:
+    keys = _keys(2)
+    with _store(db_url, tmp_path, ttl=2.0, usage_flush_s=3600) as s:
+        read, unread = s.add_vectors(keys, space="v", user_id="u")
+        time.sleep(1.2)
+        assert [h.slot.id for h in s.search_vector(keys[0], space="v", user_id="u", k=1)] == [read.id]
+        time.sleep(1.2)  # 2.4 s since the add, 1.2 s since the read: only the unread slot expired
+        hits = s.search_vector(keys[0], space="v", user_id="u", k=2)
+        assert [h.slot.id for h in hits] == [read.id]
+        assert s.history(unread.id)[-1].kind == "evict"
+
+
+def test_a_failed_write_keeps_the_counts_for_the_next(sqlite_url: str, tmp_path, monkeypatch) -> None:
+    keys = _keys(2)
+    with _store(sqlite_url, tmp_path, usage_flush_s=3600) as s:
+        slot = s.add_vectors(keys, space="v")[0]
+        s.search_vector(keys[0], space="v", k=1)
+        real_begin = s._engine.begin
+
+        def busy():  # noqa: ANN202 - what a database locked past its busy timeout raises
+            raise OperationalError("UPDATE slots", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(s._engine, "begin", busy)
+        s._flush_reads()  # usage is advisory: the failure is swallowed, the counts kept
+        s.search_vector(keys[0], space="v", k=1)
+        monkeypatch.setattr(s._engine, "begin", real_begin)
+        assert s.get(slot.id).usage.reads == 2
+        assert _sql_usage(sqlite_url, slot.id)[0] == 2
+
+
+@pytest.mark.parametrize("bad", [-1, "1", True, float("nan")])
+def test_bad_flush_interval_is_refused(bad) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidInputError, match="usage_flush_s"):
+        Config(usage_flush_s=bad)
