@@ -51,6 +51,24 @@ def test_restricted_search_is_exact(data, subset_size) -> None:
     assert max(abs(exact[i] - s) for i, s in zip(got[0], scores[0]) if i >= 0) < 1e-3
 
 
+@pytest.mark.parametrize("subset_size", [5, 300])
+def test_restricted_search_on_an_ivf_is_exact(data, subset_size) -> None:
+    """A scope small enough to score directly is exact on an approximate index too: its vectors
+    come out of the IVF by id (a batch lookup in the hash-table direct map), not from the lists
+    probed."""
+    ids = np.arange(5000, dtype=np.int64) * 7 + 11
+    ix = KeyIndex(32, approximate_from=1000)
+    ix.add(ids, data)
+    assert ix.approximate
+    rng = np.random.default_rng(subset_size)
+    subset = rng.choice(ids, size=subset_size, replace=False)
+    q = rng.normal(size=32).astype(np.float32)
+    got = ix.search(q[None], 10, subset=subset)[1][0]
+    expected = brute(data, ids, q, subset, 10)
+    assert list(got[: len(expected)]) == list(expected)
+    np.testing.assert_allclose(ix.reconstruct(subset), normalize(data[np.searchsorted(ids, subset)]), atol=1e-3)
+
+
 def test_short_results_are_padded(data) -> None:
     ix = KeyIndex(32)
     ix.add(np.array([1, 2]), data[:2])

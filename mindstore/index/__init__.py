@@ -257,8 +257,8 @@ class KeyIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.approximate:
-            return np.stack([self._index.reconstruct(int(i)) for i in ids])
+        # One call for both kinds (the IVF looks ids up in its hash-table direct map): a Python loop
+        # of single reconstructs was 5.4 ms for a 1000-slot scope, the batch 2.3 ms.
         return self._index.reconstruct_batch(ids)
 
     def search(
