@@ -83,6 +83,8 @@ def main() -> None:
         with MindStore(url, config=config) as store:
             store.search("warm up", mode="lexical")  # loads the saved lexical index
             load_s = time.perf_counter() - t
+            info = store.index_info()
+            index_kind = f"{info.kind}, recall@10 {store.index_info(recall_sample=200).recall_at_10:.3f} against exact" if info.kind == "ivf" else info.kind
             embed = []
             for q in queries:
                 t = time.perf_counter()
@@ -113,10 +115,9 @@ def main() -> None:
     body = f"""
 {total:,} text slots in one SQLite store (100 users), filled through `add_vectors` with the
 cached MiniLM keys of {args.base:,} varied sentences (names, places, times), each slot its own
-suffix and a perturbed key. k = 10, {args.queries} questions naming people, places and times; each
+suffix and a perturbed key, default `Config` (key index: {index_kind}). k = 10, {args.queries} questions naming people, places and times; each
 search includes embedding the query with MiniLM on the CPU. Run with `OMP_NUM_THREADS=1` on a
-machine shared with other jobs (the lead's training run and other engineers' tests on the same
-2 cores; load average {load} over 1 / 5 / 15 minutes when the searches began), so these are
+machine shared with other jobs (a single-threaded training run on the other core; load average {load} over 1 / 5 / 15 minutes when the searches began), so these are
 loaded-machine figures. The embedding column times the same questions embedded alone, before the
 searches. Building the lexical index from SQL took
 {build_s:.1f} s; loading the saved one (open + first lexical search) {load_s:.1f} s.
