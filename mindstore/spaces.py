@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,16 +144,19 @@ class SpaceIndex:
 
     # -- staying in step -----------------------------------------------------------------------
 
-    def catch_up(self) -> int:
+    def catch_up(self, session: Session | None = None) -> int:
         """Apply every change logged since ``index.seq``, and any earlier one that committed late;
         return how many slots were refreshed.
 
         Sequence numbers can commit out of order (two writers on PostgreSQL: the one holding the
         smaller number may commit second), so "events after the last one seen" alone could skip a
         change for good. Numbers missing below the newest seen are kept as gaps and looked up
-        again on every catch-up until they appear or ``GAP_WAIT_S`` passes (a rollback)."""
+        again on every catch-up until they appear or ``GAP_WAIT_S`` passes (a rollback).
+
+        ``session``: read through the caller's session (a search reads its candidates in the same
+        one, so the index and the rows it returns come from one snapshot on SQLite)."""
         index = self.index
-        with self._sessions() as s:
+        with nullcontext(session) if session is not None else self._sessions() as s:
             db_seq = last_seq(s, self.space_id)
             now = time.monotonic()
             self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}

@@ -913,12 +913,13 @@ class MindStore:
         depth = k + max(k, 10) if mode == "dense" else max(k + max(k, 10), self.config.fusion_depth)
         with self._lock:
             self._check_open(flush=False)
-            sp.catch_up()
             if self._retention.ttl is not None:
+                sp.catch_up()
                 self._flush_reads()  # a read not yet written still counts as an access
                 self._evict(sp, ttl_only=True)  # expired slots are never returned
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
             with self._sessions() as s:
+                sp.catch_up(s)  # in this session: one indexed max() when nothing changed
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
                     return [[] for _ in q]
