@@ -872,7 +872,7 @@ class MindStore:
         min_score: float | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search_vector` for a batch of query vectors (n, dim): one index search, one SQL
-        read and one usage update for all of them. A slot hit by several queries counts one read."""
+        read and one usage count for all of them. A slot hit by several queries counts one read."""
         self._check_open(flush=False)
         args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
         with self._lock:
