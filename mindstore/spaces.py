@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import EventRow, SlotRow, SpaceRow, last_seq, slot_count
@@ -144,7 +145,7 @@ class SpaceIndex:
 
     # -- staying in step -----------------------------------------------------------------------
 
-    def catch_up(self, session: Session | None = None) -> int:
+    def catch_up(self, session: Session | Connection | None = None) -> int:
         """Apply every change logged since ``index.seq``, and any earlier one that committed late;
         return how many slots were refreshed.
 
@@ -153,8 +154,8 @@ class SpaceIndex:
         change for good. Numbers missing below the newest seen are kept as gaps and looked up
         again on every catch-up until they appear or ``GAP_WAIT_S`` passes (a rollback).
 
-        ``session``: read through the caller's session (a search reads its candidates in the same
-        one, so the index and the rows it returns come from one snapshot on SQLite)."""
+        ``session``: read through the caller's session or connection (a search reads its candidates
+        on the same one, so the index and the rows it returns come from one snapshot on SQLite)."""
         index = self.index
         with nullcontext(session) if session is not None else self._sessions() as s:
             db_seq = last_seq(s, self.space_id)

@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import bindparam, func, insert, select, update as sql_update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .config import Config, default_index_dir, default_url
@@ -886,7 +887,7 @@ class MindStore:
     def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
         return check_k(k), check_scope(user_id, agent_id, session_id), compile_filter(filters), check_min_score(min_score)
 
-    def _candidates(self, s: Session, sp: SpaceIndex, scope: Scope, pred: Predicate | None) -> np.ndarray | None:
+    def _candidates(self, s: Session | Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None) -> np.ndarray | None:
         """Ids that a scoped or filtered search may return (None: the whole space)."""
         if scope == Scope() and pred is None:
             return None
@@ -918,8 +919,8 @@ class MindStore:
                 self._flush_reads()  # a read not yet written still counts as an access
                 self._evict(sp, ttl_only=True)  # expired slots are never returned
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
-            with self._sessions() as s:
-                sp.catch_up(s)  # in this session: one indexed max() when nothing changed
+            with self._engine.connect() as s:  # reads only: a Connection, not an ORM Session (0.1 ms a search)
+                sp.catch_up(s)  # on this connection: one indexed max() when nothing changed
                 subset = self._candidates(s, sp, scope, pred)
                 if subset is not None and len(subset) == 0:
                     return [[] for _ in q]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 SCHEMA_VERSION = 1
@@ -119,7 +120,7 @@ class EventRow(Base):
 _LAST_SEQ = select(func.max(EventRow.__table__.c.id)).where(EventRow.__table__.c.space_id == bindparam("space"))
 
 
-def last_seq(s: Session, space_id: int) -> int:
+def last_seq(s: Session | Connection, space_id: int) -> int:
     """The space's change sequence: the id of its newest event (0 before any)."""
     return s.execute(_LAST_SEQ, {"space": space_id}).scalar() or 0
 
