@@ -165,6 +165,9 @@ class MindStore:
         within ``Config.usage_flush_s``. Returns, per slot, the reads SQL does not hold yet (this
         one included) and the access time, for the hits to show."""
         now = _now()
+        ids = list(ids)
+        if not ids:
+            return {}, now
         with self._lock:
             unwritten = {}
             for i in ids:
