@@ -120,3 +120,20 @@ def kill_after_acks(script: str, tmp_path: Path, args: list[str], n: int) -> lis
     assert proc.returncode == -signal.SIGKILL
     assert len(acked) == n, "the writer did not get going"
     return acked
+
+
+def vector_store(url: str, tmp_path: Path, *, dim: int = 8, **config):  # noqa: ANN201 - a MindStore
+    """A store with a vector space "v" of ``dim`` dimensions (created on first open), its key index
+    under ``tmp_path``, and the given ``Config`` fields."""
+    from mindstore import Config, MindStore
+
+    s = MindStore(url, config=Config(index_dir=tmp_path / "index", **config))
+    if "v" not in {sp.name for sp in s.spaces()}:
+        s.create_space("v", dim=dim, key_source="test")
+    return s
+
+
+def random_keys(n: int, seed: int = 0, dim: int = 8):  # noqa: ANN201 - a float32 array
+    import numpy as np
+
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)

@@ -5,39 +5,26 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 from mindstore import Config, MindStore
 from mindstore.errors import InvalidInputError, NotFoundError
-
-DIM = 8
-
-
-def _store(url: str, tmp_path, **limits) -> MindStore:
-    s = MindStore(url, config=Config(index_dir=tmp_path / "index", **limits))
-    if "v" not in {sp.name for sp in s.spaces()}:
-        s.create_space("v", dim=DIM, key_source="test")
-    return s
-
-
-def _keys(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+from tests.conftest import random_keys, vector_store
 
 
 def test_scope_capacity_evicts_least_used_only_in_that_scope(db_url: str, tmp_path) -> None:
-    with _store(db_url, tmp_path, capacity_per_scope=5) as s:
-        other = [x.id for x in s.add_vectors(_keys(5, 1), space="v", user_id="bob")]
-        first = [x.id for x in s.add_vectors(_keys(5, 2), space="v", user_id="alice")]
+    with vector_store(db_url, tmp_path, capacity_per_scope=5) as s:
+        other = [x.id for x in s.add_vectors(random_keys(5, 1), space="v", user_id="bob")]
+        first = [x.id for x in s.add_vectors(random_keys(5, 2), space="v", user_id="alice")]
         # reading a slot makes it recently used: it survives, the least used goes first
-        kept = s.search_vector(_keys(5, 2)[0], space="v", user_id="alice", k=1)[0].slot.id
+        kept = s.search_vector(random_keys(5, 2)[0], space="v", user_id="alice", k=1)[0].slot.id
         assert kept == first[0]
-        new = [x.id for x in s.add_vectors(_keys(2, 3), space="v", user_id="alice")]
-        alice = sorted(h.slot.id for h in s.search_vector(_keys(1, 9)[0], space="v", user_id="alice", k=100))
+        new = [x.id for x in s.add_vectors(random_keys(2, 3), space="v", user_id="alice")]
+        alice = sorted(h.slot.id for h in s.search_vector(random_keys(1, 9)[0], space="v", user_id="alice", k=100))
         assert len(alice) == 5  # exactly the capacity: 2 evicted, not more
         assert set(new) <= set(alice) and kept in alice
         assert sorted(set(first) - set(alice)) == first[1:3]  # oldest unread ones, in id order
-        bob = sorted(h.slot.id for h in s.search_vector(_keys(1, 9)[0], space="v", user_id="bob", k=100))
+        bob = sorted(h.slot.id for h in s.search_vector(random_keys(1, 9)[0], space="v", user_id="bob", k=100))
         assert bob == other  # another scope is never touched
         gone = first[1]
         with pytest.raises(NotFoundError):
@@ -46,27 +33,27 @@ def test_scope_capacity_evicts_least_used_only_in_that_scope(db_url: str, tmp_pa
 
 
 def test_space_capacity_never_exceeded_nor_undershot(db_url: str, tmp_path) -> None:
-    with _store(db_url, tmp_path, capacity=20) as s:
+    with vector_store(db_url, tmp_path, capacity=20) as s:
         for i in range(7):
-            s.add_vectors(_keys(6, i), space="v", user_id=f"u{i % 3}")
+            s.add_vectors(random_keys(6, i), space="v", user_id=f"u{i % 3}")
             assert s.count(space="v") == min(20, 6 * (i + 1))
         assert len(s._space_index("v").index) == 20
 
 
 def test_ttl_expires_unused_slots_and_search_never_returns_them(db_url: str, tmp_path) -> None:
-    with _store(db_url, tmp_path, ttl=0.5) as s:
-        old = s.add_vectors(_keys(3), space="v", user_id="u")
+    with vector_store(db_url, tmp_path, ttl=0.5) as s:
+        old = s.add_vectors(random_keys(3), space="v", user_id="u")
         time.sleep(0.8)
-        assert s.search_vector(_keys(3)[0], space="v", user_id="u", k=5) == []
-        fresh = s.add_vectors(_keys(1, 5), space="v", user_id="u")[0]
-        assert [h.slot.id for h in s.search_vector(_keys(1, 5)[0], space="v", user_id="u", k=5)] == [fresh.id]
+        assert s.search_vector(random_keys(3)[0], space="v", user_id="u", k=5) == []
+        fresh = s.add_vectors(random_keys(1, 5), space="v", user_id="u")[0]
+        assert [h.slot.id for h in s.search_vector(random_keys(1, 5)[0], space="v", user_id="u", k=5)] == [fresh.id]
         assert all(s.history(x.id)[-1].kind == "evict" for x in old)
 
 
 def test_eviction_in_one_process_is_seen_by_another(sqlite_url: str, tmp_path) -> None:
-    with _store(sqlite_url, tmp_path) as reader, MindStore(sqlite_url, config=Config(index_dir=tmp_path / "w", capacity_per_scope=2)) as writer:
-        writer.add_vectors(_keys(4), space="v", user_id="u")
-        hits = reader.search_vector(_keys(1, 7)[0], space="v", user_id="u", k=10)
+    with vector_store(sqlite_url, tmp_path) as reader, MindStore(sqlite_url, config=Config(index_dir=tmp_path / "w", capacity_per_scope=2)) as writer:
+        writer.add_vectors(random_keys(4), space="v", user_id="u")
+        hits = reader.search_vector(random_keys(1, 7)[0], space="v", user_id="u", k=10)
         assert len(hits) == 2
 
 
@@ -97,15 +84,15 @@ def test_two_processes_evicting_one_scope_keep_exactly_its_capacity(db_url: str,
 
     from mindstore.db import EventRow
 
-    with _store(db_url, tmp_path) as s:
-        s.add_vectors(_keys(3), space="v", user_id="other")
+    with vector_store(db_url, tmp_path) as s:
+        s.add_vectors(random_keys(3), space="v", user_id="other")
     script = tmp_path / "w.py"
     script.write_text(EVICTING_WRITER)
     procs = [subprocess.Popen([sys.executable, str(script), db_url, str(tmp_path / f"i{k}"), str(k)], stderr=subprocess.PIPE, text=True) for k in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    with _store(db_url, tmp_path) as s:
+    with vector_store(db_url, tmp_path) as s:
         assert s.count(space="v", user_id="shared") == 10  # never fewer: no process evicted beyond the excess
         assert s.count(space="v", user_id="other") == 3
     engine = create_engine(db_url)

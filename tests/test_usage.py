@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from mindstore import Config, MindStore
+from mindstore import Config
 from mindstore.errors import InvalidInputError
-
-DIM = 8
-
-
-def _store(url: str, tmp_path, **config) -> MindStore:
-    s = MindStore(url, config=Config(index_dir=tmp_path / "index", **config))
-    if "v" not in {sp.name for sp in s.spaces()}:
-        s.create_space("v", dim=DIM, key_source="test")
-    return s
-
-
-def _keys(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+from tests.conftest import random_keys, vector_store
 
 
 def _sql_usage(url: str, slot_id: int) -> tuple[int, object]:
@@ -39,8 +26,8 @@ def _sql_usage(url: str, slot_id: int) -> tuple[int, object]:
 
 
 def test_reads_are_written_in_batches_and_before_any_other_call(db_url: str, tmp_path) -> None:
-    keys = _keys(3)
-    with _store(db_url, tmp_path, usage_flush_s=3600) as s:
+    keys = random_keys(3)
+    with vector_store(db_url, tmp_path, usage_flush_s=3600) as s:
         slot = s.add_vectors(keys, space="v", user_id="u")[0]
         for expected in (1, 2, 3):
             hit = s.search_vector(keys[0], space="v", user_id="u", k=1)[0]
@@ -56,8 +43,8 @@ def test_reads_are_written_in_batches_and_before_any_other_call(db_url: str, tmp
 
 
 def test_zero_interval_writes_every_search(sqlite_url: str, tmp_path) -> None:
-    keys = _keys(2)
-    with _store(sqlite_url, tmp_path, usage_flush_s=0) as s:
+    keys = random_keys(2)
+    with vector_store(sqlite_url, tmp_path, usage_flush_s=0) as s:
         slot = s.add_vectors(keys, space="v")[0]
         s.search_vector(keys[0], space="v", k=1)
         assert _sql_usage(sqlite_url, slot.id)[0] == 1
@@ -66,8 +53,8 @@ def test_zero_interval_writes_every_search(sqlite_url: str, tmp_path) -> None:
 
 
 def test_an_unwritten_read_keeps_a_slot_from_expiring(db_url: str, tmp_path) -> None:
-    keys = _keys(2)
-    with _store(db_url, tmp_path, ttl=2.0, usage_flush_s=3600) as s:
+    keys = random_keys(2)
+    with vector_store(db_url, tmp_path, ttl=2.0, usage_flush_s=3600) as s:
         read, unread = s.add_vectors(keys, space="v", user_id="u")
         time.sleep(1.2)
         assert [h.slot.id for h in s.search_vector(keys[0], space="v", user_id="u", k=1)] == [read.id]
@@ -78,8 +65,8 @@ def test_an_unwritten_read_keeps_a_slot_from_expiring(db_url: str, tmp_path) -> 
 
 
 def test_a_failed_write_keeps_the_counts_for_the_next(sqlite_url: str, tmp_path, monkeypatch) -> None:
-    keys = _keys(2)
-    with _store(sqlite_url, tmp_path, usage_flush_s=3600) as s:
+    keys = random_keys(2)
+    with vector_store(sqlite_url, tmp_path, usage_flush_s=3600) as s:
         slot = s.add_vectors(keys, space="v")[0]
         s.search_vector(keys[0], space="v", k=1)
         real_begin = s._engine.begin
