@@ -36,8 +36,8 @@ __all__ = ["KeyIndex", "IndexFileError", "gpu_available", "normalize"]
 _FORMAT = 1
 _SMALL_BATCH = 16  # queries; up to this many are searched on one thread
 _IVF_REGROW = 8  # retrain the IVF lists when the index has grown this many times since training
-_IVF_SCAN = 16_384
-_READ_CHUNK = 16 << 20  # bytes read at a time while checking an index file  # keys an IVF search scans per query (nprobe = this / mean list length)
+_IVF_SCAN = 16_384  # keys an IVF search scans per query (nprobe = this / mean list length)
+_READ_CHUNK = 16 << 20  # bytes read at a time while checking an index file
 
 
 class IndexFileError(Exception):
