@@ -16,8 +16,13 @@ needs_data = pytest.mark.skipif(not (DATA / "images_background_small1.zip").exis
                                 reason="the Omniglot zips are not in ../shared/data/omniglot")
 
 
-@pytest.fixture(scope="module")
-def omniglot():
+def omniglot_at(size: int):
+    """The local Omniglot zips at ``size`` x ``size`` (the test is skipped without them)."""
     if not (DATA / "images_background_small1.zip").exists():
         pytest.skip("the Omniglot zips are not in ../shared/data/omniglot")
-    return load_omniglot(DATA, size=20, use_cache=False, allow_download=False)
+    return load_omniglot(DATA, size=size, use_cache=False, allow_download=False)
+
+
+@pytest.fixture(scope="module")
+def omniglot():
+    return omniglot_at(20)

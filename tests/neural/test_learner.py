@@ -135,12 +135,10 @@ def test_persistent_memory_reads_and_writes_like_sparse_memory(sqlite_url: str, 
         torch.testing.assert_close(stored, st.M[0, order], rtol=1e-5, atol=1e-6)
 
 
-def test_held_out_drawings_are_recalled_well_above_chance(learner: OneShotLearner, omniglot) -> None:
-    from mindstore.neural.data import load_omniglot
+def test_held_out_drawings_are_recalled_well_above_chance(learner: OneShotLearner) -> None:
+    from .conftest import omniglot_at
 
-    from .conftest import DATA
-
-    ev = load_omniglot(DATA, size=S, use_cache=False, allow_download=False).split()["eval"]
+    ev = omniglot_at(S).split()["eval"]  # at the packaged checkpoint's image size
     classes = 20
     imgs = ev.images[:classes]
     labels = ev.characters[:classes]
