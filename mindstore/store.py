@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from .errors import (
     StoreClosedError,
 )
 from .filters import Predicate, compile_filter
+from .index import Prepared
 from .lexical import LexicalIndex
 from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
@@ -49,6 +51,7 @@ _ROLES_KEPT = ("user", "assistant")
 _HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c in SlotRow.__table__.c)).where(
     SlotRow.__table__.c.id.in_(bindparam("ids", expanding=True))
 )
+_PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 # Core, not ORM: executemany of a compiled statement is what makes a flush cheap.
 _ADD_READS = (
@@ -105,6 +108,7 @@ class MindStore:
         self._closed = False
         self._reads: dict[int, tuple[int, datetime]] = {}  # slot id -> (reads not yet in SQL, last)
         self._reads_since: float | None = None  # monotonic time of the oldest unwritten read
+        self._prep_pool: ThreadPoolExecutor | None = None  # prepares a bulk add's keys (see _write_new)
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
@@ -149,6 +153,8 @@ class MindStore:
             for lex in self._lexical.values():
                 lex.save_if_dirty()
             self._flush_reads()
+            if self._prep_pool is not None:
+                self._prep_pool.shutdown()
             self._engine.dispose()
             self._closed = True
 
@@ -392,7 +398,8 @@ class MindStore:
         metas = self._metadata_list(metadata, len(texts))
         if occurred_at is not None:
             when = occurred_at_value(occurred_at)
-            metas = [{**m, "occurred_at": when} for m in metas]
+            dated = {id(m): {**m, "occurred_at": when} for m in metas}  # shared dicts stay shared
+            metas = [dated[id(m)] for m in metas]
         if not texts:
             return []
         keys = self._embed(texts)
@@ -447,8 +454,9 @@ class MindStore:
     @staticmethod
     def _metadata_list(metadata: Any, n: int) -> list[dict[str, Any]]:
         if metadata is None or isinstance(metadata, Mapping):
-            one = check_metadata(metadata)
-            return [dict(one) for _ in range(n)]
+            # One dict for every item, shared (read-only here: each Slot gets its own copy), so
+            # that a bulk insert serialises it to JSON once, not once per row.
+            return [check_metadata(metadata)] * n
         if isinstance(metadata, (str, bytes)) or not isinstance(metadata, Sequence) or len(metadata) != n:
             raise InvalidInputError(f"metadata must be one dict, or a list of {n} dicts (one per item)")
         return [check_metadata(m) for m in metadata]
@@ -511,6 +519,10 @@ class MindStore:
             "created_at": Same(now),
             "updated_at": Same(now),
         }
+        # The index's part of the add that changes nothing (normalising; on an IVF, choosing each
+        # key's list) runs in a thread while the rows go to SQL; the add itself waits for the
+        # commit, so the index never holds a key that SQL does not.
+        prep = self._prepare(sp, fresh_keys)
         try:
             with self._sessions() as s, s.begin():
                 if self._engine.dialect.name == "sqlite":  # the write lock first: ids are allocated up front
@@ -538,6 +550,8 @@ class MindStore:
                 # what was inserted (reading a million rows back cost a fifth of a bulk fill).
                 got: dict[int, Slot] = {r.id: self._slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(reinforced)))).all()} if reinforced else {}
         except SQLAlchemyError as exc:
+            if prep is not None:
+                prep.result()
             raise DatabaseError(f"write failed, nothing was stored: {exc}") from exc
         for i in fresh:
             slot_id = new_ids[i]
@@ -546,11 +560,24 @@ class MindStore:
                                     label=labels[i] if labels is not None else None, usage=Usage(0, 1, now), created_at=now, updated_at=now)
         # Committed: now the derived index.
         if new_ids:
-            sp.index.add(np.array(list(new_ids.values()), dtype=np.int64), keys[list(new_ids.keys())])
+            ids = np.array(list(new_ids.values()), dtype=np.int64)
+            if prep is not None:
+                sp.index.add(ids, prepared=prep.result())
+            else:
+                sp.index.add(ids, fresh_keys)
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(event_ids))
         self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
         return [got[i] for i in all_ids]
+
+    def _prepare(self, sp: SpaceIndex, keys: np.ndarray) -> Future[Prepared] | None:
+        """``sp.index.prepare(keys)`` started in the store's worker thread, for batches big enough
+        to gain from it (None: the add prepares them itself)."""
+        if len(keys) < _PREPARE_IN_THREAD:
+            return None
+        if self._prep_pool is None:
+            self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-prepare")
+        return self._prep_pool.submit(sp.index.prepare, keys)
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mindstore import Config, MindStore
+from mindstore.index import KeyIndex, Prepared, normalize
 
 
 def test_ids_of_deleted_slots_are_never_handed_out_again(db_url: str, tmp_path) -> None:
@@ -22,3 +23,59 @@ def test_ids_of_deleted_slots_are_never_handed_out_again(db_url: str, tmp_path) 
         assert got.created_at == first[0].created_at and got.created_at.tzinfo is not None
         assert [e.kind for e in s.history(first[0].id)] == ["add"]
         np.testing.assert_array_equal(s.keys([first[0].id, again.id]), keys[[0, 3]])
+
+
+def test_a_big_batch_lands_whole_in_sql_and_in_an_ivf_index(db_url: str, tmp_path) -> None:
+    # 6000 keys per call: the index's part (normalising, choosing IVF lists) runs in a thread
+    # while the rows go to SQL; the IVF starts at 3000 keys, so the second call adds by list.
+    keys = np.random.default_rng(1).normal(size=(12_000, 16)).astype(np.float32)
+    meta = {"source": "import", "n": 1}
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000)) as s:
+        s.create_space("v", dim=16, key_source="test")
+        slots = s.add_vectors(keys[:6000], space="v", user_id="u", metadata=meta)
+        slots += s.add_vectors(keys[6000:], space="v", user_id="u", metadata=meta)
+        index = s._space_index("v").index
+        assert index.approximate and len(index) == 12_000 == s.count(space="v")
+        ids = [x.id for x in slots]
+        np.testing.assert_array_equal(s.keys(ids[::997]), keys[::997])  # bytes round-trip exactly
+        for i in range(0, 12_000, 1499):  # each key finds its own slot first
+            assert s.search_vector(keys[i], k=1, space="v")[0].slot.id == ids[i]
+        slots[0].metadata["source"] = "changed"  # each slot its own copy of the shared dict
+        assert slots[1].metadata == meta and s.get(ids[0]).metadata == meta
+
+
+def _lists(ix: KeyIndex) -> dict[int, int]:
+    """id -> the IVF list that holds it."""
+    import faiss
+
+    inv = ix._index.invlists
+    return {int(i): n for n in range(inv.nlist) for i in faiss.rev_swig_ptr(inv.get_ids(n), inv.list_size(n))}
+
+
+def _nearest_lists(ix: KeyIndex, vectors: np.ndarray) -> list[int]:
+    return ix._index.quantizer.search(normalize(vectors), 1)[1][:, 0].tolist()
+
+
+def test_a_prepared_add_matches_a_plain_one_and_survives_a_retrain() -> None:
+    data = np.random.default_rng(2).normal(size=(5000, 16)).astype(np.float32)
+    plain, split = KeyIndex(16, device="cpu", approximate_from=2000), KeyIndex(16, device="cpu", approximate_from=2000)
+    for ix in (plain, split):
+        ix.add(np.arange(2000), data[:2000])  # now an IVF
+    plain.add(np.arange(2000, 3000), data[2000:3000])
+    split.add(np.arange(2000, 3000), prepared=split.prepare(data[2000:3000]))
+    assert split.approximate and _lists(split) == _lists(plain)
+    assert [_lists(split)[i] for i in range(2000, 3000)] == _nearest_lists(split, data[2000:3000])
+    np.testing.assert_array_equal(plain.search(data[:100], 5)[1], split.search(data[:100], 5)[1])
+    # prepared for lists that a retrain then replaced: assigned again, not put in a stale list
+    stale = split.prepare(data[3000:])
+    split.add(np.arange(3000, 4500), data[3000:4500])
+    split._train_ivf()
+    split.add(np.arange(4500, 5000), prepared=Prepared(stale.index, stale.unit[1500:], stale.lists[1500:]))
+    assert [_lists(split)[i] for i in range(4500, 5000)] == _nearest_lists(split, data[4500:])
+
+
+def test_a_new_sqlite_database_uses_16k_pages(sqlite_url: str, tmp_path) -> None:
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+        with s._engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA page_size").scalar() == 16384
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
