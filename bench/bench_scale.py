@@ -8,6 +8,7 @@ one user with 50 slots (the small scope inside a big space). The space switches 
 
     python bench/bench_scale.py --sizes 10000 100000 1000000
     python bench/bench_scale.py --compare 100000     # IVF vs HNSW on the key index alone
+    python bench/bench_scale.py --lists 1000000      # IVF list counts on the key index alone
 """
 
 from __future__ import annotations
@@ -163,12 +164,45 @@ def compare(n: int, centres: np.ndarray, nq: int) -> str:
     return table(["index", "build s", "search p50 / p95 ms", "recall@10"], rows)
 
 
+def list_counts(n: int, centres: np.ndarray, nq: int) -> str:
+    """The IVF alone at ``n`` keys for several list counts, each probed to scan ~8k and ~16k keys."""
+    import faiss
+
+    keys = normalize(make_keys(centres, n, seed=n))
+    qv = normalize(make_keys(centres, nq, seed=n + 1))
+    truth = exact_top(keys, qv, 10)
+    rows = []
+    for nlist, why in ((int(4 * np.sqrt(100_000)), "4 sqrt(1e5): the lists trained at 100k"), (int(2 * np.sqrt(n)), "2 sqrt(N)"), (int(4 * np.sqrt(n)), "4 sqrt(N)")):
+        t = time.perf_counter()
+        sample = keys[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
+        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        ivf.by_residual = False
+        ivf.train(sample)
+        trained = time.perf_counter() - t
+        ivf.add(keys)
+        built = time.perf_counter() - t
+        faiss.omp_set_num_threads(1)
+        for scan in (8_192, 16_384):
+            ivf.nprobe = int(min(nlist, max(8, scan * nlist // n)))
+            lat, got = [], []
+            for q in qv:
+                t = time.perf_counter()
+                got.append(ivf.search(q[None], 10)[1][0])
+                lat.append(time.perf_counter() - t)
+            rec = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]))
+            rows.append([f"{nlist:,} ({why})", f"{trained:.1f}", f"{built:.1f}", f"{ivf.nprobe} (~{scan:,})", f"{percentiles(lat)[0]:.2f}", f"{rec:.3f}"])
+            print(" ", rows[-1], flush=True)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return table(["lists", "k-means s", "k-means + add s", "nprobe (keys scanned)", "search p50 ms", "recall@10"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--approximate-from", type=int, default=Config().approximate_from, help="default: the library default")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--compare", type=int, default=None, help="only compare IVF and HNSW at this many keys")
+    ap.add_argument("--lists", type=int, default=None, help="only compare IVF list counts at this many keys")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     emb = default_embedder()
@@ -181,6 +215,16 @@ def main() -> None:
                           f"python bench/bench_scale.py --compare {args.compare}",
                           "Key index alone, one query at a time on one thread, 384-d keys as described in bench_scale.py. "
                           "HNSW is built on all cores. Measured on the shared 2-core machine while other jobs ran.\n\n" + body)
+        return
+    if args.lists:
+        body = list_counts(args.lists, centres, args.queries)
+        print(body)
+        if not args.no_write:
+            write_section("scale-lists", f"IVF list count at {args.lists:,} keys (issue 7)", f"python bench/bench_scale.py --lists {args.lists}",
+                          "The key index's IVF alone (float16 codes, no residual), k-means on 40 keys a list, 384-d keys as described "
+                          "in bench_scale.py, one query at a time on one thread, recall@10 against exact float32 search. A search "
+                          "probes enough lists to scan a fixed number of keys, so more lists buy a finer partition, not less "
+                          "scanning; k-means costs lists x sample and the sample grows with the lists.\n\n" + body)
         return
     queries = [f"what do you remember about {s.lower()}?" for s in sentences(args.queries, seed=1)]
     rows = []
