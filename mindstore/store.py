@@ -7,6 +7,7 @@ derived cache kept in step with SQL (see :mod:`mindstore.spaces`).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,6 +110,7 @@ class MindStore:
         self._reads: dict[int, tuple[int, datetime]] = {}  # slot id -> (reads not yet in SQL, last)
         self._reads_since: float | None = None  # monotonic time of the oldest unwritten read
         self._prep_pool: ThreadPoolExecutor | None = None  # prepares a bulk add's keys (see _write_new)
+        self._prep_pid = 0  # the process that started it
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
@@ -575,8 +577,9 @@ class MindStore:
         to gain from it (None: the add prepares them itself)."""
         if len(keys) < _PREPARE_IN_THREAD:
             return None
-        if self._prep_pool is None:
+        if self._prep_pool is None or self._prep_pid != os.getpid():  # a forked child has no worker
             self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-prepare")
+            self._prep_pid = os.getpid()
         return self._prep_pool.submit(sp.index.prepare, keys)
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
