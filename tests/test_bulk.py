@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from mindstore import Config, MindStore
+from mindstore import Config, DatabaseError, MindStore
 from mindstore.index import KeyIndex, Prepared, normalize
 
 
@@ -79,3 +80,24 @@ def test_a_new_sqlite_database_uses_16k_pages(sqlite_url: str, tmp_path) -> None
         with s._engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA page_size").scalar() == 16384
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_a_failed_bulk_insert_leaves_the_index_untouched(sqlite_url: str, tmp_path) -> None:
+    # The batch's keys are being prepared in the worker thread when the SQL insert fails: nothing
+    # reaches SQL or the index, and the next add goes through whole.
+    keys = np.random.default_rng(3).normal(size=(9000, 16)).astype(np.float32)
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000)) as s:
+        s.create_space("v", dim=16, key_source="test")
+        first = s.add_vectors(keys[:3000], space="v", user_id="u")
+        with s._engine.begin() as c:
+            c.exec_driver_sql("CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        with pytest.raises(DatabaseError, match="nothing was stored"):
+            s.add_vectors(keys[3000:6000], space="v", user_id="u")
+        index = s._space_index("v").index
+        assert s.count(space="v") == 3000 == len(index) and index.approximate
+        with s._engine.begin() as c:
+            c.exec_driver_sql("DROP TRIGGER fail_events")
+        more = s.add_vectors(keys[6000:], space="v", user_id="u")
+        assert s.count(space="v") == 6000 == len(index)
+        assert set(index.ids().tolist()) == {x.id for x in first + more}
+        assert s.search_vector(keys[7777], k=1, space="v")[0].slot.id == more[1777].id

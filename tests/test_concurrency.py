@@ -18,10 +18,9 @@ from mindstore import Config, MindStore
 from mindstore.db import EventRow, SlotRow, SpaceRow
 
 DIM = 16
-N_BATCHES, BATCH = 30, 5
 
-# Each worker writes its own scope in small batches and, between batches, searches the other
-# worker's scope. When the other has finished (its done file exists, written after its last add
+# Each worker writes its own scope in batches and, between batches, searches the other worker's
+# scope. When the other has finished (its done file exists, written after its last add
 # returned), one search must return every slot the other acknowledged.
 WORKER = textwrap.dedent(
     f"""
@@ -29,38 +28,44 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from mindstore import Config, MindStore
-    url, index_dir, me, other, folder = sys.argv[1:6]
+    url, index_dir, me, other, folder, n_batches, batch, approximate_from = sys.argv[1:9]
+    n_batches, batch, approximate_from = int(n_batches), int(batch), int(approximate_from)
     folder = Path(folder)
     rng = np.random.default_rng(int(me[1:]))
     acked, seen_counts = [], []
-    with MindStore(url, config=Config(index_dir=index_dir)) as store:
-        for b in range({N_BATCHES}):
-            keys = rng.normal(size=({BATCH}, {DIM})).astype(np.float32)
-            slots = store.add_vectors(keys, space="v", user_id=me, labels=[f"{{me}}-{{b}}-{{j}}" for j in range({BATCH})])
+    with MindStore(url, config=Config(index_dir=index_dir, approximate_from=approximate_from)) as store:
+        for b in range(n_batches):
+            keys = rng.normal(size=(batch, {DIM})).astype(np.float32)
+            slots = store.add_vectors(keys, space="v", user_id=me, labels=[f"{{me}}-{{b}}-{{j}}" for j in range(batch)])
             acked += [s.id for s in slots]
             # my own write is searchable by me at once
             assert store.search_vector(keys[0], space="v", user_id=me, k=1)[0].slot.id == slots[0].id
-            hits = store.search_vector(keys[0], space="v", user_id=other, k=1000)
+            hits = store.search_vector(keys[0], space="v", user_id=other, k=10_000)
             assert all(h.slot.scope.user_id == other for h in hits)
             seen_counts.append(len(hits))
         (folder / f"{{me}}.acked").write_text(json.dumps(acked))
         while not (folder / f"{{other}}.acked").exists():
             time.sleep(0.05)
-        hits = store.search_vector(np.ones({DIM}, np.float32), space="v", user_id=other, k=1000)
+        hits = store.search_vector(np.ones({DIM}, np.float32), space="v", user_id=other, k=10_000)
         (folder / f"{{me}}.saw").write_text(json.dumps({{"final": [h.slot.id for h in hits], "counts": seen_counts}}))
     """
 )
 
 
+# small: 30 adds of 5 slots, exact index; bulk: 3 adds of 2,500 (their index work is prepared in
+# a thread during the SQL insert), the index an IVF from 4,000 keys on
 @pytest.mark.slow
-def test_two_processes_write_and_search_one_store(db_url: str, tmp_path: Path) -> None:
-    with MindStore(db_url, config=Config(index_dir=tmp_path / "parent")) as s:
+@pytest.mark.parametrize(("n_batches", "batch", "approximate_from"), [(30, 5, 100_000), (3, 2_500, 4_000)], ids=["small", "bulk"])
+def test_two_processes_write_and_search_one_store(db_url: str, tmp_path: Path, n_batches: int, batch: int, approximate_from: int) -> None:
+    config = Config(index_dir=tmp_path / "parent", approximate_from=approximate_from)
+    with MindStore(db_url, config=config) as s:
         s.create_space("v", dim=DIM, key_source="test")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = [str(n_batches), str(batch), str(approximate_from)]
     procs = [
-        subprocess.Popen([sys.executable, str(script), db_url, str(tmp_path / f"idx_{me}"), me, other, str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, str(script), db_url, str(tmp_path / f"idx_{me}"), me, other, str(tmp_path), *args], env=env, stderr=subprocess.PIPE, text=True)
         for me, other in (("w1", "w2"), ("w2", "w1"))
     ]
     for p in procs:
@@ -70,17 +75,18 @@ def test_two_processes_write_and_search_one_store(db_url: str, tmp_path: Path) -
 
     acked = {me: json.loads((tmp_path / f"{me}.acked").read_text()) for me in ("w1", "w2")}
     saw = {me: json.loads((tmp_path / f"{me}.saw").read_text()) for me in ("w1", "w2")}
-    assert len(acked["w1"]) == len(acked["w2"]) == N_BATCHES * BATCH
+    assert len(acked["w1"]) == len(acked["w2"]) == n_batches * batch
     assert not set(acked["w1"]) & set(acked["w2"])
     # every write of the other process, visible in one call once it was acknowledged
     assert sorted(saw["w1"]["final"]) == sorted(acked["w2"])
     assert sorted(saw["w2"]["final"]) == sorted(acked["w1"])
     for me in ("w1", "w2"):  # visibility only grows while the other writes
         assert saw[me]["counts"] == sorted(saw[me]["counts"])
-    with MindStore(db_url, config=Config(index_dir=tmp_path / "parent")) as s:
-        ids = [h.slot.id for h in s.search_vector(np.ones(DIM, np.float32), space="v", k=1000)]
+    with MindStore(db_url, config=config) as s:
+        ids = [h.slot.id for me in ("w1", "w2") for h in s.search_vector(np.ones(DIM, np.float32), space="v", user_id=me, k=10_000)]
         assert sorted(ids) == sorted(acked["w1"] + acked["w2"])  # no lost, no duplicated slot
-        assert s.count(space="v") == 2 * N_BATCHES * BATCH
+        assert s.count(space="v") == 2 * n_batches * batch
+        assert len(s._space_index("v").index) == 2 * n_batches * batch
 
 
 # Holds a transaction that has taken a change sequence number, until told to commit: on
