@@ -101,3 +101,20 @@ def test_a_failed_bulk_insert_leaves_the_index_untouched(sqlite_url: str, tmp_pa
         assert s.count(space="v") == 6000 == len(index)
         assert set(index.ids().tolist()) == {x.id for x in first + more}
         assert s.search_vector(keys[7777], k=1, space="v")[0].slot.id == more[1777].id
+
+
+def test_shared_values_with_quotes_and_placeholders_round_trip(db_url: str, tmp_path) -> None:
+    # A batch's scope is written into the insert statement on SQLite: quotes, question marks,
+    # percent signs and other scripts must come back exactly, and stay in their own scope.
+    keys = np.random.default_rng(4).normal(size=(3, 8)).astype(np.float32)
+    scope = {"user_id": "o'brien ? %s", "agent_id": "a''b;--", "session_id": "ü 東京 ?"}
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "i")) as s:
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(keys[:1], space="v", user_id="other")
+        slots = s.add_vectors(keys, space="v", metadata={"q": "it's ?"}, **scope)
+        got = s.get(slots[2].id)
+        assert (got.scope.user_id, got.scope.agent_id, got.scope.session_id) == tuple(scope.values())
+        assert got.metadata == {"q": "it's ?"} and got.usage.writes == 1 and got.usage.reads == 0
+        hits = s.search_vector(keys[0], space="v", k=10, **scope)
+        assert sorted(h.slot.id for h in hits) == sorted(x.id for x in slots)
+        assert s.count(space="v", user_id="o'brien ? %s") == 3
