@@ -110,8 +110,9 @@ def _sqlite_literal(value: Any) -> str | None:
     """``value`` (already through its column's bind processor) as an SQLite literal, or None to
     bind it. A batch's shared values (space, scope, counters, times) are written into the
     statement once: a 1e6 fill took 40.8 s so, and 43.4 s binding 24 parameters a slot and its
-    event instead of 8. Only NULL, integers and text are written (a text's quotes doubled; SQLite reads a
-    ``?`` inside a quoted literal as text); anything else, and text holding NUL, is bound."""
+    event instead of 8. Only NULL, integers and text are written (a text's quotes doubled;
+    SQLite reads a ``?`` inside a quoted literal as text); anything else, and text holding NUL,
+    is bound."""
     if value is None:
         return "NULL"
     if isinstance(value, int):  # bool included: SQLite stores it as 0 or 1
