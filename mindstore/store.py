@@ -66,6 +66,13 @@ _PHATIC = {
 }
 
 
+def _shared(items: list[Any]) -> list[Any] | Same:
+    """``Same(item)`` when every item is one object (a batch's one metadata dict, or no texts),
+    so the insert writes it once; else the list."""
+    first = items[0] if items else None
+    return Same(first) if items and all(x is first for x in items) else items
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -510,11 +517,11 @@ class MindStore:
             "user_id": Same(scope.user_id),
             "agent_id": Same(scope.agent_id),
             "session_id": Same(scope.session_id),
-            "text": [texts[i] for i in fresh],
+            "text": _shared([texts[i] for i in fresh]),
             "label": Same(None) if labels is None else [labels[i] for i in fresh],
             "key": [k.tobytes() for k in fresh_keys],
             "value": Same(None) if values is None else [values[i].tobytes() for i in fresh],
-            "metadata_": [metas[i] for i in fresh],
+            "metadata_": _shared([metas[i] for i in fresh]),
             "reads": Same(0),
             "writes": Same(1),
             "last_access": Same(now),
@@ -536,7 +543,7 @@ class MindStore:
                     "new_text": columns["text"], "old_metadata": Same(None), "new_metadata": columns["metadata_"], "at": Same(now)})
                 events: list[dict[str, Any]] = []
                 reinforced: dict[int, int] = {}
-                for i in range(n):
+                for i in range(n) if len(fresh) != n else ():  # reinforcements only
                     t = target[i]
                     if t is None:
                         continue
@@ -547,7 +554,8 @@ class MindStore:
                 for slot_id, times in reinforced.items():
                     s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
                 event_ids += insert_with_ids(s, EventRow, events)
-                all_ids = [new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
+                all_ids = fresh_ids if len(fresh) == n else [
+                    new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
                 # Only reinforced slots changed in SQL after their insert; new ones are returned from
                 # what was inserted (reading a million rows back cost a fifth of a bulk fill).
                 got: dict[int, Slot] = {r.id: self._slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(reinforced)))).all()} if reinforced else {}
