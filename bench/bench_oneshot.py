@@ -170,6 +170,7 @@ def scale(args: argparse.Namespace) -> None:
                     pick = rng.integers(0, len(base), m)
                     keys, labels = base[pick] + 0.1 * spread * noise, [f"train-{i // DRAWINGS}" for i in pick.tolist()]
                 store.add_vectors(keys, space="glyphs", labels=labels)
+            store.wait_trained("glyphs")  # time the steps on the trained lists, not on what served meanwhile
             fill_s += time.perf_counter() - t
             print(f"filled {size:,} distractors ({fill_s:.0f} s so far)", flush=True)
         accuracy = {}

@@ -317,7 +317,7 @@ def stats(
             line = f"space {sp['name']}: {sp['count']} slots, dim {sp['dim']}, keys from {sp['key_source']}"
             ix = sp["index"]
             if ix is not None:
-                line += f", index {ix['keys']} ({ix['kind']}) on {ix['device']}"
+                line += f", index {ix['keys']} ({ix['kind']}{', training IVF lists' if ix['training'] else ''}) on {ix['device']}"
                 if ix["recall_at_10"] is not None and ix["kind"] != "flat":
                     line += f", recall@10 {ix['recall_at_10']:.3f}"
                 if ix["file_bytes"] is not None:

@@ -32,8 +32,8 @@ class Config:
     """Spaces with at least this many keys switch from an exact (flat) key index to an approximate
     one (IVF): searches scan a few thousand keys and single-key writes cost O(1), so search time
     and a neural memory's read and write steps stay flat at millions of slots. The write that
-    crosses the size (and one each time the space grows 8x after) trains the lists, which takes
-    seconds (see ``train_in_background``). The default is where a flat scan stops being cheap: 4.4
+    crosses the size (and one each time the space grows 8x after) starts training the lists,
+    which takes seconds (in the background: see ``train_in_background``). The default is where a flat scan stops being cheap: 4.4
     ms a query at 100k keys on one core, where the IVF takes 0.8 ms at recall@10 1.000
     (docs/benchmarks.md). ``mindstore stats`` measures an index's recall. None keeps every search
     exact at any size."""
@@ -60,10 +60,12 @@ class Config:
     process killed in between loses at most this much of its read counts, never a write. 0 writes
     with every search."""
 
-    train_in_background: bool = False
+    train_in_background: bool = True
     """Train the approximate index's lists in a background thread (with a progress bar past 50k
-    keys) while the exact index keeps serving; changes made meanwhile are replayed before the swap.
-    False trains inside the write that crosses the size."""
+    keys) while the current index keeps serving every key; changes made meanwhile are replayed
+    before the swap, and ``close()`` waits for a training under way and saves what it built.
+    False trains inside the write that crosses the size, which then takes seconds (a 1e6 fill of
+    the scale bench returned in 33.7 s with it and 40.8 s without; docs/benchmarks.md)."""
     capacity: int | None = None
     """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
     then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""

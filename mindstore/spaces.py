@@ -57,6 +57,7 @@ class IndexInfo:
     file_bytes: int | None
     repaired: str | None  # how the last open fixed the index, if it had to
     recall_at_10: float | None = None  # measured against an exhaustive scan when asked for
+    training: bool = False  # IVF lists are being trained in the background (kind: what serves now)
 
 
 def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
@@ -203,6 +204,7 @@ class SpaceIndex:
             self.name, "ivf" if idx.approximate else "flat", idx.device, len(idx), idx.seq, len(self.gaps),
             str(self.path) if self.path is not None else None, size, self.repaired,
             idx.recall(10, sample=recall_sample) if recall_sample else None,
+            not idx.wait_trained(timeout=0),
         )
 
     def save(self) -> None:

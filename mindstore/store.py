@@ -158,6 +158,7 @@ class MindStore:
             if self._closed:
                 return
             for sp in self._spaces.values():
+                sp.index.wait_trained()  # a training under way: its lists are what to save
                 sp.save_if_dirty()
             for lex in self._lexical.values():
                 lex.save_if_dirty()
@@ -321,6 +322,19 @@ class MindStore:
                 raise SpaceError(f"space {self.space!r} has no slots yet, so no key index; add a memory first")
             sp.catch_up()
             return sp.info(recall_sample=recall_sample)
+
+    def wait_trained(self, space: str | None = None, timeout: float | None = None) -> bool:
+        """Wait until a background training of a space's approximate key index (default: the
+        text space; see ``Config.train_in_background``) has finished and its lists serve
+        searches. True when none is under way; False if ``timeout`` seconds passed first."""
+        self._check_open()
+        with self._lock:
+            sp = self._resolve_space(space)
+        if sp is None:
+            return True
+        sp.index.join_training(timeout)  # without the lock: the store stays usable meanwhile
+        with self._lock:
+            return sp.index.wait_trained(0)
 
     def usage_histogram(self, space: str | None = None) -> dict[str, int]:
         """How many slots of a space were accessed (reads + writes) 1, 2-3, 4-9, 10-99 and 100+ times."""

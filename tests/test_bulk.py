@@ -31,7 +31,8 @@ def test_a_big_batch_lands_whole_in_sql_and_in_an_ivf_index(db_url: str, tmp_pat
     # while the rows go to SQL; the IVF starts at 3000 keys, so the second call adds by list.
     keys = np.random.default_rng(1).normal(size=(12_000, 16)).astype(np.float32)
     meta = {"source": "import", "n": 1}
-    with MindStore(db_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000)) as s:
+    config = Config(index_dir=tmp_path / "i", approximate_from=3000, train_in_background=False)
+    with MindStore(db_url, config=config) as s:
         s.create_space("v", dim=16, key_source="test")
         slots = s.add_vectors(keys[:6000], space="v", user_id="u", metadata=meta)
         slots += s.add_vectors(keys[6000:], space="v", user_id="u", metadata=meta)
@@ -86,7 +87,7 @@ def test_a_failed_bulk_insert_leaves_the_index_untouched(sqlite_url: str, tmp_pa
     # The batch's keys are being prepared in the worker thread when the SQL insert fails: nothing
     # reaches SQL or the index, and the next add goes through whole.
     keys = np.random.default_rng(3).normal(size=(9000, 16)).astype(np.float32)
-    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000)) as s:
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000, train_in_background=False)) as s:
         s.create_space("v", dim=16, key_source="test")
         first = s.add_vectors(keys[:3000], space="v", user_id="u")
         with s._engine.begin() as c:

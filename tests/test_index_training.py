@@ -43,3 +43,19 @@ def test_store_with_background_training_stays_true_to_sql(sqlite_url: str, tmp_p
     with MindStore(sqlite_url, config=config) as s:
         info = s.index_info("v")
         assert info.keys == 2999 and info.kind == "ivf" and not (info.repaired or "").startswith("rebuilt")
+
+
+def test_close_waits_for_a_training_and_saves_its_lists(sqlite_url: str, tmp_path) -> None:
+    # The default trains in the background; a process that adds and closes at once (a bulk
+    # import) must leave the trained IVF on disk, not the index that served meanwhile.
+    keys = np.random.default_rng(2).normal(size=(5000, 16)).astype(np.float32)
+    config = Config(index_dir=tmp_path / "i", approximate_from=4000)
+    assert config.train_in_background
+    with MindStore(sqlite_url, config=config) as s:
+        s.create_space("v", dim=16, key_source="test")
+        ids = [x.id for x in s.add_vectors(keys, space="v", user_id="u")]
+        assert s.search_vector(keys[77], space="v", k=1)[0].slot.id == ids[77]  # served meanwhile
+    with MindStore(sqlite_url, config=config) as s:
+        info = s.index_info("v")
+        assert (info.kind, info.keys, info.training, info.repaired) == ("ivf", 5000, False, None)
+        assert s.wait_trained("v") and s.search_vector(keys[4321], space="v", k=1)[0].slot.id == ids[4321]

@@ -12,9 +12,10 @@ def test_index_info_reports_ivf_recall_against_exact(sqlite_url: str, tmp_path) 
     keys = np.random.default_rng(0).normal(size=(4000, 16)).astype(np.float32)
     with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i", approximate_from=2000)) as s:
         s.create_space("v", dim=16, key_source="test")
-        s.add_vectors(keys, space="v", user_id="u")
+        s.add_vectors(keys, space="v", user_id="u")  # crosses 2000: the lists train in the background
+        assert s.wait_trained("v", timeout=120)
         info = s.index_info("v", recall_sample=50)
-        assert (info.kind, info.keys, info.device, info.pending_gaps) == ("ivf", 4000, "cpu", 0)
+        assert (info.kind, info.keys, info.device, info.pending_gaps, info.training) == ("ivf", 4000, "cpu", 0, False)
         assert 0.5 <= info.recall_at_10 <= 1.0
         assert s.index_info("v").recall_at_10 is None
         s.search_vector(keys[0], space="v", user_id="u", k=1)

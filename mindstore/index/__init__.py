@@ -268,10 +268,16 @@ class KeyIndex:
 
     def wait_trained(self, timeout: float | None = None) -> bool:
         """Wait for a background training to finish and swap it in; True if none is running."""
-        if self._training is not None:
-            self._training.join(timeout)
+        self.join_training(timeout)
         self._swap_if_trained()
         return self._training is None
+
+    def join_training(self, timeout: float | None = None) -> None:
+        """Only wait for a background training (changes nothing: callers that serialise access to
+        the index can wait without holding their lock, then swap with ``wait_trained(0)``)."""
+        thread = self._training
+        if thread is not None:
+            thread.join(timeout)
 
     def _set_nprobe(self) -> None:
         """Probe enough lists to scan about ``_IVF_SCAN`` keys at the index's current size."""
