@@ -128,8 +128,7 @@ class MindStoreVectorStore(VectorStore):
                 raise InvalidInputError("delete() without ids empties the scope; open the vector store with user_id, agent_id or session_id")
             self.store.delete_all(**self.scope)
             return True
-        for slot in self._slots([str(i) for i in ids]):
-            self.store.delete(slot.id)
+        self.store.delete_many(slot.id for slot in self._slots([str(i) for i in ids]))
         return True
 
     # -- reads -------------------------------------------------------------------------------

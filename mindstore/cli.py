@@ -247,11 +247,7 @@ def rm(
                     raise typer.Exit(1)
                 deleted = store.delete_all(user_id=user, agent_id=agent, session_id=session)
             else:
-                for i in ids or []:
-                    store.get(i)  # check them all first: delete none if one is unknown
-                for i in ids or []:
-                    store.delete(i)
-                deleted = len(ids or [])
+                deleted = store.delete_many(ids or [])  # all or none: one unknown id deletes nothing
         except MindStoreError as exc:
             _fail(str(exc))
         _print_json({"deleted": deleted}) if as_json else typer.echo(f"deleted {deleted}")

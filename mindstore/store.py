@@ -761,6 +761,41 @@ class MindStore:
             row, space = self._row(id)
             self._delete_rows(self._space_index(space), [row])
 
+    def delete_many(self, ids: Iterable[int]) -> int:
+        """Forget these slots, in any spaces, in one transaction: all of them, or none if one id is
+        unknown (NotFoundError) or not an integer. Repeated ids count once. Returns how many were
+        deleted; their histories stay readable through :meth:`history`."""
+        self._check_open()
+        if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+            raise InvalidInputError("ids must be a list of slot ids; use delete() for one")
+        wanted: dict[int, None] = {}
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise InvalidInputError(f"slot ids are integers, got {i!r}")
+            wanted[int(i)] = None
+        if not wanted:
+            return 0
+        order = list(wanted)
+        with self._lock:
+            with self._sessions() as s:
+                rows = [r for start in range(0, len(order), 10_000)
+                        for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(order[start : start + 10_000]))).all()]
+                names = self._space_names(s)
+            missing = set(order) - {r.id for r in rows}
+            if missing:
+                shown = ", ".join(map(str, sorted(missing)[:5])) + (" ..." if len(missing) > 5 else "")
+                raise NotFoundError(f"no slot with id {shown}; nothing was deleted (list ids with store.list() or `mindstore list`)")
+            by_space: dict[int, list[SlotRow]] = {}
+            for r in rows:
+                by_space.setdefault(r.space_id, []).append(r)
+            spaces = {sid: self._space_index(names[sid]) for sid in by_space}
+            try:
+                with self._sessions() as s, s.begin():
+                    eids = {sid: self._delete_in(s, spaces[sid], part, "delete") for sid, part in by_space.items()}
+            except SQLAlchemyError as exc:
+                raise DatabaseError(f"delete failed, nothing was deleted: {exc}") from exc
+            return sum(self._deleted(spaces[sid], [r.id for r in part], eids[sid]) for sid, part in by_space.items())
+
     def delete_all(
         self,
         *,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mindstore import Config, Event, Hit, InvalidVectorError, MindStore, NotFoundError, Page, Slot
+from mindstore import Config, Event, Hit, InvalidInputError, InvalidVectorError, MindStore, NotFoundError, Page, Slot
 
 
 def test_add_returns_slot_with_scope_metadata_and_usage(store: MindStore) -> None:
@@ -158,6 +158,26 @@ def test_delete_forgets_but_history_remains(store: MindStore) -> None:
     assert [e.kind for e in store.history(gone.id)] == ["add", "delete"]
     assert store.history(gone.id)[-1].old_text == "forget me"
     assert store.count() == 1
+
+
+def test_delete_many_is_all_or_nothing_across_spaces(store: MindStore, db_url: str, config) -> None:
+    texts = store.add_many(["alpha note", "beta note", "gamma note"], user_id="u", dedup=False)
+    store.create_space("v", dim=4, key_source="test")
+    vecs = store.add_vectors(np.eye(4, dtype=np.float32), space="v", user_id="u")
+    with pytest.raises(NotFoundError, match="nothing was deleted"):
+        store.delete_many([texts[0].id, vecs[1].id, 987_654])
+    with pytest.raises(InvalidInputError):
+        store.delete_many([texts[0].id, "2"])
+    with pytest.raises(InvalidInputError):
+        store.delete_many("12")
+    assert store.count() == 3 and store.count(space="v") == 4  # nothing changed
+    assert store.delete_many([texts[0].id, vecs[1].id, texts[0].id, np.int64(vecs[3].id)]) == 3
+    assert store.delete_many([]) == 0
+    assert [e.kind for e in store.history(vecs[1].id)] == ["add", "delete"]
+    assert sorted(h.slot.id for h in store.search("note", user_id="u", k=5)) == [texts[1].id, texts[2].id]
+    assert [h.slot.id for h in store.search_vector(np.eye(4, dtype=np.float32)[1], space="v", k=4)] == [vecs[0].id, vecs[2].id]
+    with MindStore(db_url, config=Config(index_dir=config.index_dir.parent / "other")) as other:  # its own index, built from SQL
+        assert [h.slot.id for h in other.search_vector(np.eye(4, dtype=np.float32)[3], space="v", k=4)] == [vecs[0].id, vecs[2].id]
 
 
 def test_delete_all_removes_only_that_scope(store: MindStore) -> None:
