@@ -64,8 +64,8 @@ class Config:
     """Train the approximate index's lists in a background thread (with a progress bar past 50k
     keys) while the current index keeps serving every key; changes made meanwhile are replayed
     before the swap, and ``close()`` waits for a training under way and saves what it built.
-    False trains inside the write that crosses the size, which then takes seconds (a 1e6 fill of
-    the scale bench returned in 33.7 s with it and 40.8 s without; docs/benchmarks.md)."""
+    False trains inside the write that crosses the size, which then takes seconds (filling 1e6
+    keys took 32.7 s with background training and 40.8 s without; docs/benchmarks.md)."""
     capacity: int | None = None
     """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
     then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""
