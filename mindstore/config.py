@@ -33,9 +33,9 @@ class Config:
     one (IVF): searches scan a few thousand keys and single-key writes cost O(1), so search time
     and a neural memory's read and write steps stay flat at millions of slots. The write that
     crosses the size (and one each time the space grows 8x after) starts training the lists,
-    which takes seconds (in the background: see ``train_in_background``). The default is where a flat scan stops being cheap: 4.4
-    ms a query at 100k keys on one core, where the IVF takes 0.8 ms at recall@10 1.000
-    (docs/benchmarks.md). ``mindstore stats`` measures an index's recall. None keeps every search
+    which takes seconds (in the background: see ``train_in_background``). The default is where
+    a flat scan stops being cheap: 4.4 ms a query at 100k keys on one core, where the IVF takes
+    0.8 ms at recall@10 1.000 (docs/benchmarks.md). ``mindstore stats`` measures an index's recall. None keeps every search
     exact at any size."""
     search_mode: str = "hybrid"
     """How ``search`` ranks text slots unless a call says otherwise: ``hybrid`` (dense and BM25,
