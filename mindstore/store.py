@@ -66,11 +66,11 @@ _PHATIC = {
 }
 
 
-def _shared(items: list[Any]) -> list[Any] | Same:
-    """``Same(item)`` when every item is one object (a batch's one metadata dict, or no texts),
-    so the insert writes it once; else the list."""
-    first = items[0] if items else None
-    return Same(first) if items and all(x is first for x in items) else items
+def _check_id(id: Any) -> int:
+    """A slot id as an int, or InvalidInputError."""
+    if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
+        raise InvalidInputError(f"slot ids are integers, got {id!r}")
+    return int(id)
 
 
 def _now() -> datetime:
@@ -531,11 +531,11 @@ class MindStore:
             "user_id": Same(scope.user_id),
             "agent_id": Same(scope.agent_id),
             "session_id": Same(scope.session_id),
-            "text": _shared([texts[i] for i in fresh]),
+            "text": [texts[i] for i in fresh],
             "label": Same(None) if labels is None else [labels[i] for i in fresh],
             "key": [k.tobytes() for k in fresh_keys],
             "value": Same(None) if values is None else [values[i].tobytes() for i in fresh],
-            "metadata_": _shared([metas[i] for i in fresh]),
+            "metadata_": [metas[i] for i in fresh],
             "reads": Same(0),
             "writes": Same(1),
             "last_access": Same(now),
@@ -756,10 +756,7 @@ class MindStore:
 
     def delete(self, id: int) -> None:
         """Forget one slot. Its history stays readable through :meth:`history`."""
-        self._check_open()
-        with self._lock:
-            row, space = self._row(id)
-            self._delete_rows(self._space_index(space), [row])
+        self.delete_many([_check_id(id)])
 
     def delete_many(self, ids: Iterable[int]) -> int:
         """Forget these slots, in any spaces, in one transaction: all of them, or none if one id is
@@ -768,14 +765,9 @@ class MindStore:
         self._check_open()
         if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
             raise InvalidInputError("ids must be a list of slot ids; use delete() for one")
-        wanted: dict[int, None] = {}
-        for i in ids:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-                raise InvalidInputError(f"slot ids are integers, got {i!r}")
-            wanted[int(i)] = None
-        if not wanted:
+        order = list(dict.fromkeys(_check_id(i) for i in ids))
+        if not order:
             return 0
-        order = list(wanted)
         with self._lock:
             with self._sessions() as s:
                 rows = [r for start in range(0, len(order), 10_000)
@@ -883,10 +875,8 @@ class MindStore:
     # -- reads -------------------------------------------------------------------------------
 
     def _row(self, id: Any) -> tuple[SlotRow, str]:
-        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
-            raise InvalidInputError(f"slot ids are integers, got {id!r}")
         with self._sessions() as s:
-            row = s.get(SlotRow, int(id))
+            row = s.get(SlotRow, _check_id(id))
             if row is None:
                 raise NotFoundError(f"no slot with id {id}; list ids with store.list() or `mindstore list`")
             return row, self._space_names(s)[row.space_id]

@@ -55,10 +55,10 @@ def insert_with_ids(s: Session, model: type, rows: list[dict[str, Any]]) -> list
 
 def insert_columns(s: Session, model: type, n: int, columns: dict[str, list[Any] | Same]) -> list[int]:
     """Insert ``n`` rows given column by column (attribute name -> one value per row, or
-    ``Same(value)`` for all of them) and return their ids, in order. A bulk add builds its batch
-    this way: most columns (space, scope, times, counters) hold one value, and binding it once
-    instead of per row was most of the Python time of a fill. On SQLite the caller must already
-    hold the database's write lock."""
+    ``Same(value)`` for all of them; a list holding one object in every row counts as that) and
+    return their ids, in order. A bulk add builds its batch this way: most columns (space,
+    scope, times, counters) hold one value, and binding it once instead of per row was most of
+    the Python time of a fill. On SQLite the caller must already hold the database's write lock."""
     if n == 0:
         return []
     table = model.__table__
@@ -78,6 +78,8 @@ def insert_columns(s: Session, model: type, n: int, columns: dict[str, list[Any]
     marks = [mark]
     for a, col in zip(attrs, cols):
         values = columns[a]
+        if not isinstance(values, Same) and len(values) == n and all(v is values[0] for v in values):
+            values = Same(values[0])  # one object in every row (a batch's one metadata dict, no texts)
         impl = col.type.dialect_impl(dialect)
         # Bytes go to the driver as they are (both sqlite3 and psycopg take them): LargeBinary's
         # processor only wraps each value in the driver's Binary, a million calls for a fill.
