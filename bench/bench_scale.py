@@ -29,7 +29,7 @@ from report import table, write_section  # noqa: E402
 
 from mindstore import Config, MindStore  # noqa: E402
 from mindstore.embed import default_embedder  # noqa: E402
-from mindstore.index import KeyIndex, normalize  # noqa: E402
+from mindstore.index import KeyIndex, _ivf_lists, _trained_ivf, normalize  # noqa: E402
 
 DIM = 384
 CHUNK = 1_000  # slots per user chunk
@@ -127,6 +127,17 @@ def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_f
             f"{recall:.3f}", f"{small_ok:.2f}", f"{opened:.2f} / {ready:.2f}", f"{disk / (n + 50):,.0f}", f"{rss:,.0f}"]
 
 
+def latency_recall(qv: np.ndarray, truth: np.ndarray, search) -> tuple[float, float, float]:  # noqa: ANN001
+    """(p50 ms, p95 ms, recall@10) of ``search`` (one query (1, d) -> its top-10 ids), one query at a time."""
+    lat, got = [], []
+    for q in qv:
+        t = time.perf_counter()
+        got.append(search(q[None]))
+        lat.append(time.perf_counter() - t)
+    p50, p95 = percentiles(lat)
+    return p50, p95, float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]))
+
+
 def compare(n: int, centres: np.ndarray, nq: int) -> str:
     """IVF (this index) against HNSW (faiss IndexHNSWFlat, M=32) on the key index alone."""
     import faiss
@@ -137,13 +148,7 @@ def compare(n: int, centres: np.ndarray, nq: int) -> str:
     rows = []
 
     def measure(name: str, build_s: float, search) -> None:  # noqa: ANN001
-        lat, got = [], []
-        for q in qv:
-            t = time.perf_counter()
-            got.append(search(q[None]))
-            lat.append(time.perf_counter() - t)
-        p50, p95 = percentiles(lat)
-        rec = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]))
+        p50, p95, rec = latency_recall(qv, truth, search)
         rows.append([name, f"{build_s:.1f}", f"{p50:.2f} / {p95:.2f}", f"{rec:.3f}"])
         print(" ", rows[-1], flush=True)
 
@@ -174,25 +179,17 @@ def list_counts(n: int, centres: np.ndarray, nq: int) -> str:
     qv = normalize(make_keys(centres, nq, seed=n + 1))
     truth = exact_top(keys, qv, 10)
     rows = []
-    for nlist, why in ((int(4 * np.sqrt(100_000)), "4 sqrt(1e5): the lists trained at 100k"), (int(2 * np.sqrt(n)), "2 sqrt(N)"), (int(4 * np.sqrt(n)), "4 sqrt(N)")):
+    for nlist, why in ((int(4 * np.sqrt(100_000)), "4 sqrt(1e5)"), (_ivf_lists(n), "2 sqrt(N), the rule"), (int(4 * np.sqrt(n)), "4 sqrt(N), the old rule")):
         t = time.perf_counter()
-        sample = keys[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
-        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        ivf.by_residual = False
-        ivf.train(sample)
+        ivf = _trained_ivf(DIM, keys, nlist)  # the key index's own IVF, before its keys
         trained = time.perf_counter() - t
-        ivf.add(keys)
+        ivf.add_with_ids(keys, np.arange(n))
         built = time.perf_counter() - t
         faiss.omp_set_num_threads(1)
         for scan in (8_192, 16_384):
             ivf.nprobe = int(min(nlist, max(8, scan * nlist // n)))
-            lat, got = [], []
-            for q in qv:
-                t = time.perf_counter()
-                got.append(ivf.search(q[None], 10)[1][0])
-                lat.append(time.perf_counter() - t)
-            rec = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]))
-            rows.append([f"{nlist:,} ({why})", f"{trained:.1f}", f"{built:.1f}", f"{ivf.nprobe} (~{scan:,})", f"{percentiles(lat)[0]:.2f}", f"{rec:.3f}"])
+            p50, _, rec = latency_recall(qv, truth, lambda q: ivf.search(q, 10)[1][0])
+            rows.append([f"{nlist:,} ({why})", f"{trained:.1f}", f"{built:.1f}", f"{ivf.nprobe} (~{scan:,})", f"{p50:.2f}", f"{rec:.3f}"])
             print(" ", rows[-1], flush=True)
         faiss.omp_set_num_threads(os.cpu_count() or 1)
     return table(["lists", "k-means s", "k-means + add s", "nprobe (keys scanned)", "search p50 ms", "recall@10"], rows)

@@ -461,24 +461,36 @@ class KeyIndex:
 
 
 def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, bar: tqdm | None = None) -> faiss.Index:
-    """An IVF of about 2 sqrt(N) lists trained on a sample of ``vectors``, holding all of them.
+    """An IVF of :func:`_ivf_lists` lists trained on a sample of ``vectors``, holding all of them."""
+    n = len(ids)
+    ivf = _trained_ivf(dim, vectors, _ivf_lists(n))
+    for start in range(0, n, 100_000):
+        ivf.add_with_ids(vectors[start : start + 100_000], ids[start : start + 100_000])
+        if bar is not None:
+            bar.update(min(100_000, n - start))
+    return ivf
+
+
+def _ivf_lists(n: int) -> int:
+    """How many lists an IVF of ``n`` keys gets: about 2 sqrt(n).
 
     A search scans a fixed ~16k keys (``_IVF_SCAN``), so more lists buy a finer partition, not
-    less scanning. At 1e6 bench keys, 1,264, 1,788 and 3,577 lists (sqrt(N) times 1.3, 2 and 4)
-    gave the same recall@10 (0.998) while 4 sqrt(N) cost 22 s of k-means and 37 s of build against
-    5.5 s and 13.5 s for 2 sqrt(N): k-means costs lists x sample, and the sample grows with the
-    lists (docs/benchmarks.md, scale section)."""
-    n = len(ids)
-    nlist = max(1, min(int(2 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
+    less scanning, while k-means costs lists x sample and the sample grows with the lists. At 1e6
+    bench keys, 1,264, 2,000 and 4,000 lists gave the same recall@10 (``python
+    bench/bench_scale.py --lists 1000000``, docs/benchmarks.md) and 4 sqrt(n) took four times the
+    k-means of 2 sqrt(n)."""
+    return max(1, min(int(2 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
+
+
+def _trained_ivf(dim: int, vectors: np.ndarray, nlist: int) -> faiss.Index:
+    """An empty IVF of ``nlist`` lists (float16 codes of the vectors themselves, a hash-table id
+    map) whose centroids are k-means on up to 40 of ``vectors`` a list."""
+    n = len(vectors)
     sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)]
     ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     ivf.by_residual = False  # codes are the float16 vectors themselves, as in the flat index
     ivf.train(sample)
     ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-    for start in range(0, n, 100_000):
-        ivf.add_with_ids(vectors[start : start + 100_000], ids[start : start + 100_000])
-        if bar is not None:
-            bar.update(min(100_000, n - start))
     return ivf
 
 
