@@ -207,11 +207,12 @@ class SpaceIndex:
             not idx.wait_trained(timeout=0),
         )
 
-    def save(self) -> None:
+    def save(self, *, background: bool = False) -> None:
+        """Save the index to its file (``background``: from a thread, see :meth:`KeyIndex.save`)."""
         if self.path is not None:
             # A reopened index re-reads from before its oldest open gap (re-applying a change is
             # harmless: catch-up reads the slot's current row).
-            self.index.save(self.path, seq=min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1))
+            self.index.save(self.path, seq=min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1), background=background)
         self.changes_since_save = 0
 
     def save_if_dirty(self) -> None:

@@ -41,7 +41,7 @@ from .index import Prepared
 from .lexical import LexicalIndex
 from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
-from .slots import Event, Hit, Page, Scope, Slot, Usage
+from .slots import Event, Hit, Page, Scope, Slot, Usage, new_slots
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
@@ -160,6 +160,7 @@ class MindStore:
             for sp in self._spaces.values():
                 sp.index.wait_trained()  # a training under way: its lists are what to save
                 sp.save_if_dirty()
+                sp.index.join_save()  # a save from a thread, if the index has not changed since
             for lex in self._lexical.values():
                 lex.save_if_dirty()
             self._flush_reads()
@@ -577,11 +578,10 @@ class MindStore:
             if prep is not None:
                 prep.result()
             raise DatabaseError(f"write failed, nothing was stored: {exc}") from exc
-        for i in fresh:
-            slot_id = new_ids[i]
-            if slot_id not in got:
-                got[slot_id] = Slot(id=slot_id, space=sp.name, scope=scope, text=texts[i], metadata=dict(metas[i]),
-                                    label=labels[i] if labels is not None else None, usage=Usage(0, 1, now), created_at=now, updated_at=now)
+        made = [i for i in fresh if new_ids[i] not in got]  # a reinforced new slot was read back
+        got.update(zip((new_ids[i] for i in made), new_slots(
+            [new_ids[i] for i in made], sp.name, scope, [texts[i] for i in made], [metas[i] for i in made],
+            [None] * len(made) if labels is None else [labels[i] for i in made], now)))
         # Committed: now the derived index.
         if new_ids:
             ids = np.array(list(new_ids.values()), dtype=np.int64)
@@ -607,9 +607,11 @@ class MindStore:
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n
         # A save writes the whole index, so past save_index_every keys it waits for a quarter of
-        # the index to change (amortised O(1) a change); catch-up replays the rest on open.
-        if sp.changes_since_save >= max(self.config.save_index_every, len(sp.index) // 4):
-            sp.save()
+        # the index to change (amortised O(1) a change); catch-up replays the rest on open. A copy
+        # is written from a thread, off the writer's path, and while one is still writing no
+        # other starts: on a slow disk saves come less often instead of queueing behind it.
+        if sp.changes_since_save >= max(self.config.save_index_every, len(sp.index) // 4) and not sp.index.saving:
+            sp.save(background=True)
 
     def add_messages(
         self,

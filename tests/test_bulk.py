@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
 
 from mindstore import Config, DatabaseError, MindStore
 from mindstore.index import KeyIndex, Prepared, normalize
+from mindstore.slots import Scope, Slot, Usage, new_slots
 
 
 def test_ids_of_deleted_slots_are_never_handed_out_again(db_url: str, tmp_path) -> None:
@@ -119,3 +123,18 @@ def test_shared_values_with_quotes_and_placeholders_round_trip(db_url: str, tmp_
         hits = s.search_vector(keys[0], space="v", k=10, **scope)
         assert sorted(h.slot.id for h in hits) == sorted(x.id for x in slots)
         assert s.count(space="v", user_id="o'brien ? %s") == 3
+
+
+def test_new_slots_equal_their_dataclass_and_own_their_metadata() -> None:
+    now = datetime.now(timezone.utc)
+    scope = Scope("u", "a", None)
+    shared = {"source": "import"}
+    made = new_slots([5, 6], "chat", scope, ["x", None], [shared, shared], [None, "L"], now)
+    assert made == [
+        Slot(id=5, space="chat", scope=scope, text="x", metadata={"source": "import"}, label=None, usage=Usage(0, 1, now), created_at=now, updated_at=now),
+        Slot(id=6, space="chat", scope=scope, text=None, metadata={"source": "import"}, label="L", usage=Usage(0, 1, now), created_at=now, updated_at=now),
+    ]
+    made[0].metadata["x"] = 1
+    assert made[1].metadata == shared == {"source": "import"}
+    with pytest.raises(FrozenInstanceError):
+        made[0].text = "y"  # type: ignore[misc]

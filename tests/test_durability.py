@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,43 @@ def test_vector_space_survives_reopen(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=config) as s:
         assert s.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
         assert len(s._space_index("v").index) == 50
+
+
+def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    import mindstore.index as mod
+
+    write = mod._write_index
+    monkeypatch.setattr(mod, "_write_index", lambda *a: (time.sleep(0.5), write(*a)))
+    config = Config(index_dir=tmp_path / "index", save_index_every=20)
+    keys = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    with MindStore(db_url, config=config) as s:
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(keys, space="v", user_id="u")  # the 20th change: a save starts in a thread
+        saving = s._space_index("v").index._saving
+        assert saving is not None and saving.is_alive()
+    assert not saving.is_alive()
+    assert json.loads((Path(config.index_dir) / "v.faiss.json").read_text())["count"] == 20
+    with MindStore(db_url, config=config) as s:
+        sp = s._space_index("v")  # the file is whole: loaded, not rebuilt
+        assert not (sp.repaired or "").startswith("rebuilt") and len(sp.index) == 20
+
+
+def test_no_second_save_starts_while_one_is_writing(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    import mindstore.index as mod
+
+    gate, write = threading.Event(), mod._write_index
+    monkeypatch.setattr(mod, "_write_index", lambda *a: (gate.wait(10), write(*a)))
+    config = Config(index_dir=tmp_path / "index", save_index_every=10)
+    keys = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    with MindStore(db_url, config=config) as s:
+        s.create_space("v", dim=8, key_source="test")
+        sp = s._space_index("v")
+        s.add_vectors(keys[:10], space="v", user_id="u")
+        first = sp.index._saving
+        s.add_vectors(keys[10:30], space="v", user_id="u")  # past the threshold again, but the first still writes
+        assert sp.index._saving is first and first.is_alive() and sp.changes_since_save == 20
+        gate.set()
+        first.join()
+        s.add_vectors(keys[30:], space="v", user_id="u")  # now the next save starts
+        assert sp.index._saving is not first and sp.changes_since_save == 0
+    assert json.loads((Path(config.index_dir) / "v.faiss.json").read_text())["count"] == 40

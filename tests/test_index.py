@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,41 @@ def test_save_load_round_trip_and_damage(data, tmp_path: Path) -> None:
         KeyIndex.load(path, dim=32)
     with pytest.raises(IndexFileError):
         KeyIndex.load(tmp_path / "missing.faiss", dim=32)
+
+
+def test_background_save_writes_the_index_as_it_was(data, tmp_path: Path, monkeypatch) -> None:
+    import mindstore.index as mod
+
+    gate = threading.Event()
+    write = mod._write_index
+    monkeypatch.setattr(mod, "_write_index", lambda *a: (gate.wait(10), write(*a)))
+    ix = KeyIndex(32)
+    ix.add(np.arange(100), data[:100])
+    ix.seq = 7
+    path = tmp_path / "x.faiss"
+    ix.save(path, background=True)
+    assert not ix.dirty and not path.exists()  # returned before writing
+    ix.add(np.arange(100, 150), data[100:150])  # changes while the copy is written
+    ix.remove(np.arange(10))
+    ix.seq = 9
+    gate.set()
+    ix.join_save()
+    back = KeyIndex.load(path, dim=32)
+    assert back.seq == 7 and len(back) == 100 and sorted(back.ids().tolist()) == list(range(100))
+    np.testing.assert_array_equal(back.reconstruct(np.arange(100)), normalize(data[:100]).astype(np.float16).astype(np.float32))
+    assert len(ix) == 140 and ix.dirty
+
+
+def test_failed_background_save_keeps_the_index_dirty(data, tmp_path: Path, caplog) -> None:
+    ix = KeyIndex(32)
+    ix.add(np.arange(10), data[:10])
+    (tmp_path / "file").write_text("a file, not a folder")
+    with caplog.at_level("WARNING", logger="mindstore"):
+        ix.save(tmp_path / "file" / "x.faiss", background=True)
+        ix.join_save()
+    assert ix.dirty and "saving the key index" in caplog.text
+    ix.save(tmp_path / "x.faiss")  # the next save goes through
+    assert not ix.dirty and len(KeyIndex.load(tmp_path / "x.faiss", dim=32)) == 10
 
 
 def test_device_is_cpu_without_gpu() -> None:

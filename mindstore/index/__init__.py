@@ -13,6 +13,7 @@ reads and writes a few slots per step needs at millions of slots (Rae et al. 201
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import zlib
@@ -38,6 +39,8 @@ _SMALL_BATCH = 16  # queries; up to this many are searched on one thread
 _IVF_REGROW = 8  # retrain the IVF lists when the index has grown this many times since training
 _IVF_SCAN = 16_384  # keys an IVF search scans per query (nprobe = this / mean list length)
 _READ_CHUNK = 16 << 20  # bytes read at a time while checking an index file
+
+log = logging.getLogger("mindstore")
 
 
 class IndexFileError(Exception):
@@ -123,6 +126,7 @@ class KeyIndex:
         self._trained: faiss.Index | None = None
         self._replay: list[tuple[np.ndarray, np.ndarray | None]] = []  # (ids, vectors or None: removed)
         self.training_progress: tqdm | None = None  # the bar of a background training, while it runs
+        self._saving: threading.Thread | None = None  # a save writing a copy of the index
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -380,42 +384,45 @@ class KeyIndex:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path, *, seq: int | None = None) -> None:
+    def save(self, path: Path, *, seq: int | None = None, background: bool = False) -> None:
         """Write the index and its metadata atomically (temp file, then rename). ``seq`` (default:
-        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from."""
+        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from.
+
+        ``background``: write a copy of the index from a thread and return at once. Copying is a
+        memory copy (about 1 s and the index's size again in memory at 1e6 keys), the write and
+        its fsync are what takes long, and the index stays free for adds and searches meanwhile.
+        Saves run one at a time: each first waits for the one before (:meth:`join_save`)."""
+        self.join_save()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Streamed to the file, the checksum taken on the way: serialising to memory first
-        # (faiss.serialize_index) grew a buffer and copied it twice, 12 of the 16 s that a 1e6
-        # fill spent saving.
-        size, crc = 0, 0
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-
-            def write(chunk: bytes) -> None:
-                nonlocal size, crc
-                size += len(chunk)
-                crc = zlib.crc32(chunk, crc)
-                f.write(chunk)
-
-            faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        meta = {
-            "format": _FORMAT,
-            "dim": self.dim,
-            "seq": int(self.seq if seq is None else seq),
-            "count": len(self),
-            "bytes": size,
-            "crc32": crc,
-            "trained_at": self._trained_at,
-        }
-        meta_path = _meta_path(path)
-        tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, meta_path)
+        meta = {"format": _FORMAT, "dim": self.dim, "seq": int(self.seq if seq is None else seq), "count": len(self), "trained_at": self._trained_at}
+        if not background:
+            _write_index(self._index, path, meta)
+            self.dirty = False
+            return
+        copy = faiss.clone_index(self._index)
         self.dirty = False
+
+        def work() -> None:
+            try:
+                _write_index(copy, path, meta)
+            except Exception as exc:  # the file on disk is still the last whole save
+                log.warning("saving the key index to %s failed (%s); it is saved again later", path, exc)
+                self.dirty = True
+
+        # Not a daemon: a program that exits without closing its store still finishes the write.
+        self._saving = threading.Thread(target=work, name="mindstore-index-save")
+        self._saving.start()
+
+    @property
+    def saving(self) -> bool:
+        """A save started with ``background=True`` is still writing."""
+        return self._saving is not None and self._saving.is_alive()
+
+    def join_save(self) -> None:
+        """Wait for a save running in the background, if any."""
+        thread, self._saving = self._saving, None
+        if thread is not None:
+            thread.join()
 
     @classmethod
     def load(cls, path: Path, *, dim: int, device: str = "auto", approximate_from: int | None = None, background: bool = False) -> KeyIndex:
@@ -492,6 +499,33 @@ def _trained_ivf(dim: int, vectors: np.ndarray, nlist: int) -> faiss.Index:
     ivf.train(sample)
     ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
     return ivf
+
+
+def _write_index(index: faiss.Index, path: Path, meta: dict[str, int]) -> None:
+    """``index`` to ``path`` and ``meta`` (plus its size and CRC-32) beside it, each through a temp
+    file and a rename, so a reader finds the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Streamed to the file, the checksum taken on the way: serialising to memory first
+    # (faiss.serialize_index) grew a buffer and copied it twice, 12 of the 16 s that a 1e6
+    # fill spent saving.
+    size, crc = 0, 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+
+        def write(chunk: bytes) -> None:
+            nonlocal size, crc
+            size += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+            f.write(chunk)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    meta_path = _meta_path(path)
+    tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
+    tmp_meta.write_text(json.dumps({**meta, "bytes": size, "crc32": crc}))
+    os.replace(tmp_meta, meta_path)
 
 
 def _meta_path(path: Path) -> Path:
