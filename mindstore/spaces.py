@@ -208,8 +208,14 @@ class SpaceIndex:
         )
 
     def save(self, *, background: bool = False) -> None:
-        """Save the index to its file (``background``: from a thread, see :meth:`KeyIndex.save`)."""
+        """Save the index to its file (``background``: from a thread, see :meth:`KeyIndex.save`).
+
+        It catches up first. This process's own writes go into the index without moving ``seq``,
+        which only a catch-up does, so a process that only wrote (a bulk import) used to save seq
+        0 and the next open re-read every slot since: 61 s for 1e6 slots. Here the catch-up reads
+        only the change log since the last one (its own events need no slot reads)."""
         if self.path is not None:
+            self.catch_up()
             # A reopened index re-reads from before its oldest open gap (re-applying a change is
             # harmless: catch-up reads the slot's current row).
             self.index.save(self.path, seq=min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1), background=background)

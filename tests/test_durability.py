@@ -124,6 +124,28 @@ def test_vector_space_survives_reopen(db_url: str, config: Config) -> None:
         assert len(s._space_index("v").index) == 50
 
 
+def test_a_write_only_session_saves_an_index_that_opens_without_replay(db_url: str, config: Config) -> None:
+    # The index's seq used to advance only when a search caught up: a store that only wrote (a
+    # bulk import) saved seq 0, and the next open re-read every slot it had written.
+    keys = np.random.default_rng(4).normal(size=(30, 8)).astype(np.float32)
+    with MindStore(db_url, config=config) as s:
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(keys[:20], space="v", user_id="u")
+        s.delete(s.add_vectors(keys[20:], space="v", user_id="u")[0].id)
+    saved = json.loads((Path(config.index_dir) / "v.faiss.json").read_text())
+    with MindStore(db_url, config=config) as s:
+        sp = s._space_index("v")
+        assert sp.repaired is None and len(sp.index) == 29
+        assert saved["seq"] == sp.index.seq == last_seq_of(s, sp.space_id) > 0
+
+
+def last_seq_of(store: MindStore, space_id: int) -> int:
+    from mindstore.db import last_seq
+
+    with store._sessions() as session:
+        return last_seq(session, space_id)
+
+
 def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path: Path, monkeypatch) -> None:
     import mindstore.index as mod
 
