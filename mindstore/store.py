@@ -129,9 +129,15 @@ class MindStore:
             if row is not None:
                 if row.key_source != self.embedder_name:
                     if not reindex:
+                        # A string embedder is a sentence-transformers model: only such a key source
+                        # can be reopened by naming it.
+                        model = row.key_source.removeprefix("sentence-transformers/")
+                        how = (f"Open it with embedder={model!r}" if model != row.key_source else
+                               f"Open it with the embedder object named {row.key_source!r} (not a sentence-transformers "
+                               f"model), or with space=... naming another default space if {space!r} holds keys you add yourself")
                         raise EmbedderMismatchError(
                             f"space {space!r} was built with {row.key_source}, but this store was opened "
-                            f"with {self.embedder_name}. Open it with embedder={row.key_source!r}, or pass "
+                            f"with {self.embedder_name}. {how}, or pass "
                             f"reindex=True (CLI: mindstore reindex --model ...) to re-embed its slots."
                         )
                     self.reindex()

@@ -116,14 +116,16 @@ def test_opening_with_another_embedder_is_a_clear_error(db_url: str, config: Con
     with MindStore(db_url, config=config) as s:
         s.add("Alice is allergic to peanuts", user_id="alice")
     before = snapshot(db_url)
-    with pytest.raises(EmbedderMismatchError, match="reindex"):
+    with pytest.raises(EmbedderMismatchError, match="reindex") as err:
         MindStore(db_url, config=config, embedder=Other())
     assert snapshot(db_url) == before
+    # the hint names what reopens it: the bundled model by its short name
+    assert "embedder='all-MiniLM-L6-v2'" in str(err.value)
     # reindex re-embeds with the new model and records it; the default model then mismatches
     with MindStore(db_url, config=config, embedder=Other(), reindex=True) as s:
         assert s.spaces()[0].key_source == "test/other-model"
         assert s.search("anything", k=1)[0].slot.text == "Alice is allergic to peanuts"
-    with pytest.raises(EmbedderMismatchError):
+    with pytest.raises(EmbedderMismatchError, match="the embedder object named 'test/other-model'"):
         MindStore(db_url, config=config)
     with MindStore(db_url, config=config, reindex=True) as s:
         assert s.search("what is alice allergic to", k=1)[0].score > 0.5
