@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -131,6 +132,64 @@ def test_failed_background_save_keeps_the_index_dirty(data, tmp_path: Path, capl
     assert ix.dirty and "saving the key index" in caplog.text
     ix.save(tmp_path / "x.faiss")  # the next save goes through
     assert not ix.dirty and len(KeyIndex.load(tmp_path / "x.faiss", dim=32)) == 10
+
+
+def test_two_saves_of_one_file_at_once_leave_it_whole(data, tmp_path: Path, monkeypatch) -> None:
+    """Two processes keep their own index of one space and both save it: one save paused halfway
+    while the other runs from start to end must not leave a damaged file."""
+    import zlib
+
+    import mindstore.index as mod
+
+    a, b = KeyIndex(32), KeyIndex(32)
+    a.add(np.arange(3000), data[:3000])
+    b.add(np.arange(2000), data[:2000])
+    path = tmp_path / "x.faiss"
+    halfway, go_on = threading.Event(), threading.Event()
+    slow = threading.current_thread().ident
+
+    class PausingZlib:
+        calls = 0
+
+        @staticmethod
+        def crc32(chunk, crc=0):  # noqa: ANN001, ANN205
+            if threading.get_ident() == slow:
+                PausingZlib.calls += 1
+                if PausingZlib.calls == 2:  # some of the file written
+                    halfway.set()
+                    go_on.wait(10)
+            return zlib.crc32(chunk, crc)
+
+    monkeypatch.setattr(mod, "zlib", PausingZlib)
+    other = threading.Thread(target=lambda: (halfway.wait(10), b.save(path), go_on.set()))
+    other.start()
+    a.save(path)  # pauses halfway until the other save has finished
+    other.join()
+    assert PausingZlib.calls > 2 and go_on.is_set()
+    back = KeyIndex.load(path, dim=32)  # the last rename's: a's
+    assert len(back) == 3000
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_dead_process_temp_file_is_removed_by_the_next_save(data, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import mindstore.index as mod
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    path = tmp_path / "x.faiss"
+    stale = tmp_path / f"x.faiss.{mod._HOST}-{pid}-1.tmp"
+    live = tmp_path / f"x.faiss.{mod._HOST}-{os.getppid()}-1.tmp"  # a live process's save in progress
+    elsewhere = tmp_path / f"x.faiss.00000000-{pid}-1.tmp"  # another host's: its pids are not ours to check
+    for f in (stale, live, elsewhere):
+        f.write_bytes(b"partial")
+    ix = KeyIndex(32)
+    ix.add(np.arange(10), data[:10])
+    ix.save(path)
+    assert not stale.exists() and live.exists() and elsewhere.exists()
+    assert len(KeyIndex.load(path, dim=32)) == 10
 
 
 def test_device_is_cpu_without_gpu() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import zlib
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ _SMALL_BATCH = 16  # queries; up to this many are searched on one thread
 _IVF_REGROW = 8  # retrain the IVF lists when the index has grown this many times since training
 _IVF_SCAN = 16_384  # keys an IVF search scans per query (nprobe = this / mean list length)
 _READ_CHUNK = 16 << 20  # bytes read at a time while checking an index file
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"  # in temp file names: an index folder may be shared
 
 log = logging.getLogger("mindstore")
 
@@ -429,8 +431,9 @@ class KeyIndex:
         """Read an index saved by :meth:`save`; raise :class:`IndexFileError` if it is not sound."""
         path = Path(path)
         try:
-            meta = json.loads(_meta_path(path).read_text())
-            f = open(path, "rb")
+            with _renames_locked(path, exclusive=False):  # the pair from one save, not one from each of two
+                meta = json.loads(_meta_path(path).read_text())
+                f = open(path, "rb")
         except (OSError, ValueError) as exc:
             raise IndexFileError(f"cannot read {path}: {exc}") from exc
         with f:
@@ -503,29 +506,81 @@ def _trained_ivf(dim: int, vectors: np.ndarray, nlist: int) -> faiss.Index:
 
 def _write_index(index: faiss.Index, path: Path, meta: dict[str, int]) -> None:
     """``index`` to ``path`` and ``meta`` (plus its size and CRC-32) beside it, each through a temp
-    file and a rename, so a reader finds the old file or the new one, never half of one."""
+    file and a rename, so a reader finds the old file or the new one, never half of one.
+
+    Several processes can save one space's index (each keeps its own). Each writes temp files of
+    its own: with one shared temp name a second save truncated the file the first was writing,
+    and the first went on writing into it after the second had renamed it into place, so the
+    next open found it damaged and rebuilt from SQL. The two renames happen under an exclusive
+    lock and :meth:`KeyIndex.load` opens the pair under a shared one, so the index and its
+    metadata always come from the same save."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     # Streamed to the file, the checksum taken on the way: serialising to memory first
     # (faiss.serialize_index) grew a buffer and copied it twice, 12 of the 16 s that a 1e6
     # fill spent saving.
     size, crc = 0, 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
 
-        def write(chunk: bytes) -> None:
-            nonlocal size, crc
-            size += len(chunk)
-            crc = zlib.crc32(chunk, crc)
-            f.write(chunk)
+            def write(chunk: bytes) -> None:
+                nonlocal size, crc
+                size += len(chunk)
+                crc = zlib.crc32(chunk, crc)
+                f.write(chunk)
 
-        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    meta_path = _meta_path(path)
-    tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-    tmp_meta.write_text(json.dumps({**meta, "bytes": size, "crc32": crc}))
-    os.replace(tmp_meta, meta_path)
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+            f.flush()
+            os.fsync(f.fileno())
+        meta_path = _meta_path(path)
+        tmp_meta = _temp_path(meta_path)
+        tmp_meta.write_text(json.dumps({**meta, "bytes": size, "crc32": crc}))
+        with _renames_locked(path, exclusive=True):
+            os.replace(tmp, path)
+            os.replace(tmp_meta, meta_path)
+    finally:
+        for t in (tmp, _temp_path(_meta_path(path))):
+            t.unlink(missing_ok=True)
+
+
+def _temp_path(path: Path) -> Path:
+    """A temp file beside ``path`` that no other save writes: ``<name>.<host>-<pid>-<thread>.tmp``."""
+    return path.with_name(f"{path.name}.{_HOST}-{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete this host's temp files of saves whose process has died (a save cut short by a kill
+    leaves one, as large as the index). Also matches the metadata's, ``<name>.json.<...>.tmp``."""
+    for tmp in path.parent.glob(path.name + ".*.tmp"):
+        owner = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1].split("-")
+        if len(owner) != 3 or owner[0] != _HOST or not owner[1].isdigit() or int(owner[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner[1]), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # alive, only not ours to signal
+            pass
+
+
+@contextmanager
+def _renames_locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold ``<path>.lock`` (flock: shared to read the pair, exclusive for a save's renames) where
+    the platform has flock and the folder is writable; otherwise nothing is locked."""
+    try:
+        import fcntl
+
+        lock = open(path.with_name(path.name + ".lock"), "a")
+    except (ImportError, OSError):  # no flock (Windows), or a read-only folder, which no save writes to
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _meta_path(path: Path) -> Path:
