@@ -184,3 +184,33 @@ def test_no_second_save_starts_while_one_is_writing(db_url: str, tmp_path: Path,
         s.add_vectors(keys[30:], space="v", user_id="u")  # now the next save starts
         assert sp.index._saving is not first and sp.changes_since_save == 0
     assert json.loads((Path(config.index_dir) / "v.faiss.json").read_text())["count"] == 40
+
+
+def test_a_write_between_catch_up_and_count_on_open_is_no_reason_to_rebuild(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    import mindstore.spaces as spaces
+
+    config = Config(index_dir=tmp_path / "index")
+    keys = np.random.default_rng(5).normal(size=(12, 8)).astype(np.float32)
+    with MindStore(db_url, config=config) as s:
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(keys[:10], space="v", user_id="u")
+    other = MindStore(db_url, config=Config(index_dir=tmp_path / "other"))
+    other._space_index("v")  # opened before the patch below
+    count, writes = spaces.slot_count, iter([keys[10:11], keys[11:12]])
+
+    def count_after_another_write(session, space_id):  # noqa: ANN001, ANN202
+        key = next(writes, None)
+        if key is not None:  # another process commits between this one's catch-up and its count
+            other.add_vectors(key, space="v", user_id="u")
+        return count(session, space_id)
+
+    monkeypatch.setattr(spaces, "slot_count", count_after_another_write)
+    try:
+        with MindStore(db_url, config=config) as s:
+            sp = s._space_index("v")
+            assert sp.repaired is None and len(sp.index) == 12  # caught up twice, counted a third time
+    finally:
+        other.close()
+    monkeypatch.setattr(spaces, "slot_count", lambda session, space_id: count(session, space_id) + 1)
+    with MindStore(db_url, config=config) as s:  # a count that differs with nothing moving: rebuilt
+        assert s._space_index("v").repaired == "rebuilt: count differs"

@@ -576,7 +576,11 @@ def _renames_locked(path: Path, *, exclusive: bool) -> Iterator[None]:
         yield
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # a file system without locks (some network mounts)
+            yield
+            return
         try:
             yield
         finally:
