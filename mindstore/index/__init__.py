@@ -19,7 +19,7 @@ import socket
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -567,24 +567,25 @@ def _remove_stale_temps(path: Path) -> None:
 @contextmanager
 def _renames_locked(path: Path, *, exclusive: bool) -> Iterator[None]:
     """Hold ``<path>.lock`` (flock: shared to read the pair, exclusive for a save's renames) where
-    the platform has flock and the folder is writable; otherwise nothing is locked."""
+    the platform, the folder and the file system allow it; otherwise nothing is locked (no flock
+    on Windows, a read-only folder that no save writes to, some network mounts)."""
     try:
         import fcntl
 
         lock = open(path.with_name(path.name + ".lock"), "a")
-    except (ImportError, OSError):  # no flock (Windows), or a read-only folder, which no save writes to
-        yield
-        return
-    with lock:
+    except (ImportError, OSError):
+        lock = None
+    with lock if lock is not None else nullcontext():
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        except OSError:  # a file system without locks (some network mounts)
-            yield
-            return
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            lock = None
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _meta_path(path: Path) -> Path:
