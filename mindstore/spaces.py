@@ -172,6 +172,14 @@ class SpaceIndex:
             self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}
             if db_seq <= index.seq and not self.gaps:
                 return 0
+            if not self.gaps and self._all_local(index.seq, db_seq):
+                # Every change since the index's sequence is this process's own, already in the
+                # index: move the sequence on without reading the log (a bulk import's periodic
+                # saves read 250k event rows each so: 5 s of a 1e6 fill).
+                index.seq = db_seq
+                index.dirty = True
+                self.local_events = {e for e in self.local_events if e > db_seq}
+                return 0
             window = EventRow.id > index.seq
             if self.gaps:
                 window = window | EventRow.id.in_(sorted(self.gaps))
@@ -204,6 +212,14 @@ class SpaceIndex:
         self.local_events = {e for e in self.local_events if e > index.seq}
         self.changes_since_save += len(touched)
         return len(touched)
+
+    def _all_local(self, seq: int, db_seq: int) -> bool:
+        """Whether every sequence number in (seq, db_seq] is one of this process's own events. The
+        numbers are distinct, so counting those in range is enough."""
+        want = db_seq - seq
+        if want > len(self.local_events):
+            return False
+        return sum(1 for e in self.local_events if seq < e <= db_seq) == want
 
     def info(self, *, recall_sample: int = 0) -> IndexInfo:
         idx = self.index

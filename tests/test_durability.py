@@ -139,6 +139,32 @@ def test_a_write_only_session_saves_an_index_that_opens_without_replay(db_url: s
         assert saved["seq"] == sp.index.seq == last_seq_of(s, sp.space_id) > 0
 
 
+def test_catch_up_reads_no_change_log_when_every_change_is_its_own(db_url: str, config: Config) -> None:
+    from sqlalchemy import event
+
+    keys = np.random.default_rng(5).normal(size=(40, 8)).astype(np.float32)
+    with MindStore(db_url, config=config) as a, MindStore(db_url, config=Config()) as b:
+        a.create_space("v", dim=8, key_source="test")
+        sp = a._space_index("v")
+        statements: list[str] = []
+        event.listen(a._engine, "before_cursor_execute", lambda c, cur, sql, *rest: statements.append(sql))
+        a.add_vectors(keys[:10], space="v", user_id="u")
+        a.delete(a.add_vectors(keys[10:12], space="v", user_id="u")[0].id)
+        statements.clear()
+        assert sp.catch_up() == 0
+        assert sp.index.seq == last_seq_of(a, sp.space_id) and not sp.local_events
+        assert not [q for q in statements if "FROM events" in q and "max(" not in q]  # only the newest number was read
+        # Another store's write between two of this one's: the log is read and that write applied.
+        a.add_vectors(keys[12:20], space="v", user_id="u")
+        theirs = b.add_vectors(keys[20:21], space="v", user_id="u")[0].id
+        a.add_vectors(keys[21:30], space="v", user_id="u")
+        statements.clear()
+        assert sp.catch_up() == 1
+        assert any("FROM events" in q and "max(" not in q for q in statements)
+        assert a.search_vector(keys[20], space="v", k=1)[0].slot.id == theirs
+        assert len(sp.index) == a.count(space="v") == 29
+
+
 def last_seq_of(store: MindStore, space_id: int) -> int:
     from mindstore.db import last_seq
 
