@@ -168,6 +168,12 @@ def train_command(
     pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
                                        "N steps with the prototypical loss (Snell et al. 2017)."),
     pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
+    pretrain_shots: int = typer.Option(1, help="Drawings per class that make its prototype in a "
+                                       "pretraining episode."),
+    pretrain_queries: int = typer.Option(5, help="Drawings per class classified against the "
+                                         "prototypes in a pretraining episode."),
+    pretrain_lr: float = typer.Option(1e-3, help="Encoder pretraining learning rate "
+                                      "(cosine-decayed to 0)."),
     encoder_from: Optional[Path] = typer.Option(None, help="Take the encoder from this "
                                                 "checkpoint instead of pretraining one (so that "
                                                 "compared models share it)."),
@@ -195,7 +201,8 @@ def train_command(
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
                       threads=threads, augment=augment, pretrain_steps=pretrain_steps,
-                      pretrain_ways=pretrain_ways,
+                      pretrain_ways=pretrain_ways, pretrain_shots=pretrain_shots,
+                      pretrain_queries=pretrain_queries, pretrain_lr=pretrain_lr,
                       encoder_from=str(encoder_from) if encoder_from else None,
                       freeze_encoder=freeze_encoder)
     try:

@@ -128,6 +128,14 @@ def report(row: dict, bar, log: Path | None) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def check_pretraining(cfg: TrainConfig) -> None:
+    W = cfg.pretrain_ways
+    if W < 2 or cfg.pretrain_shots < 1 or cfg.pretrain_queries < 1 or not cfg.pretrain_lr > 0:
+        raise ValueError(f"encoder pretraining needs at least 2 ways, 1 shot and 1 query per class "
+                         f"and a positive learning rate; got {W} ways, {cfg.pretrain_shots} shots, "
+                         f"{cfg.pretrain_queries} queries, lr {cfg.pretrain_lr}")
+
+
 def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEpisodes,
                      val_eps: OmniglotEpisodes, gen: torch.Generator, device: torch.device, *,
                      progress: bool = True, log: Path | None = None) -> list[dict]:
@@ -140,6 +148,7 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
     from tqdm import tqdm
 
     W, n = cfg.pretrain_ways, cfg.pretrain_shots + cfg.pretrain_queries
+    check_pretraining(cfg)
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.pretrain_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (
         1 + math.cos(math.pi * min(s, cfg.pretrain_steps) / cfg.pretrain_steps)))
@@ -180,6 +189,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    if cfg.pretrain_steps and not cfg.encoder_from and cfg.task == "omniglot":
+        check_pretraining(cfg)  # before the data loads
     train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
     model = build_model(cfg.model).to(device)
     metrics: dict = {"history": [], "params": sum(p.numel() for p in model.parameters())}

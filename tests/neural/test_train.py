@@ -97,6 +97,21 @@ def test_cli_help_lists_the_options():
         assert opt in res.output
 
 
+@needs_data
+def test_cli_pretraining_options_reach_the_run_and_bad_ones_are_refused(tmp_path):
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "enc.pt"
+    base = ["train", "--data", str(DATA), "--steps", "0", "--channels", "8", "--image-size", "12",
+            "--eval-episodes", "4", "--pretrain-ways", "5", "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "0"])
+    assert res.exit_code != 0 and "1 shot" in res.output and not out.exists()
+    res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "3",
+                                          "--pretrain-queries", "2", "--pretrain-lr", "5e-4"])
+    assert res.exit_code == 0, res.output
+    saved = torch.load(out, weights_only=True)["config"]
+    assert (saved["pretrain_shots"], saved["pretrain_queries"], saved["pretrain_lr"]) == (3, 2, 5e-4)
+
 
 @needs_data
 def test_prototypical_pretraining_improves_one_shot_accuracy_of_the_encoder(tmp_path):
