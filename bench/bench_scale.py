@@ -9,6 +9,8 @@ one user with 50 slots (the small scope inside a big space). The space switches 
     python bench/bench_scale.py --sizes 10000 100000 1000000
     python bench/bench_scale.py --compare 100000     # IVF vs HNSW on the key index alone
     python bench/bench_scale.py --lists 1000000      # IVF list counts on the key index alone
+    python bench/bench_scale.py --url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+                                                     # the same on PostgreSQL: a fresh database per size
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import create_engine, make_url, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_store import percentiles, sentences  # noqa: E402
@@ -68,10 +73,38 @@ def cold_open(url: str, index_dir: Path, dim: int, approximate_from: int) -> tup
     return float(a), float(b), float(c)
 
 
-def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_from: int, nq: int) -> list[object]:
+@contextmanager
+def database(server: str | None, tmp: str, n: int) -> Iterator[tuple[str, Callable[[], int]]]:
+    """(store URL, bytes its data takes): a SQLite file in ``tmp``, or a fresh database on the
+    PostgreSQL server of ``server``, dropped afterwards."""
+    if server is None:
+        yield f"sqlite:///{tmp}/scale.db", lambda: sum(f.stat().st_size for f in Path(tmp).rglob("*.db*") if f.is_file())
+        return
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"mindstore_scale_{n}"
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+
+    def size() -> int:
+        with engine.connect() as c:
+            return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar())
+
+    try:
+        yield url, size
+    finally:
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_from: int, nq: int, server: str | None = None) -> list[object]:
     keys = make_keys(centres, n, seed=n)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        url, index_dir = f"sqlite:///{tmp}/scale.db", Path(tmp) / "index"
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp, database(server, tmp, n) as (url, data_size):
+        index_dir = Path(tmp) / "index"
         config = Config(index_dir=index_dir, approximate_from=approximate_from)
         with MindStore(url, config=config) as store:
             store.create_space("chat", dim=DIM, key_source=store.embedder_name)
@@ -118,7 +151,7 @@ def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_f
                 store.search(q, k=10)
                 lat_text.append(time.perf_counter() - t)
             kind = store.index_info("chat").kind
-        disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+        disk = data_size() + sum(f.stat().st_size for f in index_dir.rglob("*") if f.is_file())
         opened, ready, rss = cold_open(url, index_dir, DIM, approximate_from)
     sp50, sp95 = percentiles(lat_store)
     ip50, ip95 = percentiles(lat_index)
@@ -202,6 +235,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--compare", type=int, default=None, help="only compare IVF and HNSW at this many keys")
     ap.add_argument("--lists", type=int, default=None, help="only compare IVF list counts at this many keys")
+    ap.add_argument("--url", default=None, help="a PostgreSQL server (SQLAlchemy URL of any database on it): each size runs "
+                    "in a fresh database created there and dropped after (default: a SQLite file)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     emb = default_embedder()
@@ -228,13 +263,20 @@ def main() -> None:
     queries = [f"what do you remember about {s.lower()}?" for s in sentences(args.queries, seed=1)]
     rows = []
     for n in args.sizes:
-        rows.append(run_size(n, centres, emb, queries, args.approximate_from, args.queries))
+        rows.append(run_size(n, centres, emb, queries, args.approximate_from, args.queries, args.url))
         print(" | ".join(map(str, rows[-1])), flush=True)
     headers = ["slots", "index", "bulk add slots/s (lists trained s later)", "index search p50 / p95 ms", "vector search p50 / p95 ms", "text search p50 / p95 ms",
                "recall@10", "50-slot scope exact", "cold open / + first search s", "disk B/slot", "cold process peak RSS MiB"]
     body = table(headers, rows)
     print(body)
-    if not args.no_write:
+    if not args.no_write and args.url:
+        server = make_url(args.url)
+        write_section("scale-pg", "Scale on PostgreSQL (issue 7)",
+                      f"python bench/bench_scale.py --url {server.render_as_string(hide_password=True)} --sizes " + " ".join(map(str, args.sizes)),
+                      f"The same bench on the PostgreSQL server at {server.host}:{server.port} (on this machine, loopback), a fresh "
+                      f"database per size; IVF past {args.approximate_from:,} keys, {args.queries} queries, k=10, one query per call. "
+                      "Disk is the database's size (pg_database_size) plus the index files.\n\n" + body)
+    elif not args.no_write:
         write_section("scale", "Scale: 1e4 to 1e6 slots of 384 dims (issue 7)", "python bench/bench_scale.py --sizes " + " ".join(map(str, args.sizes)),
                       f"SQLite file store, IVF past {args.approximate_from:,} keys, {args.queries} queries, k=10, one query per call. "
                       "Measured on the shared 2-core machine while other jobs (a training run, other test suites) ran: figures are "
