@@ -30,6 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table  # noqa: E402
 
+from mindstore.neural.evaluate import _nth  # noqa: E402
 from mindstore.neural.model import config_from_dict  # noqa: E402
 from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler  # noqa: E402
 
@@ -96,7 +97,7 @@ def main() -> None:
     args = ap.parse_args()
     acc = run(args.checkpoint, args.episodes, args.seed)
     rows = [[k] + [f"{a[n]:.1f}" for n in SHOWN] + [f"{a[2:].mean():.2f}"] for k, a in acc.items()]
-    print(table(["readout"] + [f"{n}th" if n > 3 else ("2nd" if n == 2 else "3rd") for n in SHOWN] + ["mean 2nd-10th"], rows))
+    print(table(["readout"] + [_nth(n) for n in SHOWN] + ["mean 2nd-10th"], rows))
 
 
 if __name__ == "__main__":
