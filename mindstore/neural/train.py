@@ -189,14 +189,16 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    if cfg.pretrain_steps and not cfg.encoder_from and cfg.task == "omniglot":
+    # synthetic patterns have no classes to pretrain on; a taken encoder needs none
+    pretraining = bool(cfg.pretrain_steps) and not cfg.encoder_from and cfg.task == "omniglot"
+    if pretraining:
         check_pretraining(cfg)  # before the data loads
     train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
     model = build_model(cfg.model).to(device)
     metrics: dict = {"history": [], "params": sum(p.numel() for p in model.parameters())}
     if cfg.encoder_from:
         take_encoder(model, cfg.encoder_from)
-    elif cfg.pretrain_steps and cfg.task == "omniglot":  # synthetic patterns have no classes
+    elif pretraining:
         metrics["pretrain"] = pretrain_encoder(cfg, model.encoder, train_eps, val_eps, gen,
                                                device, progress=progress, log=log)
     frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
