@@ -28,7 +28,7 @@ import Stemmer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow, last_seq, slot_count
+from .db import EventRow, SlotRow, event_slots, last_seq, slot_count
 from .retrieval import indexed_text
 
 __all__ = ["Bm25", "LexicalIndex", "tokenize"]
@@ -235,7 +235,8 @@ class LexicalIndex:
                 self.bm25.clear()
             if db_seq == self.seq:
                 return 0
-            touched = sorted(set(s.scalars(select(EventRow.slot_id).where(EventRow.space_id == self.space_id, EventRow.id > self.seq, EventRow.id <= db_seq)).all()))
+            logged = s.execute(select(EventRow.slot_id, EventRow.slot_last).where(EventRow.space_id == self.space_id, EventRow.id > self.seq, EventRow.id <= db_seq)).all()
+            touched = sorted({i for first, last in logged for i in event_slots(first, last)})
             for start in range(0, len(touched), 10_000):
                 chunk = touched[start : start + 10_000]
                 found = {r[0]: r for r in s.execute(select(SlotRow.id, SlotRow.text, SlotRow.metadata_).where(SlotRow.id.in_(chunk))).all()}

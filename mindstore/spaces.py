@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow, SpaceRow, last_seq, slot_count
+from .db import EventRow, SlotRow, SpaceRow, event_slots, last_seq, slot_count
 from .index import IndexFileError, KeyIndex
 
 __all__ = ["IndexInfo", "SpaceInfo", "SpaceIndex", "keys_from_bytes"]
@@ -195,9 +195,9 @@ class SpaceIndex:
         if self.gaps:
             window = window | EventRow.id.in_(sorted(self.gaps))
         rows = s.execute(
-            select(EventRow.id, EventRow.slot_id).where(EventRow.space_id == self.space_id, window, EventRow.id <= max(db_seq, index.seq))
+            select(EventRow.id, EventRow.slot_id, EventRow.slot_last).where(EventRow.space_id == self.space_id, window, EventRow.id <= max(db_seq, index.seq))
         ).all()
-        seen = {eid for eid, _ in rows}
+        seen = {eid for eid, _, _ in rows}
         for g in [g for g in self.gaps if g in seen]:
             del self.gaps[g]
         if db_seq > index.seq:
@@ -206,7 +206,7 @@ class SpaceIndex:
             if missing:
                 other = s.scalars(select(EventRow.id).where(EventRow.id > index.seq, EventRow.id <= db_seq, EventRow.space_id != self.space_id)).all()
                 self.gaps.update((g, now) for g in missing - set(other) - self.local_events)
-        touched = sorted({slot_id for eid, slot_id in rows if eid not in self.local_events})
+        touched = sorted({i for eid, first, last in rows if eid not in self.local_events for i in event_slots(first, last)})
         for start in range(0, len(touched), 10_000):
             chunk = touched[start : start + 10_000]
             found = s.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.id.in_(chunk))).all()

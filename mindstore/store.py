@@ -73,6 +73,17 @@ def _check_id(id: Any) -> int:
     return int(id)
 
 
+def _one_range_event(ids: list[int], texts: list[str | None], metas: list[dict[str, Any]]) -> bool:
+    """Whether new slots can share one history event: more than one, contiguous ids (as a write
+    holding SQLite's lock gets; concurrent PostgreSQL writers may interleave), no texts (an add
+    event records each slot's text) and one metadata dict for all. Ids are distinct, so a span
+    of exactly ``len(ids)`` is contiguous."""
+    if len(ids) < 2 or max(ids) - min(ids) != len(ids) - 1:
+        return False
+    m0 = metas[0]
+    return all(t is None for t in texts) and all(m is m0 or m == m0 for m in metas)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -559,9 +570,15 @@ class MindStore:
                     lock_space(s, sp.space_id)
                 fresh_ids = insert_columns(s, SlotRow, len(fresh), columns)
                 new_ids: dict[int, int] = dict(zip(fresh, fresh_ids))
-                event_ids = insert_columns(s, EventRow, len(fresh), {
-                    "space_id": Same(sp.space_id), "slot_id": fresh_ids, "kind": Same("add"), "old_text": Same(None),
-                    "new_text": columns["text"], "old_metadata": Same(None), "new_metadata": columns["metadata_"], "at": Same(now)})
+                if _one_range_event(fresh_ids, columns["text"], columns["metadata_"]):
+                    # Contiguous new slots, no texts, one metadata: their history is one event.
+                    event_ids = insert_with_ids(s, EventRow, [{
+                        "space_id": sp.space_id, "slot_id": min(fresh_ids), "slot_last": max(fresh_ids), "kind": "add", "old_text": None,
+                        "new_text": None, "old_metadata": None, "new_metadata": columns["metadata_"][0], "at": now}])
+                else:
+                    event_ids = insert_columns(s, EventRow, len(fresh), {
+                        "space_id": Same(sp.space_id), "slot_id": fresh_ids, "kind": Same("add"), "old_text": Same(None),
+                        "new_text": columns["text"], "old_metadata": Same(None), "new_metadata": columns["metadata_"], "at": Same(now)})
                 events: list[dict[str, Any]] = []
                 reinforced: dict[int, int] = {}
                 for i in range(n) if len(fresh) != n else ():  # reinforcements only
@@ -596,7 +613,7 @@ class MindStore:
             else:
                 sp.index.add(ids, fresh_keys)
         sp.local_events.update(int(e) for e in event_ids)
-        self._after_change(sp, len(event_ids))
+        self._after_change(sp, len(fresh) + len(events))
         self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
         return [got[i] for i in all_ids]
 
@@ -1159,11 +1176,18 @@ class MindStore:
         self._check_open()
         if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
             raise InvalidInputError(f"slot ids are integers, got {id!r}")
+        id = int(id)
         with self._sessions() as s:
-            rows = s.scalars(select(EventRow).where(EventRow.slot_id == int(id)).order_by(EventRow.id)).all()
+            rows = list(s.scalars(select(EventRow).where(EventRow.slot_id == id, EventRow.slot_last.is_(None))).all())
+            # A bulk add's range event: the one starting at or before this id (ranges never overlap).
+            span = s.scalars(select(EventRow).where(EventRow.slot_last.is_not(None), EventRow.slot_id <= id)
+                             .order_by(EventRow.slot_id.desc()).limit(1)).first()
+        if span is not None and span.slot_last >= id:
+            rows.append(span)
         if not rows:
             raise NotFoundError(f"no slot with id {id} was ever stored here")
-        return [Event(r.id, r.slot_id, r.kind, r.old_text, r.new_text, r.old_metadata, r.new_metadata, _aware(r.at)) for r in rows]
+        rows.sort(key=lambda r: r.id)
+        return [Event(r.id, id, r.kind, r.old_text, r.new_text, r.old_metadata, r.new_metadata, _aware(r.at)) for r in rows]
 
     def keys(self, ids: Iterable[int]) -> np.ndarray:
         """The stored key vectors of these slots, as given (not normalised), in order."""

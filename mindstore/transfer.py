@@ -2,7 +2,8 @@
 
 One object per line, in this order: ``{"type": "space", ...}`` for each space, ``{"type": "slot",
 ...}`` for each slot (key and value vectors as base64 float32), ``{"type": "event", ...}`` for each
-history event, oldest first (deleted slots keep their history).
+history event, oldest first (deleted slots keep their history; an event with ``slot_last`` is one
+bulk add of the slots ``slot_id`` to ``slot_last``).
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ def export_jsonl(sessions: sessionmaker[Session], path: Path) -> int:
         after = 0
         while rows := s.scalars(select(EventRow).where(EventRow.id > after).order_by(EventRow.id).limit(_CHUNK)).all():
             for e in rows:
-                f.write(json.dumps({
+                record = {
                     "type": "event", "slot_id": e.slot_id, "space": names[e.space_id], "kind": e.kind,
                     "old_text": e.old_text, "new_text": e.new_text,
                     "old_metadata": e.old_metadata, "new_metadata": e.new_metadata, "at": _dt(e.at),
-                }, ensure_ascii=False) + "\n")
+                }
+                if e.slot_last is not None:  # one event for slots slot_id..slot_last (a bulk add)
+                    record["slot_last"] = e.slot_last
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
             after = rows[-1].id
             s.expunge_all()
     tmp.replace(path)
@@ -124,8 +128,11 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) ->
                     })
                 elif kind == "event":
                     spaces[obj["space"]]  # noqa: B018 - must name a known space
+                    last = obj.get("slot_last")
+                    if last is not None and (not isinstance(last, int) or last < int(obj["slot_id"])):
+                        raise InvalidInputError(f"{where}: slot_last must be a slot id at or after slot_id")
                     events.append({
-                        "slot_id": int(obj["slot_id"]), "space": obj["space"], "kind": str(obj["kind"]),
+                        "slot_id": int(obj["slot_id"]), "slot_last": last, "space": obj["space"], "kind": str(obj["kind"]),
                         "old_text": obj["old_text"], "new_text": obj["new_text"], "old_metadata": obj["old_metadata"],
                         "new_metadata": obj["new_metadata"], "at": _parse_dt(obj["at"], where),
                     })

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import FrozenInstanceError
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 
-from mindstore import Config, DatabaseError, MindStore
+from mindstore import Config, DatabaseError, MindStore, NotFoundError
 from mindstore.index import KeyIndex, Prepared, normalize
 from mindstore.slots import Scope, Slot, Usage, new_slots
 
@@ -138,3 +139,76 @@ def test_new_slots_equal_their_dataclass_and_own_their_metadata() -> None:
     assert made[1].metadata == shared == {"source": "import"}
     with pytest.raises(FrozenInstanceError):
         made[0].text = "y"  # type: ignore[misc]
+
+
+def _event_rows(url: str) -> list[tuple]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as c:
+        rows = [tuple(r) for r in c.execute(text("SELECT slot_id, slot_last, kind FROM events ORDER BY id"))]
+    engine.dispose()
+    return rows
+
+
+def test_a_bulk_add_is_one_range_event_and_every_slot_keeps_its_history(db_url: str, tmp_path) -> None:
+    keys = np.random.default_rng(5).normal(size=(40, 8)).astype(np.float32)
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "a")) as a, MindStore(db_url, config=Config(index_dir=tmp_path / "b")) as b:
+        a.create_space("v", dim=8, key_source="test")
+        b.search_vector(keys[0], space="v", k=1)  # b's index is open (and empty) before the adds
+        bulk = a.add_vectors(keys[:30], space="v", user_id="u", metadata={"source": "import"})
+        ids = [x.id for x in bulk]
+        # One event names the batch's 30 contiguous slots; texts or differing metadata log a row per slot.
+        a.add_vectors(keys[30:33], space="v", user_id="u", texts=["x", None, "z"])
+        a.add_vectors(keys[33:36], space="v", user_id="u", metadata=[{"n": 1}, {"n": 2}, {"n": 3}])
+        a.add_vectors(keys[36:37], space="v", user_id="u")
+        rows = _event_rows(db_url)
+        assert rows[0] == (ids[0], ids[-1], "add")
+        assert len(rows) == 1 + 3 + 3 + 1 and all(last is None for _, last, _ in rows[1:])
+        # Each slot's history names the slot itself, and later changes follow the range event.
+        a.update(ids[4], metadata={"source": "edited"})
+        a.delete(ids[29])
+        for i in (ids[0], ids[4], ids[17], ids[29]):
+            events = a.history(i)
+            assert events[0].slot_id == i and events[0].kind == "add" and events[0].new_metadata == {"source": "import"}
+        assert [e.kind for e in a.history(ids[4])] == ["add", "update"]
+        assert [e.kind for e in a.history(ids[17])] == ["add"]
+        assert [e.kind for e in a.history(ids[29])] == ["add", "delete"]
+        with pytest.raises(NotFoundError):
+            a.history(ids[-1] + 1000)
+        # Another process's catch-up expands the range: every slot of it is searchable there.
+        for i in (0, 17, 28):
+            assert b.search_vector(keys[i], space="v", k=1)[0].slot.id == ids[i]
+        assert ids[29] not in {h.slot.id for h in b.search_vector(keys[29], space="v", k=40)}
+        assert b.count(space="v") == 36
+        # Export keeps the range; an import into another store gives every slot the same history.
+        path = tmp_path / "m.jsonl"
+        a.export(path)
+        with MindStore(f"sqlite:///{tmp_path / 'other.db'}", config=Config(index_dir=tmp_path / "o")) as other:
+            other.import_(path)
+            assert _event_rows(f"sqlite:///{tmp_path / 'other.db'}") == _event_rows(db_url)
+            for i in (ids[0], ids[4], ids[17], ids[29]):
+                assert other.history(i) == [dataclasses.replace(e, id=e.id) for e in a.history(i)]
+            assert other.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
+
+
+def test_a_version_1_database_gains_the_range_column_on_open(sqlite_url: str, tmp_path) -> None:
+    import sqlite3
+
+    keys = np.random.default_rng(6).normal(size=(5, 8)).astype(np.float32)
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+        s.create_space("v", dim=8, key_source="test")
+        old = [x.id for x in s.add_vectors(keys[:1], space="v", user_id="u")]
+    path = sqlite_url.removeprefix("sqlite:///")
+    c = sqlite3.connect(path)  # what mindstore 0.x with schema version 1 made
+    c.executescript("DROP INDEX ix_events_range; ALTER TABLE events DROP COLUMN slot_last; UPDATE mindstore_meta SET value = '1' WHERE key = 'schema_version';")
+    c.close()
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+        new = [x.id for x in s.add_vectors(keys[1:], space="v", user_id="u")]
+        assert [e.kind for e in s.history(old[0])] == ["add"] and [e.kind for e in s.history(new[2])] == ["add"]
+        assert s.search_vector(keys[3], space="v", k=1)[0].slot.id == new[2]
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT value FROM mindstore_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert c.execute("SELECT name FROM sqlite_master WHERE name = 'ix_events_range'").fetchone() is not None
+    assert c.execute("SELECT slot_id, slot_last FROM events ORDER BY id").fetchall() == [(old[0], None), (new[0], new[-1])]
+    c.close()

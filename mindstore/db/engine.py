@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +40,22 @@ def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connectio
     cur.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a database made by an earlier mindstore up to this schema: columns added since
+    (``create_all`` makes missing tables, not missing columns). Each is nullable, so the rows
+    there already stay valid. Two processes may open an old database at once: the loser of the
+    race finds the column there."""
+    for table, column, sql_type in (("events", "slot_last", "BIGINT"),):
+        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {'IF NOT EXISTS ' if engine.dialect.name == 'postgresql' else ''}{column} {sql_type}"))
+        except SQLAlchemyError:
+            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
+
+
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     """Create the engine, the schema if missing, and check the schema version."""
     try:
@@ -69,6 +85,7 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         event.listen(engine, "connect", _tune_sqlite)
     try:
         Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
         # create_all makes missing tables with their indexes, but not indexes added to a table
         # that already exists: add those to databases made by an earlier mindstore.
         for table in Base.metadata.sorted_tables:
@@ -78,6 +95,8 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
             row = s.get(MetaRow, "schema_version")
             if row is None:
                 s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) < SCHEMA_VERSION:  # its missing columns were added above
+                row.value = str(SCHEMA_VERSION)
             elif int(row.value) > SCHEMA_VERSION:
                 raise DatabaseError(
                     f"this database uses schema version {row.value}, newer than this mindstore "
