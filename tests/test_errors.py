@@ -49,6 +49,8 @@ BAD_CALLS = {
     "vector of wrong dimension": (InvalidVectorError, lambda s: s.add_vectors(np.ones((1, 5)), space="vec")),
     "vector with NaN": (InvalidVectorError, lambda s: s.add_vectors(np.array([[1, math.nan, 0, 0]]), space="vec")),
     "zero vector": (InvalidVectorError, lambda s: s.add_vectors(np.zeros((1, 4)), space="vec")),
+    "vector too large to normalise": (InvalidVectorError, lambda s: s.add_vectors(np.full((1, 4), 1e30), space="vec")),
+    "vector with infinity": (InvalidVectorError, lambda s: s.add_vectors(np.array([[1, math.inf, 0, 0]]), space="vec")),
     "query vector of wrong dimension": (InvalidVectorError, lambda s: s.search_vector([1.0, 2.0], space="vec")),
     "labels of wrong length": (InvalidInputError, lambda s: s.add_vectors(np.eye(4), space="vec", labels=["a"])),
     "unknown space": (SpaceError, lambda s: s.add_vectors(np.eye(4), space="nope")),

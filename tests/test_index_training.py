@@ -59,3 +59,33 @@ def test_close_waits_for_a_training_and_saves_its_lists(sqlite_url: str, tmp_pat
         info = s.index_info("v")
         assert (info.kind, info.keys, info.training, info.repaired) == ("ivf", 5000, False, None)
         assert s.wait_trained("v") and s.search_vector(keys[4321], space="v", k=1)[0].slot.id == ids[4321]
+
+
+def test_a_retrain_puts_keys_near_their_old_lists_and_loses_none(monkeypatch) -> None:
+    import mindstore.index as index_module
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(300, 32))
+    data = (centres[rng.integers(0, 300, 17_000)] + 0.3 * rng.normal(size=(17_000, 32))).astype(np.float32)
+    hinted = []
+    add_near = index_module._add_near
+    monkeypatch.setattr(index_module, "_add_near", lambda ivf, ids, v, hint, **kw: (hinted.append(hint is not None), add_near(ivf, ids, v, hint, **kw)))
+    ix = KeyIndex(32, device="cpu", approximate_from=2000, background=True)
+    ix.add(np.arange(2000), data[:2000])
+    assert ix.wait_trained(timeout=120) and ix.approximate and not any(hinted)  # flat -> IVF: no old lists
+    first_lists = ix._index.nlist
+    ix.add(np.arange(2000, 16_000), data[2000:16_000])  # 8x the keys trained on: retrains from these lists
+    ix.add(np.arange(16_000, 17_000), data[16_000:17_000])  # while it trains: replayed from their lists
+    ix.remove(np.arange(100))
+    assert ix.wait_trained(timeout=120) and ix._index.nlist > first_lists
+    assert any(hinted)
+    ids, where = ix._ids_by_list()
+    assert sorted(ids.tolist()) == list(range(100, 17_000))
+    snap_ids, vectors, _ = ix._snapshot()  # what the next retraining starts from
+    np.testing.assert_array_equal(snap_ids, ids)
+    np.testing.assert_array_equal(vectors, ix.reconstruct(ids))
+    # Most keys sit in the list a full search of the new centroids picks; all are found again.
+    _, best = ix._index.quantizer.search(data[ids], 1)
+    assert (best[:, 0] == where.lists).mean() >= 0.95
+    _, found = ix.search(data[100:17_000:17], 1)
+    assert (found[:, 0] == np.arange(100, 17_000, 17)).mean() >= 0.98
