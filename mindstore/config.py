@@ -56,9 +56,9 @@ class Config:
     usage_flush_s: float = 1.0
     """Searches count their hits as reads in memory and write them to SQL at most this many
     seconds later (and before any other call of the store, and on close): one write per second
-    instead of one per search. Usage is advisory (it orders eviction and LRUA writes), so a
-    process killed in between loses at most this much of its read counts, never a write. 0 writes
-    with every search."""
+    instead of one per search, made from a thread so that no search waits for it. Usage is
+    advisory (it orders eviction and LRUA writes), so a process killed in between loses at most
+    this much of its read counts, never a write. 0 writes with every search, before it returns."""
 
     train_in_background: bool = True
     """Train the approximate index's lists in a background thread (with a progress bar past 50k

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, insert, select, update as sql_update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from .config import Config, default_index_dir, default_url
 from .db import EventRow, SlotRow, SpaceRow, open_database
@@ -129,6 +130,9 @@ class MindStore:
         self._reads_since: float | None = None  # monotonic time of the oldest unwritten read
         self._prep_pool: ThreadPoolExecutor | None = None  # prepares a bulk add's keys (see _write_new)
         self._prep_pid = 0  # the process that started it
+        self._usage_pool: ThreadPoolExecutor | None = None  # writes the reads searches counted
+        self._usage_pid = 0
+        self._flushing: Future[dict[int, tuple[int, datetime]] | None] | None = None  # that write, under way
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
@@ -181,8 +185,9 @@ class MindStore:
             for lex in self._lexical.values():
                 lex.save_if_dirty()
             self._flush_reads()
-            if self._prep_pool is not None:
-                self._prep_pool.shutdown()
+            for pool in (self._prep_pool, self._usage_pool):
+                if pool is not None:
+                    pool.shutdown()
             self._engine.dispose()
             self._closed = True
 
@@ -191,7 +196,7 @@ class MindStore:
         so whatever this store does next (a get, a write, an eviction) sees them."""
         if self._closed:
             raise StoreClosedError("this MindStore is closed; open a new one")
-        if flush and self._reads:
+        if flush and (self._reads or self._flushing is not None):
             self._flush_reads()
 
     def _count_reads(self, ids: Iterable[int]) -> tuple[dict[int, int], datetime]:
@@ -211,27 +216,61 @@ class MindStore:
             if self._reads_since is None:
                 self._reads_since = time.monotonic()
             if time.monotonic() - self._reads_since >= self.config.usage_flush_s or len(self._reads) >= _READS_PENDING_MAX:
-                self._flush_reads()
+                # From a search, the write runs in a thread: on SQLite its commit writes a page per
+                # slot read (0.3 s for 3,000 slots at 1e6), a stall that one search in hundreds
+                # paid. Usage is advisory, so a search need not wait for it; a write still under
+                # way is left to finish, and an interval of 0 writes before the search returns.
+                if self.config.usage_flush_s > 0 and not isinstance(self._engine.pool, StaticPool):
+                    if self._flushing is None or self._flushing.done():
+                        self._flush_reads(background=True)
+                else:
+                    self._flush_reads()
         return unwritten, now
 
-    def _flush_reads(self) -> None:
-        """Write the counted reads: one executemany of ``reads = reads + n, last_access = t``.
+    def _flush_reads(self, *, background: bool = False) -> None:
+        """Write the counted reads: one executemany of ``reads = reads + n, last_access = t``
+        (``background``: from the store's usage thread). A write under way finishes first, so
+        when this returns (not in the background) SQL holds every read counted before the call.
         Usage is advisory: on a busy database the counts stay pending for the next flush, and a
         process killed before a flush loses at most ``usage_flush_s`` of read counts (never a
         write)."""
         with self._lock:
+            self._wait_flush()
             if not self._reads:
                 return
             pending, self._reads, self._reads_since = self._reads, {}, None
-            params = [{"slot": i, "n": n, "at": at} for i, (n, at) in sorted(pending.items())]
-            try:
-                with self._engine.begin() as c:
-                    c.execute(_ADD_READS, params)
-            except OperationalError:
-                for i, (n, at) in pending.items():  # keep them, merged with any counted meanwhile
-                    m, later = self._reads.get(i, (0, at))
-                    self._reads[i] = (n + m, max(at, later))
-                self._reads_since = time.monotonic()
+            if background:
+                if self._usage_pool is None or self._usage_pid != os.getpid():  # a forked child has no worker
+                    self._usage_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-usage")
+                    self._usage_pid = os.getpid()
+                self._flushing = self._usage_pool.submit(self._write_reads, pending)
+            else:
+                self._keep(self._write_reads(pending))
+
+    def _write_reads(self, pending: dict[int, tuple[int, datetime]]) -> dict[int, tuple[int, datetime]] | None:
+        """Add ``pending`` to the slots' usage in SQL; returns them if the database refused."""
+        params = [{"slot": i, "n": n, "at": at} for i, (n, at) in sorted(pending.items())]
+        try:
+            with self._engine.begin() as c:
+                c.execute(_ADD_READS, params)
+        except OperationalError:
+            return pending
+        return None
+
+    def _wait_flush(self) -> None:
+        """Let a write of reads from the usage thread finish, keeping its counts if it failed."""
+        if self._flushing is not None:
+            future, self._flushing = self._flushing, None
+            self._keep(future.result())
+
+    def _keep(self, failed: dict[int, tuple[int, datetime]] | None) -> None:
+        """Put reads that could not be written back, merged with any counted meanwhile."""
+        if not failed:
+            return
+        for i, (n, at) in failed.items():
+            m, later = self._reads.get(i, (0, at))
+            self._reads[i] = (n + m, max(at, later))
+        self._reads_since = time.monotonic()
 
     # -- spaces and the embedder ---------------------------------------------------------------
 

@@ -4,6 +4,7 @@ counted them and never the cause of an expiry."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -50,6 +51,23 @@ def test_zero_interval_writes_every_search(sqlite_url: str, tmp_path) -> None:
         assert _sql_usage(sqlite_url, slot.id)[0] == 1
         s.search_vector(keys[0], space="v", k=1)
         assert _sql_usage(sqlite_url, slot.id)[0] == 2
+
+
+def test_a_search_leaves_the_write_of_reads_to_the_usage_thread(db_url: str, tmp_path, monkeypatch) -> None:
+    keys = random_keys(3)
+    with vector_store(db_url, tmp_path, usage_flush_s=0.05) as s:
+        slot = s.add_vectors(keys, space="v", user_id="u")[0]
+        writers: list[str] = []
+        write = s._write_reads
+        monkeypatch.setattr(s, "_write_reads", lambda pending: (writers.append(threading.current_thread().name), write(pending))[1])
+        s.search_vector(keys[0], space="v", user_id="u", k=1)
+        time.sleep(0.1)
+        s.search_vector(keys[0], space="v", user_id="u", k=1)  # past the interval: hands the write over
+        assert writers and all(name.startswith("mindstore-usage") for name in writers)
+        assert s.get(slot.id).usage.reads == 2  # any other call waits for the write under way
+        assert _sql_usage(db_url, slot.id)[0] == 2
+        s.search_vector(keys[0], space="v", user_id="u", k=1)
+    assert _sql_usage(db_url, slot.id)[0] == 3  # close writes what is left
 
 
 def test_an_unwritten_read_keeps_a_slot_from_expiring(db_url: str, tmp_path) -> None:
