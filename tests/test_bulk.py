@@ -192,23 +192,24 @@ def test_a_bulk_add_is_one_range_event_and_every_slot_keeps_its_history(db_url: 
             assert other.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
 
 
-def test_a_version_1_database_gains_the_range_column_on_open(sqlite_url: str, tmp_path) -> None:
-    import sqlite3
+def test_a_version_1_database_gains_the_range_column_on_open(db_url: str, tmp_path) -> None:
+    from sqlalchemy import create_engine, inspect, text
 
     keys = np.random.default_rng(6).normal(size=(5, 8)).astype(np.float32)
-    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "i")) as s:
         s.create_space("v", dim=8, key_source="test")
         old = [x.id for x in s.add_vectors(keys[:1], space="v", user_id="u")]
-    path = sqlite_url.removeprefix("sqlite:///")
-    c = sqlite3.connect(path)  # what mindstore 0.x with schema version 1 made
-    c.executescript("DROP INDEX ix_events_range; ALTER TABLE events DROP COLUMN slot_last; UPDATE mindstore_meta SET value = '1' WHERE key = 'schema_version';")
-    c.close()
-    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+    engine = create_engine(db_url)
+    with engine.begin() as c:  # what mindstore made with schema version 1
+        c.execute(text("DROP INDEX ix_events_range"))
+        c.execute(text("ALTER TABLE events DROP COLUMN slot_last"))
+        c.execute(text("UPDATE mindstore_meta SET value = '1' WHERE key = 'schema_version'"))
+    with MindStore(db_url, config=Config(index_dir=tmp_path / "i")) as s:
         new = [x.id for x in s.add_vectors(keys[1:], space="v", user_id="u")]
         assert [e.kind for e in s.history(old[0])] == ["add"] and [e.kind for e in s.history(new[2])] == ["add"]
         assert s.search_vector(keys[3], space="v", k=1)[0].slot.id == new[2]
-    c = sqlite3.connect(path)
-    assert c.execute("SELECT value FROM mindstore_meta WHERE key = 'schema_version'").fetchone() == ("2",)
-    assert c.execute("SELECT name FROM sqlite_master WHERE name = 'ix_events_range'").fetchone() is not None
-    assert c.execute("SELECT slot_id, slot_last FROM events ORDER BY id").fetchall() == [(old[0], None), (new[0], new[-1])]
-    c.close()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT value FROM mindstore_meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert [tuple(r) for r in c.execute(text("SELECT slot_id, slot_last FROM events ORDER BY id"))] == [(old[0], None), (new[0], new[-1])]
+    assert "ix_events_range" in {ix["name"] for ix in inspect(engine).get_indexes("events")}
+    engine.dispose()
