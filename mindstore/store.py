@@ -38,7 +38,7 @@ from .errors import (
     StoreClosedError,
 )
 from .filters import Predicate, compile_filter
-from .index import Prepared
+from .index import Prepared, one_thread
 from .lexical import LexicalIndex
 from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
@@ -662,7 +662,7 @@ class MindStore:
         if len(keys) < _PREPARE_IN_THREAD:
             return None
         if self._prep_pool is None or self._prep_pid != os.getpid():  # a forked child has no worker
-            self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-prepare")
+            self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-prepare", initializer=one_thread)
             self._prep_pid = os.getpid()
         return self._prep_pool.submit(sp.index.prepare, keys)
 
