@@ -261,7 +261,8 @@ class MindStore:
         """Let a write of reads from the usage thread finish, keeping its counts if it failed."""
         if self._flushing is not None:
             future, self._flushing = self._flushing, None
-            self._keep(future.result())
+            if self._usage_pid == os.getpid():  # a forked child's copy belongs to the parent's thread
+                self._keep(future.result())
 
     def _keep(self, failed: dict[int, tuple[int, datetime]] | None) -> None:
         """Put reads that could not be written back, merged with any counted meanwhile."""
