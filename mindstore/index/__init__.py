@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -176,12 +176,29 @@ class KeyIndex:
             return ids, None
         return ids, _ListHint(self._index.quantizer.reconstruct_n(0, inv.nlist), np.repeat(np.arange(inv.nlist, dtype=np.int64), sizes))
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, _ListHint | None]:
-        """Every id and its stored vector, in storage order, and on an IVF where each sits: what
-        a retraining starts from. (Reading the float16 codes list by list and converting them
-        with numpy took 2.1 s for 800k keys, FAISS's batch reconstruct 1.7 s.)"""
+    def _snapshot(self) -> tuple[np.ndarray, Callable[[], np.ndarray], _ListHint | None]:
+        """What a retraining starts from: every id in storage order, a function that gives their
+        stored vectors, and on an IVF where each sits.
+
+        An IVF's float16 codes are its vectors: they are copied here as bytes, list by list (the
+        index may change as soon as this returns), and decoded by the function, which a background
+        training calls from its own thread. For 790k keys the copy took 0.11 and 0.81 s of the
+        writer's thread in two runs, reconstructing them 2.07 and 1.49 s; decoding takes ~1.8 s."""
         ids, hint = self._ids_by_list()
-        return ids, self.reconstruct(ids), hint
+        ivf = self._index
+        if hint is None or ivf.by_residual or faiss.downcast_index(ivf).sq.qtype != faiss.ScalarQuantizer.QT_fp16:
+            vectors = self.reconstruct(ids)
+            return ids, lambda: vectors, hint
+        inv, dim = ivf.invlists, self.dim
+        sizes = [inv.list_size(i) for i in range(inv.nlist)]
+        codes = np.empty(sum(sizes) * inv.code_size, dtype=np.uint8)
+        at = 0
+        for i, size in enumerate(sizes):
+            if size:
+                n = size * inv.code_size
+                codes[at : at + n] = faiss.rev_swig_ptr(inv.get_codes(i), n)
+                at += n
+        return ids, lambda: codes.view(np.float16).reshape(-1, dim).astype(np.float32), hint
 
     def _changed(self) -> None:
         self._gpu_index = None
@@ -255,7 +272,7 @@ class KeyIndex:
     def _train_ivf(self) -> None:
         """Move every key into an IVF with about 2 sqrt(N) lists trained on a sample of the keys."""
         ids, vectors, hint = self._snapshot()
-        self._install(_build_ivf(self.dim, ids, vectors, hint=hint), len(ids))
+        self._install(_build_ivf(self.dim, ids, vectors(), hint=hint), len(ids))
 
     def _install(self, ivf: faiss.Index, trained_at: int) -> None:
         self._index = ivf
@@ -272,7 +289,7 @@ class KeyIndex:
         self.training_progress = tqdm(total=len(ids), desc="training approximate key index", unit="key", disable=len(ids) < 50_000 or None)
 
         def work() -> None:
-            self._trained = _build_ivf(self.dim, ids, vectors, self.training_progress, hint)
+            self._trained = _build_ivf(self.dim, ids, vectors(), self.training_progress, hint)
 
         self._training = threading.Thread(target=work, name="mindstore-ivf-training", daemon=True)
         self._training.start()
