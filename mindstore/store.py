@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from ._gc import gc_paused
 from .config import Config, default_index_dir, default_url
 from .db import EventRow, SlotRow, SpaceRow, open_database
 from .db.bulk import Same, insert_columns, insert_with_ids
@@ -552,6 +553,22 @@ class MindStore:
         metas: list[dict[str, Any]],
         labels: Sequence[str | None] | None = None,
         values: np.ndarray | None = None,
+        dedup: bool,
+    ) -> list[Slot]:
+        # A big batch builds tens of thousands of objects that form no cycles: see mindstore._gc.
+        with gc_paused(len(keys)):
+            return self._insert_new(sp, scope, keys, texts=texts, metas=metas, labels=labels, values=values, dedup=dedup)
+
+    def _insert_new(
+        self,
+        sp: SpaceIndex,
+        scope: Scope,
+        keys: np.ndarray,
+        *,
+        texts: Sequence[str | None],
+        metas: list[dict[str, Any]],
+        labels: Sequence[str | None] | None,
+        values: np.ndarray | None,
         dedup: bool,
     ) -> list[Slot]:
         n = len(keys)

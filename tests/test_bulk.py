@@ -213,3 +213,70 @@ def test_a_version_1_database_gains_the_range_column_on_open(db_url: str, tmp_pa
         assert [tuple(r) for r in c.execute(text("SELECT slot_id, slot_last FROM events ORDER BY id"))] == [(old[0], None), (new[0], new[-1])]
     assert "ix_events_range" in {ix["name"] for ix in inspect(engine).get_indexes("events")}
     engine.dispose()
+
+
+def test_a_big_batch_runs_with_the_cycle_collector_paused_and_restores_it(sqlite_url: str, tmp_path, monkeypatch) -> None:
+    # 1,000 keys or more are written with CPython's cyclic collector off (mindstore._gc: full
+    # collections over a large heap cost a 1e6 fill seconds); fewer leave it alone. After the
+    # add, failed or not, the collector is as the application had it.
+    import gc
+
+    import mindstore.store as store_module
+
+    during: list[bool] = []
+    real = store_module.insert_columns
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        during.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "insert_columns", spy)
+    keys = np.random.default_rng(5).normal(size=(8000, 8)).astype(np.float32)
+    assert gc.isenabled()
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(keys[:999], space="v", user_id="u")
+        assert during == [True] and gc.isenabled()  # the slot rows (the batch's one event: insert_with_ids)
+        s.add_vectors(keys[999:3000], space="v", user_id="u")
+        assert during[1:] == [False] and gc.isenabled()
+        gc.disable()
+        try:
+            s.add_vectors(keys[3000:5000], space="v", user_id="u")
+            assert not gc.isenabled()  # the application's choice stands
+        finally:
+            gc.enable()
+        with s._engine.begin() as c:
+            c.exec_driver_sql("CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        with pytest.raises(DatabaseError, match="nothing was stored"):
+            s.add_vectors(keys[5000:], space="v", user_id="u")
+        assert gc.isenabled() and s.count(space="v") == 5000
+
+
+def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> None:
+    import gc
+    import threading
+
+    from mindstore._gc import PAUSE_FROM, gc_paused
+
+    entered, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused(PAUSE_FROM):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    assert gc.isenabled()
+    try:
+        with gc_paused(PAUSE_FROM):
+            t.start()
+            assert entered.wait(10)
+        assert not gc.isenabled()  # the other thread's write is still under way
+        release.set()
+        t.join(10)
+        assert gc.isenabled()
+        with gc_paused(PAUSE_FROM - 1):
+            assert gc.isenabled()
+    finally:
+        release.set()
+        gc.enable()
