@@ -280,3 +280,57 @@ def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> No
     finally:
         release.set()
         gc.enable()
+
+
+def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bounded(sqlite_url: str, tmp_path, monkeypatch) -> None:
+    # A bulk add commits with its connection's automatic checkpoint off, and the store's
+    # checkpoint thread copies the WAL into the database file while the add goes on; the next
+    # user of the connection gets the automatic checkpoint back. Over many adds the WAL keeps
+    # restarting (an add waits for the thread once the WAL is big), and every slot is there.
+    import sqlite3
+    import threading
+    import time
+
+    import mindstore.store as store_module
+
+    auto: list[int] = []
+    threads: list[str] = []
+    real_insert, real_checkpoint = store_module.insert_columns, MindStore._checkpoint
+
+    def spy_insert(s, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        auto.append(s.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+        return real_insert(s, *args, **kwargs)
+
+    def spy_checkpoint(self) -> bool:  # noqa: ANN001
+        threads.append(threading.current_thread().name)
+        time.sleep(0.1)  # a slow disk: adds go on while it copies
+        return real_checkpoint(self)
+
+    monkeypatch.setattr(store_module, "insert_columns", spy_insert)
+    monkeypatch.setattr(MindStore, "_checkpoint", spy_checkpoint)
+    monkeypatch.setattr(store_module, "_WAL_FRAMES_MAX", 500)
+    keys = np.random.default_rng(6).normal(size=(40 * 2000, 128)).astype(np.float32)
+    path = tmp_path / "memory.db"
+    with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
+        s.create_space("v", dim=128, key_source="test")
+        s.add_vectors(keys[:999], space="v", user_id="u")
+        assert auto == [1000] and threads == []  # small: the usual checkpoint
+        for start in range(999, len(keys), 2000):
+            s.add_vectors(keys[start : start + 2000], space="v", user_id="u")
+        # nothing else reads or checkpoints this file: every checkpoint copies all it finds, and every add defers
+        assert auto[1:] == [0] * 40 and threads and all(t.startswith("mindstore-checkpoint") for t in threads)
+        with s._engine.connect() as c:  # the pool's connection, given back: its setting restored
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        if s._ckpt is not None:
+            s._ckpt.result()
+        raw = sqlite3.connect(path)
+        busy, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        raw.close()
+        # A WAL that never restarted would hold all 40 adds: ~4,700 pages (~118 an add). Past 500
+        # (lowered for the test) an add waits for the thread, and the WAL restarts at its first
+        # write; what it can reach is 500 plus the adds made during one copy (72-1,132 seen).
+        assert busy == 0 and frames == copied and frames < 500 + 15 * 120
+        assert s.count(space="v") == len(keys)
+    again = sqlite3.connect(path)
+    assert again.execute("SELECT count(*), min(id), max(id) FROM slots").fetchone() == (len(keys), 1, len(keys))
+    again.close()

@@ -40,6 +40,14 @@ def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connectio
     cur.close()
 
 
+def _restore_autocheckpoint(dbapi_conn, record) -> None:  # noqa: ANN001 - DBAPI connection, pool record
+    """A bulk add that left its checkpoint to the store's thread turned the connection's automatic
+    checkpoint off (``MindStore._checkpoint_behind``); the next user gets it back."""
+    pages = record.info.pop("autocheckpoint", None)
+    if pages is not None and dbapi_conn is not None:
+        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+
 def _add_missing_columns(engine: Engine) -> None:
     """Bring a database made by an earlier mindstore up to this schema: columns added since
     (``create_all`` makes missing tables, not missing columns). Each is nullable, so the rows
@@ -83,6 +91,7 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         raise DatabaseError(f"cannot use database {u.render_as_string(hide_password=True)}: {exc}{hint}") from exc
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "checkin", _restore_autocheckpoint)
     try:
         Base.metadata.create_all(engine)
         _add_missing_columns(engine)
