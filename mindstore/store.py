@@ -701,7 +701,7 @@ class MindStore:
         SQLite copies the WAL back into the database file (a checkpoint) in the commit that takes
         the WAL past 1,000 pages: a bulk add of 10,000 keys writes ~20 MB, so nearly every such
         commit ran one, inside the add. Raw sqlite3 putting 1e6 slot rows took 8.5-8.8 s with that
-        against 6.5-6.6 s with no checkpoints (commits 3.3 against 1.2 s). SQLite's documentation
+        against 6.5-6.6 s with no checkpoints (commits 3.3-3.4 against 1.2 s). SQLite's documentation
         suggests running them from another thread instead; after a bulk commit the checkpoint
         thread does so while the add updates its key index.
 
