@@ -505,7 +505,8 @@ class MindStore:
             sp = self._text_space(create=True)
             if keys.shape[1] != sp.dim:
                 raise EmbedderMismatchError(f"the embedder gives {keys.shape[1]} dims; space {sp.name!r} holds {sp.dim}")
-            return self._write_new(sp, scope, keys, texts=texts, metas=metas, dedup=dedup)
+            with gc_paused(len(keys)):  # a big batch builds tens of thousands of objects, no cycles: see mindstore._gc
+                return self._write_new(sp, scope, keys, texts=texts, metas=metas, dedup=dedup)
 
     def add_vectors(
         self,
@@ -535,7 +536,8 @@ class MindStore:
                 vals = np.ascontiguousarray(values, dtype=np.float32).reshape(n, -1)
                 if not np.isfinite(vals).all():
                     raise InvalidVectorError("values hold NaN or infinite numbers")
-            return self._write_new(sp, scope, keys, texts=texts, metas=metas, labels=labels, values=vals, dedup=False)
+            with gc_paused(n):  # as in add
+                return self._write_new(sp, scope, keys, texts=texts, metas=metas, labels=labels, values=vals, dedup=False)
 
     @staticmethod
     def _optional_strings(items: Sequence[str | None] | None, n: int, what: str) -> list[str | None]:
@@ -568,22 +570,6 @@ class MindStore:
         metas: list[dict[str, Any]],
         labels: Sequence[str | None] | None = None,
         values: np.ndarray | None = None,
-        dedup: bool,
-    ) -> list[Slot]:
-        # A big batch builds tens of thousands of objects that form no cycles: see mindstore._gc.
-        with gc_paused(len(keys)):
-            return self._insert_new(sp, scope, keys, texts=texts, metas=metas, labels=labels, values=values, dedup=dedup)
-
-    def _insert_new(
-        self,
-        sp: SpaceIndex,
-        scope: Scope,
-        keys: np.ndarray,
-        *,
-        texts: Sequence[str | None],
-        metas: list[dict[str, Any]],
-        labels: Sequence[str | None] | None,
-        values: np.ndarray | None,
         dedup: bool,
     ) -> list[Slot]:
         n = len(keys)
