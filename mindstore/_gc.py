@@ -11,14 +11,17 @@ builds forms a cycle; its temporaries are freed by reference counting. Mercurial
 does the same for the same reason.
 
 The collector is process-wide state: while a bulk write runs, other threads' cycles wait for the
-next collection (they are collected after, not lost). Concurrent bulk writes share one pause, and
-the collector is turned back on only by the last of them, and only if it was on when the first
-began (an application that turned it off keeps it off).
+next collection (they are collected after, not lost), also while the write waits for another
+process's write lock. Concurrent bulk writes share one pause, and the collector is turned back on
+only by the last of them, and only if it was on when the first began: an application that turned
+it off before keeps it off, though one that turns it off during another thread's bulk write
+finds it back on after. A child forked during a pause starts with the collector as it was before.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,15 +42,31 @@ def gc_paused(n: int) -> Iterator[None]:
     if n < PAUSE_FROM:
         yield
         return
-    with _lock:
-        if _depth == 0:
-            _restore = gc.isenabled()
-            gc.disable()
-        _depth += 1
+    entered = False
     try:
+        with _lock:
+            if _depth == 0:
+                _restore = gc.isenabled()
+                gc.disable()
+            _depth += 1
+            entered = True
         yield
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _restore:
-                gc.enable()
+        if entered:
+            with _lock:
+                _depth -= 1
+                if _depth == 0 and _restore:
+                    gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked during a pause has none of the threads that would end it: start it afresh,
+    with the collector as the application had it."""
+    global _depth, _lock
+    paused, _depth, _lock = _depth > 0, 0, threading.Lock()
+    if paused and _restore:
+        gc.enable()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -57,7 +57,6 @@ _HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c i
 _PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 _CHECKPOINT_BEHIND = 1000  # slots: a SQLite bulk add this big leaves its WAL checkpoint to a thread
-_WAL_FRAMES_MAX = 4000  # pages (64 MiB at 16 KiB): past this in the WAL, a bulk add waits for that thread
 # Core, not ORM: executemany of a compiled statement is what makes a flush cheap.
 _ADD_READS = (
     sql_update(SlotRow.__table__)
@@ -148,7 +147,6 @@ class MindStore:
         self._ckpt_pool: ThreadPoolExecutor | None = None  # checkpoints the WAL after bulk adds (SQLite)
         self._ckpt_pid = 0
         self._ckpt: Future[bool] | None = None  # the last such checkpoint; True if it copied every frame
-        self._wal_frames = 0  # frames in the WAL when it ran
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         self._index_dir = Path(index_dir) if index_dir is not None else None
@@ -691,26 +689,23 @@ class MindStore:
         suggests running them from another thread instead; after a bulk commit the checkpoint
         thread does so while the add updates its key index.
 
-        The WAL stays bounded. While the previous such checkpoint is still copying, an add defers
-        again only if that checkpoint found fewer than ``_WAL_FRAMES_MAX`` frames; otherwise it
-        waits for it. An add that finds it finished with every frame copied defers, and the WAL
-        restarts from its beginning at the add's first write. If it could not copy them all (a
-        reader held old frames), the add commits with the usual checkpoint."""
+        The WAL stays bounded: a bulk add first waits for a checkpoint still copying (it started
+        at the previous bulk commit, and has had that add's key-index update to run in). Having
+        copied every frame, it leaves the WAL to restart from its beginning at the add's first
+        write, so the WAL holds one batch. One that could not copy them all (a reader held old
+        frames) makes the add commit with the usual checkpoint. Letting one more add commit while
+        a checkpoint was copying kept the writer from waiting, but the WAL then grew to 150-230 MiB
+        in a 1e6 fill, with no fill time gained that these runs could show."""
         if n < _CHECKPOINT_BEHIND or self._engine.dialect.name != "sqlite" or isinstance(self._engine.pool, StaticPool):
             return False
-        last = self._ckpt
+        last, self._ckpt = self._ckpt, None
         if last is None or self._ckpt_pid != os.getpid():  # none yet, or the parent's, before a fork
             return True
-        if not last.done() and self._wal_frames < _WAL_FRAMES_MAX:
-            return True  # that one goes on copying; the next add's checks see what it found
-        self._ckpt = None
-        return last.exception() is None and bool(last.result())
+        return last.exception() is None and bool(last.result())  # waits for one still copying
 
     def _checkpoint_later(self) -> None:
         """Checkpoint the WAL from the store's checkpoint thread (see :meth:`_checkpoint_behind`)."""
         with self._lock:
-            if self._ckpt is not None and self._ckpt_pid == os.getpid() and not self._ckpt.done():
-                return  # still copying: the next bulk add decides what follows
             if self._ckpt_pool is None or self._ckpt_pid != os.getpid():  # a forked child has no worker
                 self._ckpt_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-checkpoint")
                 self._ckpt_pid = os.getpid()
@@ -724,7 +719,6 @@ class MindStore:
                 busy, frames, copied = c.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         except SQLAlchemyError:
             return False  # the next bulk add commits with the usual checkpoint
-        self._wal_frames = int(frames)
         return busy == 0 and frames == copied
 
     def _prepare(self, sp: SpaceIndex, keys: np.ndarray) -> Future[Prepared] | None:
