@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import FrozenInstanceError
 from datetime import datetime, timezone
 
@@ -253,7 +255,10 @@ def test_a_big_batch_runs_with_the_cycle_collector_paused_and_restores_it(sqlite
         assert gc.isenabled() and s.count(space="v") == 5000
 
 
-def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> None:
+@contextmanager
+def _another_bulk_write() -> Iterator[Callable[[], None]]:
+    """A thread inside ``gc_paused`` (another bulk write under way) until the function this
+    yields, or the block's end, ends it."""
     import gc
     import threading
 
@@ -261,26 +266,40 @@ def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> No
 
     entered, release = threading.Event(), threading.Event()
 
-    def other() -> None:
+    def write() -> None:
         with gc_paused(PAUSE_FROM):
             entered.set()
             release.wait(10)
 
-    t = threading.Thread(target=other)
-    assert gc.isenabled()
-    try:
-        with gc_paused(PAUSE_FROM):
-            t.start()
-            assert entered.wait(10)
-        assert not gc.isenabled()  # the other thread's write is still under way
+    t = threading.Thread(target=write)
+    t.start()
+
+    def end() -> None:
         release.set()
         t.join(10)
+
+    try:
+        assert entered.wait(10) and not gc.isenabled()
+        yield end
+    finally:
+        end()
+        gc.enable()
+
+
+def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> None:
+    import gc
+
+    from mindstore._gc import PAUSE_FROM, gc_paused
+
+    assert gc.isenabled()
+    with _another_bulk_write() as end:
+        with gc_paused(PAUSE_FROM):
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread's write is still under way
+        end()
         assert gc.isenabled()
         with gc_paused(PAUSE_FROM - 1):
             assert gc.isenabled()
-    finally:
-        release.set()
-        gc.enable()
 
 
 def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bounded(sqlite_url: str, tmp_path, monkeypatch) -> None:
@@ -342,21 +361,10 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_during_a_pause_gets_its_collector_back() -> None:
     import gc
-    import threading
 
     from mindstore._gc import PAUSE_FROM, gc_paused
 
-    entered, release = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with gc_paused(PAUSE_FROM):
-            entered.set()
-            release.wait(10)
-
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        assert entered.wait(10) and not gc.isenabled()
+    with _another_bulk_write():
         pid = os.fork()
         if pid == 0:  # the child: no writer thread will ever end its pause
             on = gc.isenabled()
@@ -365,7 +373,3 @@ def test_a_child_forked_during_a_pause_gets_its_collector_back() -> None:
             os._exit(0 if on and off and gc.isenabled() else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        release.set()
-        t.join(10)
-        gc.enable()
