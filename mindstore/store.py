@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,6 +96,32 @@ def _autocheckpoint_off(s: Session) -> None:
     conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
 
 
+class _Worker:
+    """One thread of the store's own, started on first use, and again in a forked child (which has
+    none of its parent's threads)."""
+
+    def __init__(self, name: str, initializer: Callable[[], None] | None = None) -> None:
+        self._name, self._initializer = name, initializer
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0  # the process that started it
+
+    @property
+    def here(self) -> bool:
+        """Whether the thread, and so every future it gave, belongs to this process."""
+        return self._pool is not None and self._pid == os.getpid()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        if not self.here:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=self._name, initializer=self._initializer)
+            self._pid = os.getpid()
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        """Wait for what it runs and stop it (a forked child's copy has no thread to stop)."""
+        if self.here:
+            self._pool.shutdown()
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -139,13 +165,10 @@ class MindStore:
         self._closed = False
         self._reads: dict[int, tuple[int, datetime]] = {}  # slot id -> (reads not yet in SQL, last)
         self._reads_since: float | None = None  # monotonic time of the oldest unwritten read
-        self._prep_pool: ThreadPoolExecutor | None = None  # prepares a bulk add's keys (see _write_new)
-        self._prep_pid = 0  # the process that started it
-        self._usage_pool: ThreadPoolExecutor | None = None  # writes the reads searches counted
-        self._usage_pid = 0
+        self._prep_worker = _Worker("mindstore-prepare", one_thread)  # prepares a bulk add's keys (see _write_new)
+        self._usage_worker = _Worker("mindstore-usage")  # writes the reads searches counted
         self._flushing: Future[dict[int, tuple[int, datetime]] | None] | None = None  # that write, under way
-        self._ckpt_pool: ThreadPoolExecutor | None = None  # checkpoints the WAL after bulk adds (SQLite)
-        self._ckpt_pid = 0
+        self._ckpt_worker = _Worker("mindstore-checkpoint")  # checkpoints the WAL after bulk adds (SQLite)
         self._ckpt: Future[bool] | None = None  # the last such checkpoint; True if it copied every frame
         self._engine, self._sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
@@ -199,9 +222,8 @@ class MindStore:
             for lex in self._lexical.values():
                 lex.save_if_dirty()
             self._flush_reads()
-            for pool in (self._prep_pool, self._usage_pool, self._ckpt_pool):
-                if pool is not None:
-                    pool.shutdown()
+            for worker in (self._prep_worker, self._usage_worker, self._ckpt_worker):
+                worker.shutdown()
             self._engine.dispose()
             self._closed = True
 
@@ -254,10 +276,7 @@ class MindStore:
                 return
             pending, self._reads, self._reads_since = self._reads, {}, None
             if background:
-                if self._usage_pool is None or self._usage_pid != os.getpid():  # a forked child has no worker
-                    self._usage_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-usage")
-                    self._usage_pid = os.getpid()
-                self._flushing = self._usage_pool.submit(self._write_reads, pending)
+                self._flushing = self._usage_worker.submit(self._write_reads, pending)
             else:
                 self._keep(self._write_reads(pending))
 
@@ -275,7 +294,7 @@ class MindStore:
         """Let a write of reads from the usage thread finish, keeping its counts if it failed."""
         if self._flushing is not None:
             future, self._flushing = self._flushing, None
-            if self._usage_pid == os.getpid():  # a forked child's copy belongs to the parent's thread
+            if self._usage_worker.here:  # a forked child's copy belongs to the parent's thread
                 self._keep(future.result())
 
     def _keep(self, failed: dict[int, tuple[int, datetime]] | None) -> None:
@@ -699,17 +718,14 @@ class MindStore:
         if n < _CHECKPOINT_BEHIND or self._engine.dialect.name != "sqlite" or isinstance(self._engine.pool, StaticPool):
             return False
         last, self._ckpt = self._ckpt, None
-        if last is None or self._ckpt_pid != os.getpid():  # none yet, or the parent's, before a fork
+        if last is None or not self._ckpt_worker.here:  # none yet, or the parent's, before a fork
             return True
         return last.exception() is None and bool(last.result())  # waits for one still copying
 
     def _checkpoint_later(self) -> None:
         """Checkpoint the WAL from the store's checkpoint thread (see :meth:`_checkpoint_behind`)."""
         with self._lock:
-            if self._ckpt_pool is None or self._ckpt_pid != os.getpid():  # a forked child has no worker
-                self._ckpt_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-checkpoint")
-                self._ckpt_pid = os.getpid()
-            self._ckpt = self._ckpt_pool.submit(self._checkpoint)
+            self._ckpt = self._ckpt_worker.submit(self._checkpoint)
 
     def _checkpoint(self) -> bool:
         """A passive checkpoint (it never waits for readers or writers): True if it copied every
@@ -726,10 +742,7 @@ class MindStore:
         to gain from it (None: the add prepares them itself)."""
         if len(keys) < _PREPARE_IN_THREAD:
             return None
-        if self._prep_pool is None or self._prep_pid != os.getpid():  # a forked child has no worker
-            self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="mindstore-prepare", initializer=one_thread)
-            self._prep_pid = os.getpid()
-        return self._prep_pool.submit(sp.index.prepare, keys)
+        return self._prep_worker.submit(sp.index.prepare, keys)
 
     def _after_change(self, sp: SpaceIndex, n: int) -> None:
         sp.changes_since_save += n
