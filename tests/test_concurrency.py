@@ -142,3 +142,45 @@ def test_change_committed_out_of_sequence_order_is_not_skipped(pg_url: str, tmp_
     finally:
         reader.close()
         writer.close()
+
+
+# The parent runs FAISS's OpenMP regions (an IVF trained inside the add, a batch search), then
+# forks; the child adds and searches. Before the fork hook the child hung in its first FAISS add.
+FORKED = textwrap.dedent(
+    f"""
+    import os, sys, time
+    import numpy as np
+    from mindstore import Config, MindStore
+    url, index_dir = sys.argv[1:3]
+    keys = np.random.default_rng(0).normal(size=(6000, {DIM})).astype(np.float32)
+    store = MindStore(url, config=Config(index_dir=index_dir, approximate_from=2000, train_in_background=False))
+    store.create_space("v", dim={DIM}, key_source="test")
+    store.add_vectors(keys[:3000], space="v", user_id="parent")
+    store.search_vectors(keys[:64], space="v", k=3)
+    pid = os.fork()
+    if pid == 0:
+        slots = store.add_vectors(keys[3000:], space="v", user_id="child")
+        hits = store.search_vectors(keys[3000:3064], space="v", k=1, user_id="child")
+        ok = [h[0].slot.id for h in hits] == [s.id for s in slots[:64]]
+        store.close()
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            sys.exit(os.waitstatus_to_exitcode(status))
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    sys.exit("the forked child hung")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_after_faiss_ran_in_the_parent_can_use_the_store(sqlite_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("OMP_NUM_THREADS", None)  # the hang needs FAISS's own thread pool
+    done = subprocess.run([sys.executable, str(script), sqlite_url, str(tmp_path / "idx")], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]

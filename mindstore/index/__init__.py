@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-
+from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -57,6 +57,18 @@ def one_thread() -> None:
     six interleaved pairs of 1e6 fills, one thread was faster in every pair: 23.0-26.8 s against
     24.1-28.4 s, 56.3-63.7 s of CPU against 57.6-70.6 s."""
     faiss.omp_set_num_threads(1)
+
+
+def _after_fork_in_child() -> None:
+    """Run FAISS on one OpenMP thread in a forked child. GNU OpenMP is not fork-safe: a child forked
+    after FAISS ran a parallel region in the parent (training an IVF, a batch search) waited forever
+    at its next one, since the pool's threads are not copied. A region of one thread uses no pool."""
+    if type(faiss) is ModuleType:  # FAISS was loaded (the lazy stand-in is another type; type() loads nothing)
+        faiss.omp_set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def gpu_available() -> bool:
