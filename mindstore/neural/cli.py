@@ -149,6 +149,10 @@ def train_command(
     read_heads: int = typer.Option(4, help="Read heads."),
     topk: int = typer.Option(4, help="K: slots each sparse read head touches."),
     channels: int = typer.Option(32, help="Conv encoder channels."),
+    blocks: int = typer.Option(3, help="Conv encoder depth: blocks of conv3x3, norm, ReLU and "
+                               "2x2 max-pooling."),
+    embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
+                              "--width of at least embed + label space."),
     init: str = typer.Option("matching", help="matching: the heads start as a matching network "
                              "over the encoder's space (docs/neural.md); random: plain init."),
     norm: str = typer.Option("group", help="Conv encoder normalisation: group (GroupNorm: each "
@@ -195,7 +199,8 @@ def train_command(
     mcfg = MANNConfig(model=model, controller=controller, memory=memory, score=score,
                       hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
                       label_space=label_space, image_size=image_size, encoder=encoder,
-                      channels=channels, norm=norm, standardize=standardize, init=init)
+                      channels=channels, blocks=blocks, embed=embed, norm=norm,
+                      standardize=standardize, init=init)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,

@@ -148,8 +148,11 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
     data = Omniglot(images, [a for a, _ in keys], [f"{a}/{c}" for a, c in keys])
     if use_cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        # another process may be loading the same data: write aside, then rename (atomic)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         torch.save({"images": images, "alphabets": data.alphabets,
-                    "characters": data.characters}, cached)
+                    "characters": data.characters}, tmp)
+        os.replace(tmp, cached)
     return data
 
 

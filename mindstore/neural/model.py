@@ -47,6 +47,7 @@ class MANNConfig:
     image_size: int = 20
     encoder: str = "conv"  # conv (images) | mlp (small synthetic patterns)
     channels: int = 32  # conv encoder width
+    blocks: int = 3  # conv encoder depth: blocks of conv3x3-norm-ReLU-maxpool (4: Snell's conv-4)
     norm: str = "group"  # conv encoder normalisation: group (each image its own) | batch
     standardize: bool = True  # e_t -> (e_t - mean) / std per feature, training statistics
     embed: int = 64  # e_t width
@@ -67,15 +68,19 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: 3 blocks of conv3x3-norm-ReLU-maxpool."""
+    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: ``blocks`` x (conv3x3-norm-ReLU-maxpool)."""
 
     def __init__(self, cfg: MANNConfig) -> None:
         super().__init__()
         S = cfg.image_size
         if cfg.encoder == "conv":
+            if cfg.blocks < 1 or S >> cfg.blocks < 1:
+                raise ValueError(f"a conv encoder of {cfg.blocks} blocks halves {S}x{S} images "
+                                 f"{cfg.blocks} times; use 1 to {max(1, S.bit_length() - 1)} blocks "
+                                 "or larger images")
             layers: list[nn.Module] = []
             c_in = 1
-            for _ in range(3):
+            for _ in range(cfg.blocks):
                 layers += [nn.Conv2d(c_in, cfg.channels, 3, padding=1),
                            _norm(cfg.norm, cfg.channels), nn.ReLU(), nn.MaxPool2d(2)]
                 c_in = cfg.channels

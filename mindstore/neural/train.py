@@ -97,7 +97,7 @@ def take_encoder(model: nn.Module, path: str | Path) -> None:
     """Copy the encoder of the checkpoint at ``path`` into ``model`` (same encoder settings)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     theirs = config_from_dict(blob["model_config"])
-    fields = ("encoder", "image_size", "channels", "norm", "standardize", "embed")
+    fields = ("encoder", "image_size", "channels", "blocks", "norm", "standardize", "embed")
     differ = [f for f in fields if getattr(theirs, f) != getattr(model.cfg, f)]
     if differ:
         raise ValueError(f"the encoder in {path} differs in {', '.join(differ)}; train with "

@@ -162,3 +162,40 @@ def test_checkpoints_from_before_the_encoder_options_still_load(tmp_path):
     assert (loaded.cfg.channels, loaded.cfg.norm, loaded.cfg.standardize) == (16, "batch", False)
     for k, v in old.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
+
+
+@needs_data
+def test_cli_encoder_depth_and_width_reach_the_model_and_bad_depths_are_refused(tmp_path):
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "deep.pt"
+    base = ["train", "--data", str(DATA), "--steps", "0", "--channels", "8", "--image-size", "12",
+            "--pretrain-steps", "1", "--pretrain-ways", "5", "--eval-episodes", "4",
+            "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(app, base + ["--blocks", "4"])  # 12 -> 6 -> 3 -> 1 -> 0
+    said = " ".join(res.output.replace("│", " ").split())  # the message as one line
+    assert res.exit_code != 0 and "use 1 to 3 blocks" in said and not out.exists()
+    res = CliRunner().invoke(app, base + ["--blocks", "2", "--embed", "48", "--width", "68"])
+    assert res.exit_code == 0, res.output
+    model, blob = load_checkpoint(out)
+    assert (blob["model_config"]["blocks"], blob["model_config"]["embed"]) == (2, 48)
+    convs = [m for m in model.encoder.net if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2 and model.encoder(torch.zeros(3, 1, 12, 12)).shape == (3, 48)
+    # a MANN can only take an encoder of the same shape
+    cfg = TrainConfig(model=MANNConfig(channels=8, image_size=12, blocks=3, embed=48, width=68),
+                      data=str(DATA), steps=0, encoder_from=str(out), eval_episodes=4,
+                      out=str(tmp_path / "other.pt"))
+    with pytest.raises(ValueError, match="blocks"):
+        train(cfg, progress=False)
+
+
+def test_checkpoints_from_before_the_blocks_option_load_with_three_blocks(tmp_path):
+    cfg = MANNConfig(channels=8, image_size=12)
+    old = build_model(cfg)
+    blob = {"config": {}, "model_config": {k: v for k, v in vars(cfg).items() if k != "blocks"},
+            "state_dict": old.state_dict(), "metrics": {}}
+    torch.save(blob, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.cfg.blocks == 3
+    x = torch.rand(2, 1, 12, 12)
+    torch.testing.assert_close(loaded.encoder.eval()(x), old.encoder.eval()(x))
