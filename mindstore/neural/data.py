@@ -150,9 +150,12 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
         cached.parent.mkdir(parents=True, exist_ok=True)
         # another process may be loading the same data: write aside, then rename (atomic)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"images": images, "alphabets": data.alphabets,
-                    "characters": data.characters}, tmp)
-        os.replace(tmp, cached)
+        try:
+            torch.save({"images": images, "alphabets": data.alphabets,
+                        "characters": data.characters}, tmp)
+            os.replace(tmp, cached)
+        finally:
+            tmp.unlink(missing_ok=True)  # gone after the rename; a failed write's leftovers
     return data
 
 

@@ -7,7 +7,7 @@ import torch
 from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
                                    augment, load_omniglot, with_rotations)
 
-from .conftest import needs_data
+from .conftest import DATA, needs_data
 
 
 @needs_data
@@ -82,3 +82,40 @@ def test_training_episodes_are_augmented_only_when_asked(omniglot):
     assert (a.y == b.y).all() and (a.instance == b.instance).all()
     assert set((a.x * 255).round().unique().tolist()) <= set(range(256))  # raw pixels
     assert not torch.allclose(a.x, b.x)
+
+
+
+@needs_data
+def test_the_preprocessed_tensor_is_cached_and_read_back(tmp_path, monkeypatch):
+    import mindstore.neural.data as data
+
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    first = load_omniglot(DATA, size=8, allow_download=False)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]
+    monkeypatch.setattr(data, "prepare_image", None)  # a second load must not decode the zips
+    again = load_omniglot(DATA, size=8, allow_download=False)
+    assert torch.equal(again.images, first.images) and again.characters == first.characters
+
+
+@needs_data
+def test_a_load_that_dies_writing_the_cache_leaves_no_cache_to_trust(tmp_path, monkeypatch):
+    """The cache is written aside and renamed into place, so a reader (another run started at
+    the same moment, or the next run after a crash) never finds half a file under its name."""
+    import mindstore.neural.data as data
+
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    real_save = torch.save
+
+    def dies_halfway(obj, f):
+        real_save({"images": obj["images"][:1]}, f)  # some bytes out, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    try:
+        load_omniglot(DATA, size=8, allow_download=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not list(tmp_path.iterdir())  # neither a cache nor the half-written file
+    loaded = load_omniglot(DATA, size=8, allow_download=False)  # rebuilt, not a torn read
+    assert loaded.images.shape[0] == len(loaded.characters) > 200
