@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Encoder sweep for the MANN on one GPU, in one go (docs/neural.md, "Encoders trained on a GPU").
+# Encoder sweep for the MANN on one GPU, in one go (docs/neural.md, "The GPU sweep, prepared").
 #
 #     bash bench/neural_gpu_sweep.sh OUTDIR [PRETRAIN_STEPS | auto]
 #
@@ -12,6 +12,12 @@
 # Checkpoints, logs and scores go to OUTDIR as tar parts of at most 15 MiB (the device tool
 # returns at most 8 files of 16 MiB): `cat OUTDIR/NAME.tar.part-* | tar x` unpacks them.
 # Every choice is made on validation characters; the held-out scores are only reported.
+#
+# Where the GPU machine lacks packages (sqlalchemy, faiss-cpu, PyStemmer, platformdirs) and the
+# data: download their cp312 manylinux wheels into .whl/ (git-ignored) and copy the Omniglot zips
+# into a git-excluded .data/omniglot, carry both, then run
+#     pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#     PYTHONPATH=/tmp/site:$PWD MINDSTORE_DATA=$PWD/.data/omniglot bash bench/neural_gpu_sweep.sh $OUT
 set -u
 OUT=${1:?usage: neural_gpu_sweep.sh OUTDIR [PRETRAIN_STEPS]}
 P=${2:-auto}  # auto: as many as fit ~BUDGET (180) seconds, from a timed trial
