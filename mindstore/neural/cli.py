@@ -178,6 +178,9 @@ def train_command(
                                          "prototypes in a pretraining episode."),
     pretrain_lr: float = typer.Option(1e-3, help="Encoder pretraining learning rate "
                                       "(cosine-decayed to 0)."),
+    pretrain_distort: float = typer.Option(1.0, help="Scale the ranges of the pretraining "
+                                           "drawings' random distortion (1: rotation +-10 "
+                                           "degrees, scale and shift +-10%, shear +-0.15)."),
     encoder_from: Optional[Path] = typer.Option(None, help="Take the encoder from this "
                                                 "checkpoint instead of pretraining one (so that "
                                                 "compared models share it)."),
@@ -208,6 +211,7 @@ def train_command(
                       threads=threads, augment=augment, pretrain_steps=pretrain_steps,
                       pretrain_ways=pretrain_ways, pretrain_shots=pretrain_shots,
                       pretrain_queries=pretrain_queries, pretrain_lr=pretrain_lr,
+                      pretrain_distort=pretrain_distort,
                       encoder_from=str(encoder_from) if encoder_from else None,
                       freeze_encoder=freeze_encoder)
     try:

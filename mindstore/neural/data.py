@@ -198,14 +198,16 @@ def make_episodes(images: Tensor, classes: int, presentations: int, label_space:
 
 
 def augment(x: Tensor, gen: torch.Generator, *, rotate: float = 10.0, scale: float = 0.1,
-            shear: float = 0.15, shift: float = 0.1) -> Tensor:
+            shear: float = 0.15, shift: float = 0.1, strength: float = 1.0) -> Tensor:
     """A random small affine map of every image in ``x`` (..., S, S), float, strokes = 1.
 
     Each drawing gets its own rotation (+-``rotate`` degrees), scale (1 +- ``scale``), shear
     (+-``shear``) and shift (+-``shift`` of the image width): the variation between two people
     drawing the same character, so that the encoder learns strokes, not the six training
     alphabets' exact pen positions (the held-out gap of the first checkpoint, docs/neural.md).
+    ``strength`` scales all four ranges.
     """
+    rotate, scale, shear, shift = (v * strength for v in (rotate, scale, shear, shift))
     shape = x.shape
     imgs = x.reshape(-1, 1, *shape[-2:])
     n = imgs.shape[0]

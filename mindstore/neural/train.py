@@ -57,6 +57,7 @@ class TrainConfig:
     pretrain_shots: int = 1
     pretrain_queries: int = 5
     pretrain_lr: float = 1e-3
+    pretrain_distort: float = 1.0  # scales the ranges of phase 1's random distortion (augment)
     encoder_from: str | None = None  # take the encoder from this checkpoint instead of phase 1
     freeze_encoder: bool = True  # phase 2 keeps a pretrained (or taken) encoder fixed
 
@@ -130,6 +131,9 @@ def report(row: dict, bar, log: Path | None) -> None:
 
 def check_pretraining(cfg: TrainConfig) -> None:
     W = cfg.pretrain_ways
+    if not cfg.pretrain_distort >= 0:
+        raise ValueError(f"--pretrain-distort scales the distortion ranges: 0 (none), 1 (the "
+                         f"default) or more; got {cfg.pretrain_distort}")
     if W < 2 or cfg.pretrain_shots < 1 or cfg.pretrain_queries < 1 or not cfg.pretrain_lr > 0:
         raise ValueError(f"encoder pretraining needs at least 2 ways, 1 shot and 1 query per class "
                          f"and a positive learning rate; got {W} ways, {cfg.pretrain_shots} shots, "
@@ -159,7 +163,7 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
         encoder.train()
         x = train_eps.draw(1, W, n, gen)[0].float().div(255)  # (W, n, S, S)
         if cfg.augment != "none":
-            x = augment(x, gen)
+            x = augment(x, gen, strength=cfg.pretrain_distort)
         loss = F.cross_entropy(-prototype_distances(encoder, x.to(device), cfg.pretrain_shots),
                                target)
         opt.zero_grad(set_to_none=True)

@@ -74,6 +74,18 @@ def test_augment_distorts_each_drawing_a_little_and_keeps_its_ink(omniglot):
 
 
 @needs_data
+def test_augment_strength_scales_the_distortion(omniglot):
+    x = omniglot.images[:8, :4].float().div(255)
+
+    def moved(strength: float) -> float:
+        y = augment(x, torch.Generator().manual_seed(0), strength=strength)
+        return (y - x).abs().mean().item()
+
+    assert moved(0) < 1e-6  # the identity map: nothing moves
+    assert moved(0.5) < moved(1) < moved(2)
+
+
+@needs_data
 def test_training_episodes_are_augmented_only_when_asked(omniglot):
     plain = OmniglotEpisodes(omniglot, rotate=False)
     aug = OmniglotEpisodes(omniglot, rotate=False, augment=True)

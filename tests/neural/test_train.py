@@ -106,11 +106,15 @@ def test_cli_pretraining_options_reach_the_run_and_bad_ones_are_refused(tmp_path
             "--eval-episodes", "4", "--pretrain-ways", "5", "--out", str(out), "--no-progress"]
     res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "0"])
     assert res.exit_code != 0 and "1 shot" in res.output and not out.exists()
+    res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-distort", "-1"])
+    assert res.exit_code != 0 and "--pretrain-distort" in res.output and not out.exists()
     res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "3",
-                                          "--pretrain-queries", "2", "--pretrain-lr", "5e-4"])
+                                          "--pretrain-queries", "2", "--pretrain-lr", "5e-4",
+                                          "--pretrain-distort", "1.5"])
     assert res.exit_code == 0, res.output
     saved = torch.load(out, weights_only=True)["config"]
-    assert (saved["pretrain_shots"], saved["pretrain_queries"], saved["pretrain_lr"]) == (3, 2, 5e-4)
+    assert (saved["pretrain_shots"], saved["pretrain_queries"], saved["pretrain_lr"],
+            saved["pretrain_distort"]) == (3, 2, 5e-4, 1.5)
 
 
 @needs_data
@@ -199,3 +203,19 @@ def test_checkpoints_from_before_the_blocks_option_load_with_three_blocks(tmp_pa
     assert loaded.cfg.blocks == 3
     x = torch.rand(2, 1, 12, 12)
     torch.testing.assert_close(loaded.encoder.eval()(x), old.encoder.eval()(x))
+
+
+@needs_data
+def test_pretraining_distorts_its_drawings_by_the_configured_strength(monkeypatch):
+    import mindstore.neural.train as train_mod
+
+    seen = []
+    real = train_mod.augment
+    monkeypatch.setattr(train_mod, "augment",
+                        lambda x, gen, **kw: seen.append(kw.get("strength")) or real(x, gen, **kw))
+    cfg = TrainConfig(model=MANNConfig(channels=8, image_size=12), data=str(DATA), pretrain_steps=2,
+                      pretrain_ways=5, eval_every=10, eval_episodes=2, pretrain_distort=1.7)
+    encoder = build_model(cfg.model).encoder
+    pretrain_encoder(cfg, encoder, make_sampler(cfg, "train"), make_sampler(cfg, "val"),
+                     torch.Generator().manual_seed(0), torch.device("cpu"), progress=False)
+    assert seen == [1.7, 1.7]
