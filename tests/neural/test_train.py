@@ -97,13 +97,19 @@ def test_cli_help_lists_the_options():
         assert opt in res.output
 
 
-@needs_data
-def test_cli_pretraining_options_reach_the_run_and_bad_ones_are_refused(tmp_path):
+def tiny_cli_run(out) -> tuple[typer.Typer, list[str]]:
+    """The `mindstore train` app and the arguments of a seconds-long pretraining run into ``out``."""
     app = typer.Typer()
     register(app)
+    return app, ["train", "--data", str(DATA), "--steps", "0", "--channels", "8", "--image-size",
+                 "12", "--eval-episodes", "4", "--pretrain-ways", "5", "--out", str(out),
+                 "--no-progress"]
+
+
+@needs_data
+def test_cli_pretraining_options_reach_the_run_and_bad_ones_are_refused(tmp_path):
     out = tmp_path / "enc.pt"
-    base = ["train", "--data", str(DATA), "--steps", "0", "--channels", "8", "--image-size", "12",
-            "--eval-episodes", "4", "--pretrain-ways", "5", "--out", str(out), "--no-progress"]
+    app, base = tiny_cli_run(out)
     res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "0"])
     assert res.exit_code != 0 and "1 shot" in res.output and not out.exists()
     res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-distort", "-1"])
@@ -170,12 +176,9 @@ def test_checkpoints_from_before_the_encoder_options_still_load(tmp_path):
 
 @needs_data
 def test_cli_encoder_depth_and_width_reach_the_model_and_bad_depths_are_refused(tmp_path):
-    app = typer.Typer()
-    register(app)
     out = tmp_path / "deep.pt"
-    base = ["train", "--data", str(DATA), "--steps", "0", "--channels", "8", "--image-size", "12",
-            "--pretrain-steps", "1", "--pretrain-ways", "5", "--eval-episodes", "4",
-            "--out", str(out), "--no-progress"]
+    app, base = tiny_cli_run(out)
+    base += ["--pretrain-steps", "1"]
     res = CliRunner().invoke(app, base + ["--blocks", "4"])  # 12 -> 6 -> 3 -> 1 -> 0
     said = " ".join(res.output.replace("│", " ").split())  # the message as one line
     assert res.exit_code != 0 and "use 1 to 3 blocks" in said and not out.exists()
