@@ -34,6 +34,7 @@ pack() {  # pack NAME 'GLOB'...: the files of $W they match, as tar parts of <= 
     (cd "$W" && tar cf - $*) | split -b 15M - "$OUT/$name.tar.part-"
 }
 COMMON="--image-size 28 --threads 3 --seed 0 --no-progress --eval-episodes $NT"
+INIT="--init prototype"  # the MANNs' heads (docs/neural.md); the random-init ablation sets its own
 declare -A V=(
     [a]="--channels 64 --blocks 3 --embed 64"  # the packaged encoder's shape, trained longer
     [b]="--channels 64 --blocks 4 --embed 64"  # Snell et al.'s conv-4 (28 -> 14 -> 7 -> 3 -> 1)
@@ -66,7 +67,7 @@ for v in "${!V[@]}"; do say "encoder $v: $(tail -n 1 "$W/enc_$v.out")"; done
 
 say "phase 2: sparse LSTM MANN on each encoder, $S2 steps"
 for v in "${!V[@]}"; do
-    mindstore train --encoder-from "$W/enc_$v.pt" --steps "$S2" --eval-every $(((S2 + 1) / 2)) $COMMON ${V[$v]} \
+    mindstore train --encoder-from "$W/enc_$v.pt" --steps "$S2" --eval-every $(((S2 + 1) / 2)) $COMMON ${V[$v]} $INIT \
         --out "$W/mann_$v.pt" --log "$W/mann_$v.log" > "$W/mann_$v.out" 2>&1 &
 done
 wait
@@ -96,9 +97,9 @@ say "best on validation: $best"
 say "phase 4: comparison models on encoder $best, $S4 steps"
 C="--encoder-from $W/mann_$best.pt --steps $S4 --eval-every $S4 $COMMON ${V[$best]}"
 mindstore train --model lstm --lr 1e-3 --lr-min 1e-4 $C --out "$W/lstm.pt" > "$W/lstm.out" 2>&1 &
-mindstore train --memory dense $C --out "$W/mann_dense.pt" > "$W/mann_dense.out" 2>&1 &
-mindstore train --controller gru $C --out "$W/mann_gru.pt" > "$W/mann_gru.out" 2>&1 &
-mindstore train --controller rnn $C --out "$W/mann_rnn.pt" > "$W/mann_rnn.out" 2>&1 &
+mindstore train --memory dense $INIT $C --out "$W/mann_dense.pt" > "$W/mann_dense.out" 2>&1 &
+mindstore train --controller gru $INIT $C --out "$W/mann_gru.pt" > "$W/mann_gru.out" 2>&1 &
+mindstore train --controller rnn $INIT $C --out "$W/mann_rnn.pt" > "$W/mann_rnn.out" 2>&1 &
 mindstore train --init random --lr 1e-3 --lr-min 1e-4 $C --out "$W/mann_random_init.pt" \
     > "$W/mann_random_init.out" 2>&1 &
 wait

@@ -154,7 +154,9 @@ def train_command(
     embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
                               "--width of at least embed + label space."),
     init: str = typer.Option("matching", help="matching: the heads start as a matching network "
-                             "over the encoder's space (docs/neural.md); random: plain init."),
+                             "over the encoder's space (docs/neural.md); prototype: the same, and "
+                             "the LRUA gate adds a drawing recalled right into the slot it was "
+                             "read from, so slots become class prototypes; random: plain init."),
     norm: str = typer.Option("group", help="Conv encoder normalisation: group (GroupNorm: each "
                              "image by its own statistics) or batch."),
     encoder: str = typer.Option("conv", help="conv (images) or mlp."),

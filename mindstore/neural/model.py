@@ -53,7 +53,8 @@ class MANNConfig:
     embed: int = 64  # e_t width
     prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
     skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
-    init: str = "matching"  # matching (heads start as a matching network, see MANN) | random
+    init: str = "matching"  # matching (heads start as a matching network, see MANN) | prototype
+    # (the same, and a right recall's drawing is added into the slot it was read from) | random
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -200,8 +201,10 @@ class MANN(nn.Module):
         self.out = nn.Linear(cfg.hidden + cfg.read_heads * cfg.width, cfg.label_space)
         if cfg.init == "matching":
             self.init_as_matching_network()
+        elif cfg.init == "prototype":
+            self.init_as_prototype_memory()
         elif cfg.init != "random":
-            raise ValueError(f"unknown init {cfg.init!r}; choose random or matching")
+            raise ValueError(f"unknown init {cfg.init!r}; choose matching, prototype or random")
 
     @torch.no_grad()
     def init_as_matching_network(self, key: float = 0.5, label: float = 1.0,
@@ -231,6 +234,63 @@ class MANN(nn.Module):
         self.write_head.key.weight[E:E + L, y] += label * torch.eye(L)
         self.write_head.alpha.bias.fill_(-3.0)  # sigmoid(-3) = 0.05: mostly the least-used slot
         self.out.weight[:, h:].view(L, H, D)[:, :, E:E + L] += out * torch.eye(L).unsqueeze(1)
+
+    @torch.no_grad()
+    def init_as_prototype_memory(self, sharp: float = 20.0, agree: float = 1.0,
+                                 gate: float = 40.0, threshold: float = 0.4,
+                                 beta: float = 60.0) -> None:
+        """The matching network, plus an LRUA gate that pools a class's drawings into one slot.
+
+        Santoro et al.'s LRUA writes either to the least-used slot or to the slot read at t-1
+        (w^r_{t-1}); which one is the controller's choice, through alpha_t. Here the controller
+        starts out making it the way a prototype memory would: at step t it has y_{t-1} and the
+        read r_{t-1} made for x_{t-1}. If the label code in r_{t-1} is y_{t-1}'s (the memory
+        recalled x_{t-1} right), k_t is added into the slot just read, which becomes a sum of
+        that class's drawings, a prototype (Snell et al. 2017) that later reads match by cosine;
+        otherwise (a new class, or a wrong recall) k_t takes the least-used slot, as before.
+
+        ``label_space`` controller units compute the agreement a = sum_j y_{t-1,j} g(s_j) with
+        s_j = the mean over heads of r_{t-1}'s label unit j (0.76 for a read wholly on one slot
+        of label j) and g = tanh(``agree`` s_j): an LSTM unit
+        j opens its input gate on y_{t-1,j} (``sharp``) and takes g(s_j) as its candidate; a GRU
+        or RNN unit is tanh(agree s_j + sharp (y_{t-1,j} - 1)), -1 unless j is the label. Then
+        alpha_t = ``gate`` (a - ``threshold``) (shifted by the -1s). Reads are sharpened
+        (``beta``) so that w^r_{t-1} is mostly on one slot. Every parameter is still trained.
+        """
+        self.init_as_matching_network()
+        cfg = self.cfg
+        E, L, D, H, hid = cfg.embed, cfg.label_space, cfg.width, cfg.read_heads, cfg.hidden
+        if hid < L:
+            raise ValueError(f"the prototype init needs a controller of at least label_space "
+                             f"({L}) units; got {hid}")
+        cell = self.controller.cell
+        y = 2 * E  # controller input: [e_t, e_{t-1}, onehot(y_{t-1}), r_{t-1}]
+        label_units = [2 * E + L + j * D + E for j in range(H)]  # r_{t-1,j}[E]: label 0, head j
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.controller]
+        for u in range(L):
+            for g in range(gates):  # the rows of unit u: LSTM i, f, g, o; GRU r, z, n; RNN
+                row = g * hid + u
+                for p in (cell.weight_ih[row], cell.weight_hh[row], cell.bias_ih[row:row + 1],
+                          cell.bias_hh[row:row + 1]):
+                    p.zero_()
+            if cfg.controller == "lstm":
+                i, f, c, o = u, hid + u, 2 * hid + u, 3 * hid + u
+                cell.weight_ih[i, y + u] = sharp
+                cell.bias_ih[i] = -sharp / 2  # input gate open only for label u
+                cell.bias_ih[f] = -sharp  # forget: the unit holds this step's agreement only
+                cell.bias_ih[o] = sharp
+            else:
+                z, c = (hid + u, 2 * hid + u) if cfg.controller == "gru" else (None, u)
+                if z is not None:
+                    cell.bias_ih[z] = -sharp  # h_t = n_t: no carry-over
+                cell.weight_ih[c, y + u] = sharp
+                cell.bias_ih[c] = -sharp
+            for k in label_units:
+                cell.weight_ih[c, k + u] = agree / H
+        offset = 0.0 if cfg.controller == "lstm" else L - 1.0  # the GRU/RNN units read -1 off-label
+        self.write_head.alpha.weight[0, :L] += gate
+        self.write_head.alpha.bias.fill_(gate * (offset - threshold))
+        self.read_head.beta.bias.fill_(beta)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MANNState:
         cfg = self.cfg

@@ -93,7 +93,7 @@ def test_sparse_reads_touch_only_k_slots():
     torch.testing.assert_close(state.read_w.sum(-1), torch.ones(B, H))
 
 
-@pytest.mark.parametrize("init", ["random", "matching"])
+@pytest.mark.parametrize("init", ["random", "matching", "prototype"])
 @pytest.mark.parametrize("controller", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("memory", ["dense", "sparse"])
 def test_model_gradients_finite_and_reach_every_part(controller, memory, init):
@@ -129,6 +129,51 @@ def test_matching_init_recalls_new_patterns_before_any_training():
                                          presentations=4, episodes=200, seed=3)
     assert acc["matching"][2] > 0.6 and acc["matching"][4] > 0.6, acc
     assert acc["random"][2] < 0.4, acc
+
+
+def test_prototype_init_needs_a_controller_unit_per_label():
+    with pytest.raises(ValueError, match="at least label_space \\(5\\) units; got 4"):
+        MANN(MANNConfig(hidden=4, width=16, embed=8, label_space=5, image_size=6, encoder="mlp",
+                        init="prototype"))
+
+
+def prototype_episode(init: str, controller: str = "lstm"):
+    """An untrained MANN over one batch of synthetic episodes (3 classes x 5 presentations):
+    the LRUA gate at every step, whether the step before was recalled right, and the memory."""
+    torch.manual_seed(0)
+    model = MANN(MANNConfig(controller=controller, hidden=32, slots=32, width=64, read_heads=2,
+                            topk=4, label_space=5, image_size=8, encoder="mlp", embed=32,
+                            init=init)).eval()
+    ep = SyntheticEpisodes(size=8).sample(40, 3, 5, 5, torch.Generator().manual_seed(1))
+    gates = []
+    hook = model.write_head.register_forward_hook(lambda mod, i, out: gates.append(out[1]))
+    with torch.no_grad():
+        e = model.encoder(ep.x.flatten(0, 1)).view(*ep.y.shape, -1)
+        state = model.initial_state(ep.y.shape[0])
+        right = []
+        for t in range(ep.y.shape[1]):
+            out, state = model.step(e[:, t], ep.y_prev[:, t], state)
+            right.append(out.argmax(-1) == ep.y[:, t])
+    hook.remove()
+    gate = torch.sigmoid(torch.stack(gates[1:], 1))  # the gate at t decides x_{t-1}'s write
+    return gate, torch.stack(right[:-1], 1), state.memory.M, torch.stack(right, 1)
+
+
+@pytest.mark.parametrize("controller", ["lstm", "gru", "rnn"])
+def test_prototype_init_pools_a_class_into_the_slot_that_recalled_it(controller):
+    """Untrained, the prototype init writes a drawing recalled right into the slot it read (gate
+    open) and a new class or a wrong recall into a fresh slot (gate shut), so an episode of 3
+    classes x 5 presentations fills half the slots the matching init fills, and recalls better.
+    The gate follows the read, not the output: a read split between two slots stays shut."""
+    gate, was_right, M, right = prototype_episode("prototype", controller)
+    assert 0.5 < was_right.float().mean() < 0.9  # both cases occur: first presentations are wrong
+    assert (gate[was_right] > 0.5).float().mean() > 0.6
+    assert (gate[~was_right] > 0.5).float().mean() < 0.05
+    used = (M.norm(dim=-1) > 0.5).sum(1).float().mean()  # slots holding a drawing
+    _, _, M_matching, right_matching = prototype_episode("matching", controller)
+    used_matching = (M_matching.norm(dim=-1) > 0.5).sum(1).float().mean()
+    assert used_matching > 13 and used < 9, (used_matching, used)
+    assert right.float().mean() > right_matching.float().mean()
 
 
 def test_lstm_baseline_runs():

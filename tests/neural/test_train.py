@@ -196,6 +196,24 @@ def test_cli_encoder_depth_and_width_reach_the_model_and_bad_depths_are_refused(
         train(cfg, progress=False)
 
 
+@needs_data
+def test_cli_prototype_init_reaches_the_checkpoint_and_unknown_inits_are_refused(tmp_path):
+    out = tmp_path / "proto.pt"
+    app, base = tiny_cli_run(out)
+    base += ["--pretrain-steps", "1"]
+    res = CliRunner().invoke(app, base + ["--init", "prototypes"])
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code != 0 and "choose matching, prototype or random" in said
+    assert not out.exists()
+    res = CliRunner().invoke(app, base + ["--init", "prototype"])
+    assert res.exit_code == 0, res.output
+    model, blob = load_checkpoint(out)
+    assert blob["model_config"]["init"] == "prototype"
+    L = model.cfg.label_space  # the gate reads the agreement units: alpha_t = 40 (a - 0.4)
+    assert torch.all(model.write_head.alpha.weight[0, :L] > 39)
+    assert model.write_head.alpha.bias.item() == pytest.approx(-16.0)
+
+
 def test_checkpoints_from_before_the_blocks_option_load_with_three_blocks(tmp_path):
     cfg = MANNConfig(channels=8, image_size=12)
     old = build_model(cfg)
