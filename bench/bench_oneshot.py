@@ -34,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import replace_block, table, write_section  # noqa: E402
 
 from mindstore import Config, MindStore  # noqa: E402
+from mindstore.neural import DEFAULT_CHECKPOINT  # noqa: E402
 from mindstore.neural.data import DRAWINGS, load_omniglot, with_rotations  # noqa: E402
+from mindstore.neural.model import config_from_dict  # noqa: E402
 from mindstore.neural.learner import OneShotLearner  # noqa: E402
 from mindstore.neural.memory import DenseMemory, SparseMemory  # noqa: E402
 
@@ -46,6 +48,12 @@ def open_store(tmp: str, **config) -> MindStore:
     return MindStore(f"sqlite:///{tmp}/oneshot.db", config=Config(index_dir=Path(tmp) / "index", **config))
 
 
+def image_size(checkpoint: str | None) -> int:
+    """The drawing size the checkpoint was trained on (the packaged one when None)."""
+    blob = torch.load(checkpoint or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    return config_from_dict(blob["model_config"]).image_size
+
+
 def nn_accuracy(bound: torch.Tensor, queries: torch.Tensor, truth: torch.Tensor) -> float:
     """1-nearest neighbour by cosine: queries (n, ...) against one bound example per class."""
     sims = F.normalize(queries.flatten(1).float(), dim=-1) @ F.normalize(bound.flatten(1).float(), dim=-1).T
@@ -54,7 +62,7 @@ def nn_accuracy(bound: torch.Tensor, queries: torch.Tensor, truth: torch.Tensor)
 
 @torch.no_grad()
 def lifelong(args: argparse.Namespace) -> None:
-    ev = load_omniglot(args.data).split()["eval"]
+    ev = load_omniglot(args.data, size=image_size(args.checkpoint)).split()["eval"]
     C = ev.images.shape[0]
     sizes = [n for n in (5, 20, 100) if n < C] + [C]
     rows: dict[str, dict[int, list[float]]] = {}
@@ -142,7 +150,7 @@ def in_tensor_step_ms(memory, n_steps: int) -> tuple[float, float]:  # one round
 
 @torch.no_grad()
 def scale(args: argparse.Namespace) -> None:
-    data = load_omniglot(args.data).split()
+    data = load_omniglot(args.data, size=image_size(args.checkpoint)).split()
     ev, train = data["eval"], data["train"]
     S = ev.images.shape[-1]
     rng = np.random.default_rng(0)

@@ -10,11 +10,15 @@ readout sees the embeddings of the drawings before x_t with their labels and pre
 - ``pool``: as 1-NN, but a drawing whose label the memory got right is added into the slot it
   read instead of taking a new one, so slots become sums of a class's drawings (an LRUA write
   gated towards the slot just read).
-- ``prototype``: the class means of all earlier drawings (Snell et al. 2017).
+- ``prototype``: the class means of all earlier drawings, nearest by cosine.
+- ``prototype-L2``: the same means, nearest by Euclidean distance on the raw embeddings (Snell et
+  al. 2017, what the encoder was trained for).
 
-Validation characters only (never the held-out alphabets: choices are made here).
+Validation characters only (never the held-out alphabets: choices are made here). At 5-way the
+10th presentation is at its ceiling for every rule; ``--ways 20`` tells them apart.
 
     python bench/neural_readouts.py mindstore/neural/checkpoints/mann_sparse.pt --episodes 400
+    python bench/neural_readouts.py mindstore/neural/checkpoints/mann_sparse.pt --ways 20 --episodes 100
 """
 
 from __future__ import annotations
@@ -34,19 +38,22 @@ from mindstore.neural.evaluate import _nth  # noqa: E402
 from mindstore.neural.model import config_from_dict  # noqa: E402
 from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler  # noqa: E402
 
-READOUTS = ("1-NN", "4-NN", "pool", "prototype")
+READOUTS = ("1-NN", "4-NN", "pool", "prototype", "prototype-L2")
 SHOWN = (2, 3, 5, 10)
 
 
 def predict(kind: str, keys: list[np.ndarray], labels: list[int], q: np.ndarray) -> tuple[int, int]:
-    """(predicted label or -1, index of the slot read most or -1)."""
+    """(predicted label or -1, index of the slot read most or -1). ``prototype-L2`` gets raw
+    embeddings, the other rules unit-length ones."""
     if not keys:
         return -1, -1
     K = np.stack(keys)
-    if kind == "prototype":
+    if kind.startswith("prototype"):
         classes = sorted(set(labels))
         lab = np.array(labels)
         means = np.stack([K[lab == c].mean(0) for c in classes])
+        if kind == "prototype-L2":
+            return classes[int(np.argmin(((means - q) ** 2).sum(1)))], -1
         means /= np.linalg.norm(means, axis=1, keepdims=True)
         return classes[int(np.argmax(means @ q))], -1
     sims = (K / np.linalg.norm(K, axis=1, keepdims=True)) @ q
@@ -58,7 +65,7 @@ def predict(kind: str, keys: list[np.ndarray], labels: list[int], q: np.ndarray)
     return max(votes, key=votes.get), int(top[0])
 
 
-def run(checkpoint: str, episodes: int, seed: int) -> dict[str, np.ndarray]:
+def run(checkpoint: str, episodes: int, seed: int, ways: int = 5) -> dict[str, np.ndarray]:
     torch.set_num_threads(1)
     model, blob = load_checkpoint(checkpoint)
     cfg = TrainConfig(model=config_from_dict(blob["model_config"]))
@@ -69,12 +76,15 @@ def run(checkpoint: str, episodes: int, seed: int) -> dict[str, np.ndarray]:
     with torch.no_grad():
         while done < episodes:
             n = min(50, episodes - done)
-            ep = val.sample(n, 5, 10, cfg.model.label_space, gen)
+            ep = val.sample(n, ways, 10, cfg.model.label_space, gen)
             B, T = ep.y.shape
-            e = F.normalize(model.encoder(ep.x.flatten(0, 1)), dim=-1).view(B, T, -1).numpy()
+            raw = model.encoder(ep.x.flatten(0, 1)).view(B, T, -1)
+            unit = F.normalize(raw, dim=-1).numpy()
+            raw = raw.numpy()
             y, inst = ep.y.numpy(), ep.instance.numpy()
             for i in range(B):
                 for kind in READOUTS:
+                    e = raw if kind == "prototype-L2" else unit
                     keys: list[np.ndarray] = []
                     labels: list[int] = []
                     for t in range(T):
@@ -94,8 +104,9 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--ways", type=int, default=5, help="classes per episode (10 presentations each)")
     args = ap.parse_args()
-    acc = run(args.checkpoint, args.episodes, args.seed)
+    acc = run(args.checkpoint, args.episodes, args.seed, args.ways)
     rows = [[k] + [f"{a[n]:.1f}" for n in SHOWN] + [f"{a[2:].mean():.2f}"] for k, a in acc.items()]
     print(table(["readout"] + [_nth(n) for n in SHOWN] + ["mean 2nd-10th"], rows))
 
