@@ -249,13 +249,13 @@ class MANN(nn.Module):
         that class's drawings, a prototype (Snell et al. 2017) that later reads match by cosine;
         otherwise (a new class, or a wrong recall) k_t takes the least-used slot, as before.
 
-        ``label_space`` controller units compute the agreement a = sum_j y_{t-1,j} g(s_j) with
-        s_j = the mean over heads of r_{t-1}'s label unit j (0.76 for a read wholly on one slot
-        of label j) and g = tanh(``agree`` s_j): an LSTM unit
-        j opens its input gate on y_{t-1,j} (``sharp``) and takes g(s_j) as its candidate; a GRU
-        or RNN unit is tanh(agree s_j + sharp (y_{t-1,j} - 1)), -1 unless j is the label. Then
-        alpha_t = ``gate`` (a - ``threshold``) (shifted by the -1s). Reads are sharpened
-        (``beta``) so that w^r_{t-1} is mostly on one slot. Every parameter is still trained.
+        ``label_space`` controller units compute the agreement a = sum_j y_{t-1,j} g(s_j), with
+        s_j the mean over heads of r_{t-1}'s label unit j (0.76 for a read wholly on one slot of
+        label j) and g = tanh(``agree`` s_j). An LSTM unit j opens its input gate on y_{t-1,j}
+        (``sharp``) and takes g(s_j) as its candidate; a GRU or RNN unit is
+        tanh(agree s_j + sharp (y_{t-1,j} - 1)), -1 unless j is the label. Then
+        alpha_t = ``gate`` (a - ``threshold``), shifted by the -1s. Reads are sharpened (``beta``)
+        so that w^r_{t-1} is mostly on one slot. Every parameter is still trained.
         """
         self.init_as_matching_network()
         cfg = self.cfg
