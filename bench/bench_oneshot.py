@@ -240,8 +240,8 @@ def scale(args: argparse.Namespace) -> None:
     body = "\n".join([
         f"One space filled with distractor slots ({kind}) "
         f"through `add_vectors` (batches of 20k; {fill_s:.0f} s for all of them), SQLite + CPU FAISS, "
-        f"`Config(approximate_from={args.approximate_from:,})`, torch and FAISS on 1 thread, while other jobs "
-        f"(training runs, test suites) shared the 2 cores. One store per size, all open at once and timed in "
+        f"`Config(approximate_from={args.approximate_from:,})`, torch and FAISS on 1 thread, on a machine "
+        f"other jobs (training runs, test suites) may share. One store per size, all open at once and timed in "
         f"turns ({args.rounds} rounds of {args.steps} steps each); each cell is 'CPU ms / wall ms' per step, the "
         "lowest of the rounds' medians: CPU time is what a step costs, wall time adds the waits for a core on "
         "this shared machine. Batch 1, 4 read heads, K = 4: "
