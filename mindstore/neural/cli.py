@@ -171,6 +171,9 @@ def train_command(
     augment: str = typer.Option("all", help="Randomly rotate, scale, shear and shift "
                                 "training drawings a little: none, pretrain (the encoder's "
                                 "phase only) or all."),
+    reflect: bool = typer.Option(False, help="Count the mirror image of each training character "
+                                 "(and its four rotations) as a new class too: 8 classes per "
+                                 "character instead of the 4 rotations."),
     pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
                                        "N steps with the prototypical loss (Snell et al. 2017)."),
     pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
@@ -210,7 +213,8 @@ def train_command(
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
-                      threads=threads, augment=augment, pretrain_steps=pretrain_steps,
+                      threads=threads, augment=augment, reflect=reflect,
+                      pretrain_steps=pretrain_steps,
                       pretrain_ways=pretrain_ways, pretrain_shots=pretrain_shots,
                       pretrain_queries=pretrain_queries, pretrain_lr=pretrain_lr,
                       pretrain_distort=pretrain_distort,

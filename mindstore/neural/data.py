@@ -159,9 +159,15 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
     return data
 
 
-def with_rotations(images: Tensor) -> Tensor:
-    """(chars, 20, S, S) -> (4 chars, 20, S, S): each rotation by k * 90 degrees is a new class."""
-    return torch.cat([images.rot90(k, dims=(-2, -1)) for k in range(4)])
+def with_rotations(images: Tensor, *, reflect: bool = False) -> Tensor:
+    """(chars, 20, S, S) -> (4 chars, 20, S, S): each rotation by k * 90 degrees is a new class.
+
+    With ``reflect`` the mirror image (left to right) and its rotations are new classes too:
+    (8 chars, 20, S, S), the eight symmetries of the square. A mirrored character is as much a
+    plausible new character as a rotated one, and it doubles the classes the encoder learns from.
+    """
+    views = [images, images.flip(-1)] if reflect else [images]
+    return torch.cat([v.rot90(k, dims=(-2, -1)) for v in views for k in range(4)])
 
 
 @dataclass
@@ -227,11 +233,14 @@ def augment(x: Tensor, gen: torch.Generator, *, rotate: float = 10.0, scale: flo
 
 
 class OmniglotEpisodes:
-    """Samples episodes from a set of characters (rotations as new classes if ``rotate``;
-    a random affine distortion of every drawing if ``augment``)."""
+    """Samples episodes from a set of characters (rotations as new classes if ``rotate``, and
+    mirror images too if ``reflect``; a random affine distortion of every drawing if ``augment``)."""
 
-    def __init__(self, data: Omniglot, *, rotate: bool, augment: bool = False) -> None:
-        self.images = with_rotations(data.images) if rotate else data.images
+    def __init__(self, data: Omniglot, *, rotate: bool, augment: bool = False,
+                 reflect: bool = False) -> None:
+        if reflect and not rotate:
+            raise ValueError("reflect adds mirror images to the rotations; it needs rotate")
+        self.images = with_rotations(data.images, reflect=reflect) if rotate else data.images
         self.augment = augment
 
     @property

@@ -50,6 +50,9 @@ class TrainConfig:
     # random affine distortion of training drawings (data.augment): none | pretrain (phase 1
     # only) | all (also the MANN's episodes: ahead on validation at step 500, docs/neural.md)
     augment: str = "all"
+    # training characters' mirror images (and their rotations) as new classes, on top of the
+    # four rotations: 8 classes per character instead of 4 (data.with_rotations)
+    reflect: bool = False
     # Phase 1 (Omniglot): the encoder alone learns a metric space with the prototypical loss
     # (Snell et al. 2017) on many-way episodes; the MANN then trains on top of it (phase 2).
     pretrain_steps: int = 3000
@@ -118,6 +121,7 @@ def make_sampler(cfg: TrainConfig, split: str):
     if cfg.augment not in ("none", "pretrain", "all"):
         raise ValueError(f"unknown augment {cfg.augment!r}; choose none, pretrain or all")
     return OmniglotEpisodes(parts[split], rotate=split == "train",
+                            reflect=cfg.reflect and split == "train",
                             augment=cfg.augment == "all" and split == "train")
 
 

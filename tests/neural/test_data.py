@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
@@ -35,6 +36,20 @@ def test_rotations_are_new_classes(omniglot):
     assert rot.shape[0] == 12
     torch.testing.assert_close(rot[3], omniglot.images[0].rot90(1, dims=(-2, -1)))
     assert OmniglotEpisodes(omniglot, rotate=True).num_classes == 4 * 242
+
+
+@needs_data
+def test_reflections_add_the_mirror_images_as_new_classes(omniglot):
+    chars = omniglot.images[:3]
+    both = with_rotations(chars, reflect=True)
+    assert both.shape[0] == 24
+    torch.testing.assert_close(both[:12], with_rotations(chars))  # the rotations come first
+    torch.testing.assert_close(both[12], chars[0].flip(-1))
+    torch.testing.assert_close(both[12 + 3 * 2 + 1], chars[1].flip(-1).rot90(2, dims=(-2, -1)))
+    assert not torch.equal(both[12], chars[0])  # a mirror image is not the character itself
+    assert OmniglotEpisodes(omniglot, rotate=True, reflect=True).num_classes == 8 * 242
+    with pytest.raises(ValueError, match="needs rotate"):
+        OmniglotEpisodes(omniglot, rotate=False, reflect=True)
 
 
 @needs_data

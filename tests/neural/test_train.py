@@ -116,11 +116,20 @@ def test_cli_pretraining_options_reach_the_run_and_bad_ones_are_refused(tmp_path
     assert res.exit_code != 0 and "--pretrain-distort" in res.output and not out.exists()
     res = CliRunner().invoke(app, base + ["--pretrain-steps", "2", "--pretrain-shots", "3",
                                           "--pretrain-queries", "2", "--pretrain-lr", "5e-4",
-                                          "--pretrain-distort", "1.5"])
+                                          "--pretrain-distort", "1.5", "--reflect"])
     assert res.exit_code == 0, res.output
     saved = torch.load(out, weights_only=True)["config"]
     assert (saved["pretrain_shots"], saved["pretrain_queries"], saved["pretrain_lr"],
-            saved["pretrain_distort"]) == (3, 2, 5e-4, 1.5)
+            saved["pretrain_distort"], saved["reflect"]) == (3, 2, 5e-4, 1.5, True)
+
+
+@needs_data
+def test_reflect_doubles_the_training_classes_and_leaves_validation_alone():
+    plain, mirrored = (TrainConfig(data=str(DATA), reflect=r) for r in (False, True))
+    assert make_sampler(mirrored, "train").num_classes == 2 * make_sampler(plain, "train").num_classes
+    assert make_sampler(plain, "train").num_classes == 4 * 149
+    for split in ("val", "eval"):  # judged on the characters as drawn, never on mirror images
+        assert make_sampler(mirrored, split).num_classes == make_sampler(plain, split).num_classes
 
 
 @needs_data
