@@ -10,6 +10,9 @@ readout sees the embeddings of the drawings before x_t with their labels and pre
 - ``pool``: as 1-NN, but a drawing whose label the memory got right is added into the slot it
   read instead of taking a new one, so slots become sums of a class's drawings (an LRUA write
   gated towards the slot just read).
+- ``pool-L2``: the same pooling, but each slot keeps how many drawings it holds and is read as
+  their mean, nearest by Euclidean distance on the raw embeddings (what a Euclidean score with a
+  per-slot write count would give the MANN).
 - ``prototype``: the class means of all earlier drawings, nearest by cosine.
 - ``prototype-L2``: the same means, nearest by Euclidean distance on the raw embeddings (Snell et
   al. 2017, what the encoder was trained for).
@@ -38,16 +41,21 @@ from mindstore.neural.evaluate import _nth  # noqa: E402
 from mindstore.neural.model import config_from_dict  # noqa: E402
 from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler  # noqa: E402
 
-READOUTS = ("1-NN", "4-NN", "pool", "prototype", "prototype-L2")
+READOUTS = ("1-NN", "4-NN", "pool", "pool-L2", "prototype", "prototype-L2")
+RAW = ("pool-L2", "prototype-L2")  # rules on the raw embeddings; the others on unit-length ones
 SHOWN = (2, 3, 5, 10)
 
 
-def predict(kind: str, keys: list[np.ndarray], labels: list[int], q: np.ndarray) -> tuple[int, int]:
-    """(predicted label or -1, index of the slot read most or -1). ``prototype-L2`` gets raw
-    embeddings, the other rules unit-length ones."""
+def predict(kind: str, keys: list[np.ndarray], labels: list[int], q: np.ndarray,
+            counts: list[int] | None = None) -> tuple[int, int]:
+    """(predicted label or -1, index of the slot read most or -1). The ``RAW`` rules get raw
+    embeddings, the others unit-length ones; ``pool-L2`` needs each slot's drawing ``counts``."""
     if not keys:
         return -1, -1
     K = np.stack(keys)
+    if kind == "pool-L2":
+        near = int(np.argmin(((K / np.array(counts)[:, None] - q) ** 2).sum(1)))
+        return labels[near], near
     if kind.startswith("prototype"):
         classes = sorted(set(labels))
         lab = np.array(labels)
@@ -84,17 +92,20 @@ def run(checkpoint: str, episodes: int, seed: int, ways: int = 5) -> dict[str, n
             y, inst = ep.y.numpy(), ep.instance.numpy()
             for i in range(B):
                 for kind in READOUTS:
-                    e = raw if kind == "prototype-L2" else unit
+                    e = raw if kind in RAW else unit
                     keys: list[np.ndarray] = []
                     labels: list[int] = []
+                    counts: list[int] = []
                     for t in range(T):
-                        pred, slot = predict(kind, keys, labels, e[i, t])
+                        pred, slot = predict(kind, keys, labels, e[i, t], counts)
                         tally[kind][inst[i, t]] += (pred == y[i, t], 1)
-                        if kind == "pool" and pred == y[i, t] and slot >= 0:
+                        if kind.startswith("pool") and pred == y[i, t] and slot >= 0:
                             keys[slot] = keys[slot] + e[i, t]
+                            counts[slot] += 1
                         else:
                             keys.append(e[i, t].copy())
                             labels.append(int(y[i, t]))
+                            counts.append(1)
             done += n
     return {k: 100 * v[:, 0] / np.maximum(v[:, 1], 1) for k, v in tally.items()}
 
