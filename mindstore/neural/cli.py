@@ -173,7 +173,8 @@ def train_command(
                                 "phase only) or all."),
     reflect: bool = typer.Option(False, help="Count the mirror image of each training character "
                                  "(and its four rotations) as a new class too: 8 classes per "
-                                 "character instead of the 4 rotations."),
+                                 "character instead of the 4 rotations (not better on validation "
+                                 "for the packaged recipe: docs/neural.md)."),
     pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
                                        "N steps with the prototypical loss (Snell et al. 2017)."),
     pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
