@@ -131,7 +131,8 @@ def train_command(
     controller: str = typer.Option("lstm", help="Recurrent controller cell: lstm, gru or rnn."),
     memory: str = typer.Option("sparse", help="sparse (top-K reads, Rae et al. 2016) or dense."),
     score: str = typer.Option("cosine", help="Addressing score: cosine, dot, multiplicative, "
-                              "additive."),
+                              "additive, or euclidean (minus the squared distance to a slot's "
+                              "mean; the write key's last unit counts writes)."),
     task: str = typer.Option("omniglot", help="omniglot, or synthetic (random patterns, fast)."),
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder. Default: "
                                         "$MINDSTORE_DATA, else ../shared/data/omniglot, else "
@@ -149,6 +150,10 @@ def train_command(
     read_heads: int = typer.Option(4, help="Read heads."),
     topk: int = typer.Option(4, help="K: slots each sparse read head touches."),
     channels: int = typer.Option(32, help="Conv encoder channels."),
+    shift_average: bool = typer.Option(False, help="e_t is the mean of the encoder's outputs for "
+                                       "the drawing and its four one-pixel shifts, whenever the "
+                                       "encoder is not itself training (five encoder passes a "
+                                       "drawing)."),
     blocks: int = typer.Option(3, help="Conv encoder depth: blocks of conv3x3, norm, ReLU and "
                                "2x2 max-pooling."),
     embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
@@ -209,7 +214,7 @@ def train_command(
                       hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
                       label_space=label_space, image_size=image_size, encoder=encoder,
                       channels=channels, blocks=blocks, embed=embed, norm=norm,
-                      standardize=standardize, init=init)
+                      standardize=standardize, init=init, shift_average=shift_average)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,

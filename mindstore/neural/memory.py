@@ -27,7 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 EPS = 1e-8
-SCORES = ("cosine", "dot", "multiplicative", "additive")
+SCORES = ("cosine", "dot", "multiplicative", "additive", "euclidean")
+# euclidean: a slot that has received less write mass than this holds no memory yet (a score of
+# EMPTY). The LRUA write leaves (1 - sigmoid(alpha)) k_t in the least-used slot even when the gate
+# sends the write elsewhere; as a mean that trace would be a whole drawing.
+MIN_MASS = 0.25
+EMPTY = -1e4
 
 
 class Score(nn.Module):
@@ -37,6 +42,13 @@ class Score(nn.Module):
     dot             K = k.M_i
     multiplicative  K = k^T W M_i                           (Luong et al. 2015, "general")
     additive        K = v^T tanh(W_h k + W_m M_i)           (Bahdanau et al. 2015)
+    euclidean       K = -|k' - M_i' / n_i|^2                 (Snell et al. 2017, on slot means)
+
+    For euclidean the last coordinate of a slot counts the write mass n_i it has received (the
+    write key's last unit is 1, see ``WriteHead``), so M_i' / n_i, the other coordinates over it,
+    is the mean of what was written there; k' is the key without its last unit. A slot pooling a
+    class's drawings is then read as their prototype, as in a prototypical network, where cosine
+    sees only the direction of their sum. Slots with n_i < ``MIN_MASS`` score ``EMPTY``.
 
     ``keys`` (B, H, D) against ``slots`` (B, N, D) -> (B, H, N); or against per-head gathered
     slots (B, H, K, D) -> (B, H, K).
@@ -62,7 +74,15 @@ class Score(nn.Module):
             return keys @ self.W  # (k^T W) M_i = (W^T k) . M_i
         if self.kind == "dot":
             return keys
-        raise NotImplementedError("additive scores have no dot-product form")
+        raise NotImplementedError(f"{self.kind} scores have no dot-product form")
+
+    def value(self, slots: Tensor) -> Tensor:
+        """What a read takes from a slot: the slot itself, or for euclidean its mean M_i / n_i
+        (then the read's label code says which class the read is on, not how many drawings that
+        class has)."""
+        if self.kind == "euclidean":
+            return slots / slots[..., -1:].clamp_min(MIN_MASS)
+        return slots
 
     def forward(self, keys: Tensor, slots: Tensor) -> Tensor:
         per_head = slots.dim() == 4  # (B, H, K, D)
@@ -71,6 +91,13 @@ class Score(nn.Module):
             m = self.W_m(slots)
             m = m if per_head else m.unsqueeze(1)  # (B, 1|H, N|K, D)
             return self.v(torch.tanh(h + m)).squeeze(-1)
+        if self.kind == "euclidean":
+            n = slots[..., -1:]
+            means = slots[..., :-1] / n.clamp_min(MIN_MASS)
+            q = keys[..., :-1].unsqueeze(-2)  # (B, H, 1, D-1)
+            d = (q - (means if per_head else means.unsqueeze(1))).pow(2).sum(-1)
+            empty = (n.squeeze(-1) < MIN_MASS) if per_head else (n.squeeze(-1) < MIN_MASS).unsqueeze(1)
+            return torch.where(empty, torch.full_like(d, EMPTY), -d)
         q = self.query(keys)
         if self.kind == "cosine":
             slots = slots / (slots.norm(dim=-1, keepdim=True) + EPS)
@@ -143,10 +170,10 @@ class Memory(nn.Module):
         """Hook: ``slots`` (B, T) of M changed (a persisted index updates only those rows)."""
 
     def read(self, M: Tensor, w: Tensor, idx: Tensor | None) -> Tensor:
-        """r = sum_i w(i) M(i): (B, H, D)."""
+        """r = sum_i w(i) M(i): (B, H, D); for euclidean, r = sum_i w(i) M(i) / n_i."""
         if idx is None:
-            return w @ M
-        return (w.unsqueeze(-1) * gather_slots(M, idx)).sum(-2)
+            return w @ self.score.value(M)
+        return (w.unsqueeze(-1) * self.score.value(gather_slots(M, idx))).sum(-2)
 
     def step(self, state: MemoryState, write_key: Tensor, alpha: Tensor, read_keys: Tensor,
              beta: Tensor) -> tuple[Tensor, MemoryState]:

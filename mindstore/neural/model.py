@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from .memory import DenseMemory, Memory, MemoryState, SparseMemory
 
 CONTROLLERS = ("lstm", "gru", "rnn")
+# The prototype init's read sharpness with the euclidean score (squared distances between keys
+# of scale 0.5: 0.5 e_t against slot means; chosen on 20-way validation episodes, 10 to 40 alike).
+EUCLIDEAN_BETA = 10.0
 
 
 @dataclass
@@ -38,10 +41,10 @@ class MANNConfig:
     memory: str = "sparse"  # sparse (top-K reads, Rae et al. 2016) | dense
     hidden: int = 128  # controller units
     slots: int = 128  # N
-    width: int = 128  # D: slot and key width (>= embed + label_space for the matching init)
+    width: int = 128  # D: slot and key width (>= embed + label_space for the matching init, +1 for euclidean)
     read_heads: int = 4
     topk: int = 4  # K for sparse memory (SAM: 4 was as good as 8 or 16)
-    score: str = "cosine"  # cosine | dot | multiplicative | additive
+    score: str = "cosine"  # cosine | dot | multiplicative | additive | euclidean (slot means)
     gamma: float = 0.95  # usage decay
     label_space: int = 20  # output units; an episode uses a random subset of them
     image_size: int = 20
@@ -55,6 +58,7 @@ class MANNConfig:
     skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
     init: str = "matching"  # matching (heads start as a matching network, see MANN) | prototype
     # (the same, and a right recall's drawing is added into the slot it was read from) | random
+    shift_average: bool = False  # e_t: mean over the drawing and its 4 one-pixel shifts, eval mode
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -99,9 +103,18 @@ class Encoder(nn.Module):
                                      nn.ReLU(), nn.Linear(128, cfg.embed))
         else:
             raise ValueError(f"unknown encoder {cfg.encoder!r}; choose conv or mlp")
+        self.shift_average = cfg.shift_average
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        if not self.shift_average or self.training:
+            return self.net(x)
+        # Test-time augmentation, in eval mode (in use, and as a frozen encoder under the MANN's
+        # training; never while the encoder itself trains): the drawing and its shifts by one
+        # pixel up, down, left and right (zero-padded), each encoded, the five embeddings averaged.
+        S = x.shape[-1]
+        p = F.pad(x, (1, 1, 1, 1))
+        views = [x, p[..., :S, 1:S + 1], p[..., 2:, 1:S + 1], p[..., 1:S + 1, :S], p[..., 1:S + 1, 2:]]
+        return self.net(torch.cat(views)).view(5, *x.shape[:-3], -1).mean(0)
 
 
 class Controller(nn.Module):
@@ -143,15 +156,24 @@ class ReadHead(nn.Module):
 
 
 class WriteHead(nn.Module):
-    """h_t -> write key k_t (B, D) and the LRUA gate alpha_t (B,)."""
+    """h_t -> write key k_t (B, D) and the LRUA gate alpha_t (B,).
 
-    def __init__(self, hidden: int, width: int) -> None:
+    With ``count`` the key's last unit is ``mass``: 1 where there is a pair (x_{t-1}, y_{t-1}) to
+    bind, 0 at an episode's first step, so that the LRUA write adds each slot's write mass into its
+    last coordinate (what the euclidean score divides by)."""
+
+    def __init__(self, hidden: int, width: int, count: bool = False) -> None:
         super().__init__()
+        self.count = count
         self.key = nn.Linear(hidden, width)
         self.alpha = nn.Linear(hidden, 1)
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.tanh(self.key(h)), self.alpha(h).squeeze(-1)
+    def forward(self, h: Tensor, mass: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        k = torch.tanh(self.key(h))
+        if self.count:
+            m = torch.ones_like(k[:, -1:]) if mass is None else mass.view(-1, 1).to(k.dtype)
+            k = torch.cat([k[:, :-1], m], dim=1)
+        return k, self.alpha(h).squeeze(-1)
 
 
 @dataclass
@@ -196,7 +218,7 @@ class MANN(nn.Module):
         self.controller = Controller(cfg.controller, inputs, cfg.hidden)
         head_in = cfg.hidden + (inputs if cfg.skip else 0)
         self.read_head = ReadHead(head_in, cfg.read_heads, cfg.width)
-        self.write_head = WriteHead(head_in, cfg.width)
+        self.write_head = WriteHead(head_in, cfg.width, count=cfg.score == "euclidean")
         self.memory = build_memory(cfg)
         self.out = nn.Linear(cfg.hidden + cfg.read_heads * cfg.width, cfg.label_space)
         if cfg.init == "matching":
@@ -218,13 +240,16 @@ class MANN(nn.Module):
         starts small. Without this the MANN needs thousands of steps to discover the binding
         (the plateau at chance of Santoro et al.'s MANN); with it, training starts from
         nearest-neighbour recall in the encoder's space and refines it. Every parameter is
-        still trained; this sets where they start.
+        still trained; this sets where they start. With the euclidean score the key's last unit
+        counts writes (``WriteHead``), so the width needs one more unit.
         """
         cfg = self.cfg
         E, L, D, H, h = cfg.embed, cfg.label_space, cfg.width, cfg.read_heads, cfg.hidden
-        if not (cfg.skip and cfg.prev_embedding) or D < E + L:
+        euclidean = cfg.score == "euclidean"
+        need = E + L + (1 if euclidean else 0)  # euclidean: the last unit counts writes
+        if not (cfg.skip and cfg.prev_embedding) or D < need:
             raise ValueError("the matching init needs skip, prev_embedding and width >= "
-                             f"embed + label_space ({E + L}); got width {D}")
+                             f"embed + label_space{' + 1' if euclidean else ''} ({need}); got width {D}")
         e_t, e_prev, y = slice(h, h + E), slice(h + E, h + 2 * E), slice(h + 2 * E, h + 2 * E + L)
         for lin in (self.read_head.key, self.write_head.key, self.write_head.alpha, self.out):
             lin.weight.mul_(0.01)
@@ -238,7 +263,7 @@ class MANN(nn.Module):
     @torch.no_grad()
     def init_as_prototype_memory(self, sharp: float = 20.0, agree: float = 1.0,
                                  gate: float = 40.0, threshold: float = 0.4,
-                                 beta: float = 60.0) -> None:
+                                 beta: float | None = None) -> None:
         """The matching network, plus an LRUA gate that pools a class's drawings into one slot.
 
         Santoro et al.'s LRUA writes either to the least-used slot or to the slot read at t-1
@@ -254,11 +279,14 @@ class MANN(nn.Module):
         label j) and g = tanh(``agree`` s_j). An LSTM unit j opens its input gate on y_{t-1,j}
         (``sharp``) and takes g(s_j) as its candidate; a GRU or RNN unit is
         tanh(agree s_j + sharp (y_{t-1,j} - 1)), -1 unless j is the label. Then
-        alpha_t = ``gate`` (a - ``threshold``), shifted by the -1s. Reads are sharpened (``beta``)
-        so that w^r_{t-1} is mostly on one slot. Every parameter is still trained.
+        alpha_t = ``gate`` (a - ``threshold``), shifted by the -1s. Reads are sharpened (``beta``,
+        60 for cosine, ``EUCLIDEAN_BETA`` for squared distances) so that w^r_{t-1} is mostly on
+        one slot. Every parameter is still trained.
         """
         self.init_as_matching_network()
         cfg = self.cfg
+        if beta is None:
+            beta = EUCLIDEAN_BETA if cfg.score == "euclidean" else 60.0
         E, L, D, H, hid = cfg.embed, cfg.label_space, cfg.width, cfg.read_heads, cfg.hidden
         if hid < L:
             raise ValueError(f"the prototype init needs a controller of at least label_space "
@@ -305,7 +333,7 @@ class MANN(nn.Module):
         x = torch.cat(parts + [label_input(y_prev, self.cfg.label_space), state.reads], dim=-1)
         h, ctrl = self.controller(x, state.controller)
         o = torch.cat([h, x], dim=-1) if self.cfg.skip else h
-        k_w, alpha = self.write_head(o)
+        k_w, alpha = self.write_head(o, (y_prev >= 0).float())  # nothing to bind at the 1st step
         k_r, beta = self.read_head(o)
         r, mem = self.memory.step(state.memory, k_w, alpha, k_r, beta)
         r = r.flatten(1)

@@ -5,8 +5,8 @@ space of a :class:`~mindstore.MindStore` (Rae et al. 2016: sparse reads and writ
 MANN address millions of slots). The same ``step`` (LRUA write, then content read):
 
 - read: each head's top-K slots come from the space's key index (``search_vectors``, one call for
-  all heads); only those K rows are fetched from SQL (``keys``), their cosine scores recomputed in
-  torch, w^r = softmax(beta K) over them and r = sum_i w^r(i) M(i), exactly as ``SparseMemory``.
+  all heads); only those K rows are fetched from SQL (``keys``), their scores recomputed in
+  torch (a euclidean checkpoint: the index proposes more slots by cosine, the exact score keeps K), w^r = softmax(beta K) over them and r = sum_i w^r(i) M(i), exactly as ``SparseMemory``.
 - write: w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu: the slots read at t-1 get
   ``M(i) + w^w(i) k_t`` (``update_vectors``), the least-used slot gets ``(1 - sigmoid(alpha)) k_t``.
   In an unbounded space the least-used slot is a new one (an unused slot has usage 0); with a
@@ -60,8 +60,9 @@ class PersistentMemory(Memory):
         info = {s.name: s for s in store.spaces()}.get(space)
         if info is None:
             raise SpaceError(f"no space named {space!r}; create it with store.create_space(name, dim=..., key_source=...)")
-        if score != "cosine":
-            raise InvalidInputError(f"the store's key index ranks by cosine; a {score!r}-score checkpoint cannot use it")
+        if score not in ("cosine", "euclidean"):
+            raise InvalidInputError(f"the store's key index ranks by cosine; a {score!r}-score checkpoint cannot use it "
+                                    "(cosine and euclidean checkpoints can)")
         if capacity is not None and capacity < 1:
             raise InvalidInputError("capacity must be a positive number of slots, or None for unbounded")
         super().__init__(capacity or 0, info.dim, heads, score, gamma)
@@ -87,24 +88,38 @@ class PersistentMemory(Memory):
             self.write(state, write_key, alpha, self.labels, self.metadata)
         self.last_keys = read_keys.detach()
         read = self.lookup(read_keys, beta)
-        r = (read.weights.unsqueeze(-1) * read.rows).sum(-2)  # r = sum_i w^r(i) M(i), (B, H, D)
+        r = (read.weights.unsqueeze(-1) * self.score.value(read.rows)).sum(-2)  # r = sum_i w^r(i) M(i), (B, H, D)
         self.last_read = read
         return r, MemoryState(None, None, read.weights, read.ids)
+
+    def candidates(self) -> int:
+        """How many slots the key index proposes per head: K for cosine, which it ranks exactly;
+        more for euclidean, which it cannot rank (a slot's mean is not its stored sum), so cosine
+        proposes ``max(8 K, 32)`` and the exact score keeps the best K of them."""
+        return self.k if self.score.kind == "cosine" else max(8 * self.k, 32)
 
     def lookup(self, keys: Tensor, beta: Tensor) -> SlotsRead:
         """Top-K slots per head from the key index; w^r = softmax(beta K(k, M_i)) over them."""
         B, H, D = keys.shape
         q = keys.detach().reshape(B * H, D).cpu().numpy().astype(np.float32)
-        hits = self.store.search_vectors(q, space=self.space, k=self.k)
-        ids = torch.full((B * H, self.k), -1, dtype=torch.long)
+        if self.score.kind == "euclidean":
+            q[:, -1] = 0.0  # the slots' write counts are not part of the match
+        fetch = self.candidates()
+        hits = self.store.search_vectors(q, space=self.space, k=fetch)
+        ids = torch.full((B * H, fetch), -1, dtype=torch.long)
         labels: dict[int, str | None] = {}
         for i, row in enumerate(hits):
             for j, h in enumerate(row):
                 ids[i, j] = h.slot.id
                 labels[h.slot.id] = h.slot.label
-        ids = ids.view(B, H, self.k).to(keys.device)
+        ids = ids.view(B, H, fetch).to(keys.device)
         rows = self.rows(ids, keys.dtype, keys.device)
         scores = self.score(keys, rows).masked_fill(ids < 0, float("-inf"))  # differentiable, (B, H, K)
+        if fetch > self.k:  # re-rank the proposals by the exact score, keep K
+            best = scores.detach().topk(self.k, dim=-1).indices
+            ids, scores = ids.gather(-1, best), scores.gather(-1, best)
+            rows = rows.gather(-2, best.unsqueeze(-1).expand(-1, -1, -1, rows.shape[-1]))
+            labels = {i: labels[i] for i in ids.flatten().tolist() if i >= 0}
         w = F.softmax(beta.unsqueeze(-1) * scores, dim=-1).nan_to_num(0.0)  # all -inf: nothing stored yet
         return SlotsRead(ids, w, rows, labels)
 

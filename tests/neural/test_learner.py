@@ -102,24 +102,30 @@ def test_bindings_made_in_one_process_are_recalled_in_another(backend: str, requ
     assert out.stdout.strip().splitlines()[-1] == str(labels).replace("'", '"')
 
 
-def test_persistent_memory_reads_and_writes_like_sparse_memory(sqlite_url: str, config: Config) -> None:
-    """Same contents, same keys: the same K slots, read weights, read vectors and LRUA writes."""
+@pytest.mark.parametrize("score", ["cosine", "euclidean"])
+def test_persistent_memory_reads_and_writes_like_sparse_memory(sqlite_url: str, config: Config, score: str) -> None:
+    """Same contents, same keys: the same K slots, read weights, read vectors and LRUA writes.
+    Euclidean: the index proposes slots by cosine and the exact score keeps the best K."""
     N, T, D, H, K = 12, 3, 8, 2, 3
     g = torch.Generator().manual_seed(0)
     zero_mean = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731 - cosine 0 with the empty slots' constant
     rows = zero_mean(torch.randn(N, D, generator=g))
-    sparse = SparseMemory(N + T, D, H, "cosine", 0.95, k=K)
+    if score == "euclidean":  # slots holding 1 to 4 writes: the last coordinate counts them
+        rows[:, -1] = torch.randint(1, 5, (N,), generator=g).float()
+    sparse = SparseMemory(N + T, D, H, score, 0.95, k=K)
     st = sparse.initial_state(1)
     st.M[0, :N] = rows
     st.usage[0, :N] = 10.0  # filled slots are used; the T empty ones are the least used, in order
     with MindStore(sqlite_url, config=config) as store:
         store.create_space("m", dim=D, key_source="test")
         ids = [s.id for s in store.add_vectors(rows.numpy(), space="m", labels=["x"] * N)]
-        mem = PersistentMemory(store, "m", heads=H, k=K)
+        mem = PersistentMemory(store, "m", heads=H, k=K, score=score)
         ps = mem.initial_state(1)
         slot_of = {i: ids[i] for i in range(N)}
         for t in range(T):
             wk = zero_mean(torch.randn(1, D, generator=g))
+            if score == "euclidean":
+                wk[:, -1] = 1.0
             alpha = torch.randn(1, generator=g)
             rk = zero_mean(rows[torch.randint(N, (1, H), generator=g)] + 0.3 * torch.randn(1, H, D, generator=g))
             beta = 1 + 5 * torch.rand(1, H, generator=g)

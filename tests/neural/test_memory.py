@@ -47,6 +47,10 @@ def test_sparse_equals_dense_when_k_is_n(score, float64):
     sparse = SparseMemory(N, D, H, score, 0.95, k=N)
     sparse.load_state_dict(dense.state_dict())
     kd, ks = make_keys(), make_keys()
+    if score == "euclidean":  # the write key's last unit counts the writes (WriteHead)
+        for k in (kd, ks):
+            with torch.no_grad():
+                k["write"][..., -1] = 1.0
     rd, sd = run_memory(dense, kd)
     rs, ss = run_memory(sparse, ks)
     torch.testing.assert_close(rs, rd, rtol=1e-9, atol=1e-10)
@@ -73,6 +77,26 @@ def test_gradients_flow_through_reads_and_lrua_writes():
         assert k["read"].grad[-1].abs().sum() > 0 and k["beta"].grad[-1].abs().sum() > 0
         # earlier read weights w^r_{t-1} choose where the LRUA write at t lands
         assert (k["read"].grad[:-1].abs().sum(dim=(1, 2, 3)) > 0).all()
+
+
+def test_euclidean_score_reads_slots_as_the_means_of_what_was_written():
+    """A slot that pooled n keys (last coordinate n) scores minus the squared distance to their
+    mean, where cosine sees only the direction of their sum; an empty slot scores EMPTY."""
+    from mindstore.neural.memory import EMPTY, Score
+
+    pooled = torch.tensor([3.0, 0.0, 1.0]) + torch.tensor([2.6, 0.2, 1.0])  # 2 writes: mean (2.8, 0.1)
+    single = torch.tensor([0.8, 0.3, 1.0])
+    slots = torch.stack([pooled, single, torch.full((3,), 1e-6)]).unsqueeze(0)  # (1, 3, 3)
+    key = torch.tensor([[[1.0, 0.0, 123.0]]])  # the key's last unit is ignored
+    s = Score("euclidean", 3)(key, slots)[0, 0]
+    torch.testing.assert_close(s[0], torch.tensor(-(1.8 ** 2 + 0.1 ** 2)))
+    torch.testing.assert_close(s[1], torch.tensor(-(0.2 ** 2 + 0.3 ** 2)))
+    assert s[2] == EMPTY
+    cos = Score("cosine", 2)(key[..., :2], slots[..., :2])[0, 0]
+    assert s[1] > s[0] and cos[0] > cos[1]  # the two scores disagree here: a mean is not a sum
+    # the same slot read per head (gathered, (B, H, K, D)) scores the same
+    per_head = Score("euclidean", 3)(key, slots.unsqueeze(1))[0, 0]
+    torch.testing.assert_close(per_head, s)
 
 
 def test_lrua_writes_to_least_used_slot_and_clears_it():
@@ -137,13 +161,13 @@ def test_prototype_init_needs_a_controller_unit_per_label():
                         init="prototype"))
 
 
-def prototype_episode(init: str, controller: str = "lstm"):
+def prototype_episode(init: str, controller: str = "lstm", score: str = "cosine"):
     """An untrained MANN over one batch of synthetic episodes (3 classes x 5 presentations):
     the LRUA gate at every step, whether the step before was recalled right, and the memory."""
     torch.manual_seed(0)
     model = MANN(MANNConfig(controller=controller, hidden=32, slots=32, width=64, read_heads=2,
                             topk=4, label_space=5, image_size=8, encoder="mlp", embed=32,
-                            init=init)).eval()
+                            init=init, score=score)).eval()
     ep = SyntheticEpisodes(size=8).sample(40, 3, 5, 5, torch.Generator().manual_seed(1))
     gates = []
     hook = model.write_head.register_forward_hook(lambda mod, i, out: gates.append(out[1]))
@@ -174,6 +198,29 @@ def test_prototype_init_pools_a_class_into_the_slot_that_recalled_it(controller)
     used_matching = (M_matching.norm(dim=-1) > 0.5).sum(1).float().mean()
     assert used_matching > 13 and used < 9, (used_matching, used)
     assert right.float().mean() > right_matching.float().mean()
+
+
+def test_euclidean_prototype_init_counts_each_binding_once_and_pools_classes():
+    """With the euclidean score the write key's last unit is the write mass: 1 for every bound
+    pair, 0 at the first step (nothing to bind), so the slots' counts add up to the pairs bound;
+    the gate pools a class into few slots, and recall beats the cosine matching init's."""
+    from mindstore.neural.memory import MIN_MASS
+
+    gate, was_right, M, right = prototype_episode("prototype", score="euclidean")
+    steps = right.shape[1]
+    torch.testing.assert_close(M[..., -1].sum(1), torch.full((M.shape[0],), steps - 1.0), atol=1e-3, rtol=0)
+    assert (gate[was_right] > 0.5).float().mean() > 0.6
+    assert (gate[~was_right] > 0.5).float().mean() < 0.05
+    used = (M[..., -1] >= MIN_MASS).sum(1).float().mean()
+    assert used < 9, used  # 3 classes, 14 drawings bound
+    _, _, _, right_matching = prototype_episode("matching")
+    assert right.float().mean() > right_matching.float().mean()
+
+
+def test_euclidean_init_needs_a_unit_for_the_count():
+    with pytest.raises(ValueError, match=r"embed \+ label_space \+ 1 \(38\); got width 37"):
+        MANN(MANNConfig(hidden=32, width=37, embed=32, label_space=5, image_size=8, encoder="mlp",
+                        init="prototype", score="euclidean"))
 
 
 def test_lstm_baseline_runs():
@@ -210,3 +257,31 @@ def test_sparse_memory_takes_any_topk_index():
     r_custom, _ = run_memory(custom, make_keys())
     torch.testing.assert_close(r_custom, r_exact)
     assert custom.index.updates == 5
+
+
+def test_shift_average_encodes_a_drawing_with_its_four_one_pixel_shifts_in_eval_mode_only():
+    from dataclasses import replace
+
+    from mindstore.neural.model import Encoder
+
+    torch.manual_seed(0)
+    cfg = MANNConfig(image_size=8, channels=4, embed=6, shift_average=True)
+    enc, plain = Encoder(cfg), Encoder(replace(cfg, shift_average=False))
+    plain.load_state_dict(enc.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+
+    def moved(dy: int, dx: int) -> torch.Tensor:  # shifted by one pixel, zeros coming in
+        y = torch.roll(x, (dy, dx), dims=(-2, -1))
+        if dy:
+            y[..., 0 if dy > 0 else -1, :] = 0
+        if dx:
+            y[..., :, 0 if dx > 0 else -1] = 0
+        return y
+
+    enc.eval(), plain.eval()
+    views = [x, moved(1, 0), moved(-1, 0), moved(0, 1), moved(0, -1)]
+    expected = torch.stack([plain(v) for v in views]).mean(0)
+    torch.testing.assert_close(enc(x), expected)
+    assert not torch.allclose(enc(x), plain(x), atol=1e-4)
+    enc.train(), plain.train()  # while the encoder trains: the drawing alone
+    torch.testing.assert_close(enc(x), plain(x))
