@@ -156,7 +156,11 @@ class PersistentMemory(Memory):
                 old = torch.from_numpy(self.store.keys(updated).copy()).double()
                 new = old + torch.stack([delta[i] for i in updated])
                 self.store.update_vectors(updated, new.float().numpy())
-        lu_keys = ((1 - g.cpu()).view(B, 1) * k).float().numpy()  # the cleared slot: M(lu) = (1 - g) k_t
+        # The cleared slot: M(lu) = (1 - g) k_t. Without the update of the slots read, the g share
+        # has nowhere to go and the new slot takes all of k_t (a euclidean slot with a count of
+        # 1 - g ~ 0 would not be read at all).
+        lu_w = (1 - g.cpu()) if self.update_read_slots else torch.ones_like(g.cpu())
+        lu_keys = (lu_w.view(B, 1) * k).float().numpy()
         # Counting is a scan of the space's index entries: only a bounded memory pays for it.
         count = 0 if self.capacity is None else self.store.count(space=self.space)
         if self.capacity is None or count + B <= self.capacity:

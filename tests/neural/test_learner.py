@@ -208,3 +208,26 @@ def test_cli_binds_a_folder_by_subfolder_name_and_recalls_in_a_later_command(tmp
     assert [r["label"] for r in json.loads(res.output)] == ["alpha", "beta", "gamma"]
     res = runner.invoke(app, ["recall", str(tmp_path / "bind"), "--space", "nothing-here"], env=env)
     assert res.exit_code == 1 and "no space named 'nothing-here'" in res.output
+
+
+@pytest.mark.parametrize("update_read_slots", [True, False])
+def test_a_new_slot_takes_the_whole_write_when_the_slots_read_are_not_updated(sqlite_url: str, config: Config, update_read_slots: bool) -> None:
+    """The learner binds each drawing into its own slot (update_read_slots=False): the g share of
+    the LRUA write has nowhere else to go, so the new slot gets all of k_t. Were it (1 - g) k_t, a
+    euclidean slot written with the gate open would count ~0 writes and never be read."""
+    D = 6
+    with MindStore(sqlite_url, config=config) as store:
+        store.create_space("m", dim=D, key_source="test")
+        mem = PersistentMemory(store, "m", heads=2, k=2, score="euclidean")
+        mem.update_read_slots = update_read_slots
+        key = torch.tensor([[0.5, -0.2, 0.1, 0.3, 0.0, 1.0]])  # last unit: one write
+        state = mem.initial_state(1)
+        mem.labels = ["a"]
+        _, state = mem.step(state, key, torch.tensor([-30.0]), key.unsqueeze(1).repeat(1, 2, 1), torch.full((1, 2), 10.0))
+        mem.labels = ["b"]
+        mem.step(state, key + 0.1, torch.tensor([30.0]), key.unsqueeze(1).repeat(1, 2, 1), torch.full((1, 2), 10.0))
+        stored = store.keys([mem.last_written[0]])[0]
+        if update_read_slots:
+            assert stored[-1] < 1e-5  # (1 - g) k_t: the write went into the slot read before
+        else:
+            np.testing.assert_allclose(stored, (key + 0.1)[0].numpy(), rtol=1e-6)
