@@ -34,7 +34,7 @@ pack() {  # pack NAME 'GLOB'...: the files of $W they match, as tar parts of <= 
     (cd "$W" && tar cf - $*) | split -b 15M - "$OUT/$name.tar.part-"
 }
 COMMON="--image-size 28 --threads 3 --seed 0 --no-progress --eval-episodes $NT"
-INIT="--init prototype"  # the MANNs' heads (docs/neural.md); the random-init ablation sets its own
+INIT="--init prototype --score euclidean --shift-average"  # the packaged recipe (docs/neural.md); the random-init ablation sets its own
 declare -A V=(
     [a]="--channels 64 --blocks 3 --embed 64"  # the packaged encoder's shape, trained longer
     [b]="--channels 64 --blocks 4 --embed 64"  # Snell et al.'s conv-4 (28 -> 14 -> 7 -> 3 -> 1)
@@ -100,7 +100,7 @@ mindstore train --model lstm --lr 1e-3 --lr-min 1e-4 $C --out "$W/lstm.pt" > "$W
 mindstore train --memory dense $INIT $C --out "$W/mann_dense.pt" > "$W/mann_dense.out" 2>&1 &
 mindstore train --controller gru $INIT $C --out "$W/mann_gru.pt" > "$W/mann_gru.out" 2>&1 &
 mindstore train --controller rnn $INIT $C --out "$W/mann_rnn.pt" > "$W/mann_rnn.out" 2>&1 &
-mindstore train --init random --lr 1e-3 --lr-min 1e-4 $C --out "$W/mann_random_init.pt" \
+mindstore train --init random --score euclidean --shift-average --lr 1e-3 --lr-min 1e-4 $C --out "$W/mann_random_init.pt" \
     > "$W/mann_random_init.out" 2>&1 &
 wait
 for m in lstm mann_dense mann_gru mann_rnn mann_random_init; do say "$m: $(tail -n 1 "$W/$m.out")"; done
