@@ -131,10 +131,7 @@ def median_ms(fn, n: int, warm: int = 3) -> tuple[float, float]:
 def _keys(learner: OneShotLearner, images: torch.Tensor) -> np.ndarray:
     """The key ``learner.bind`` would persist for each image (the heads' mean read key)."""
     learner.recall(images, batch=len(images))
-    keys = learner.memory.last_keys.mean(1).numpy()
-    if learner.model.cfg.score == "euclidean":
-        keys[:, -1] = 1.0  # as bind stores it: the last unit counts the slot's writes
-    return keys
+    return learner.memory.score.as_slot(learner.memory.last_keys.mean(1).numpy())
 
 
 @torch.no_grad()
@@ -176,9 +173,7 @@ def scale(args: argparse.Namespace) -> None:
                 m = min(20_000, size - start)
                 noise = rng.standard_normal((m, base.shape[1])).astype(np.float32)
                 if args.distractors == "random":
-                    keys, labels = noise, ["distractor"] * m
-                    if learner.model.cfg.score == "euclidean":
-                        keys[:, -1] = 1.0  # each a slot of one write (its last unit counts writes)
+                    keys, labels = learner.memory.score.as_slot(noise), ["distractor"] * m
                 else:  # bindings of other classes: a training drawing's key, jittered, under its class's label
                     pick = rng.integers(0, len(base), m)
                     keys, labels = base[pick] + 0.1 * spread * noise, [f"train-{i // DRAWINGS}" for i in pick.tolist()]

@@ -167,9 +167,7 @@ class OneShotLearner:
         _, state = model.step(e, none, state)
         if self.persist == "read_key":
             # LRUA write with g = sigmoid(alpha) -> 0: all of it into the least-used (new) slot.
-            key = self.memory.last_keys.mean(1)
-            if model.cfg.score == "euclidean":
-                key[:, -1] = 1.0  # the slot's write count: one drawing (its mean is the key itself)
+            key = self.memory.score.as_slot(self.memory.last_keys.mean(1))
             alpha = torch.full((n,), -30.0, device=self.device)
             return self.memory.write(model.memory.initial_state(n, self.device), key, alpha, labels, metadata)
         self.memory.labels, self.memory.metadata = labels, metadata  # step 2: the label arrives (y_{t-1}) and the write binds it

@@ -76,6 +76,15 @@ class Score(nn.Module):
             return keys
         raise NotImplementedError(f"{self.kind} scores have no dot-product form")
 
+    def as_slot(self, keys):  # noqa: ANN001, ANN201 - a Tensor or an ndarray, returned as such
+        """What one write of ``keys`` (B, D) leaves in fresh slots: the keys themselves, and for
+        euclidean a write count of 1 in the last unit (a copy; ``keys`` is left alone)."""
+        if self.kind != "euclidean":
+            return keys
+        keys = keys.clone() if isinstance(keys, Tensor) else keys.copy()
+        keys[..., -1] = 1.0
+        return keys
+
     def value(self, slots: Tensor) -> Tensor:
         """What a read takes from a slot: the slot itself, or for euclidean its mean M_i / n_i
         (then the read's label code says which class the read is on, not how many drawings that

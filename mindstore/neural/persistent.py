@@ -6,7 +6,9 @@ MANN address millions of slots). The same ``step`` (LRUA write, then content rea
 
 - read: each head's top-K slots come from the space's key index (``search_vectors``, one call for
   all heads); only those K rows are fetched from SQL (``keys``), their scores recomputed in
-  torch (a euclidean checkpoint: the index proposes more slots by cosine, the exact score keeps K), w^r = softmax(beta K) over them and r = sum_i w^r(i) M(i), exactly as ``SparseMemory``.
+  torch, w^r = softmax(beta K) over them and r = sum_i w^r(i) M(i), exactly as ``SparseMemory``
+  (for a euclidean checkpoint the index, which ranks by cosine, proposes more slots and the exact
+  score keeps K).
 - write: w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu: the slots read at t-1 get
   ``M(i) + w^w(i) k_t`` (``update_vectors``), the least-used slot gets ``(1 - sigmoid(alpha)) k_t``.
   In an unbounded space the least-used slot is a new one (an unused slot has usage 0); with a
