@@ -102,7 +102,7 @@ class Score(nn.Module):
             return self.v(torch.tanh(h + m)).squeeze(-1)
         if self.kind == "euclidean":
             n = slots[..., -1:]
-            means = slots[..., :-1] / n.clamp_min(MIN_MASS)
+            means = self.value(slots)[..., :-1]
             q = keys[..., :-1].unsqueeze(-2)  # (B, H, 1, D-1)
             d = (q - (means if per_head else means.unsqueeze(1))).pow(2).sum(-1)
             empty = (n.squeeze(-1) < MIN_MASS) if per_head else (n.squeeze(-1) < MIN_MASS).unsqueeze(1)
