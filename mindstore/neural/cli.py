@@ -154,6 +154,9 @@ def train_command(
                                        "the drawing and its four one-pixel shifts, whenever the "
                                        "encoder is not itself training (five encoder passes a "
                                        "drawing)."),
+    shift_views: int = typer.Option(5, help="Views --shift-average takes: 5 (the drawing and its "
+                                    "shifts up, down, left and right) or 9 (the 3x3 grid of "
+                                    "one-pixel shifts, diagonals included)."),
     blocks: int = typer.Option(3, help="Conv encoder depth: blocks of conv3x3, norm, ReLU and "
                                "2x2 max-pooling."),
     embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
@@ -214,7 +217,8 @@ def train_command(
                       hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
                       label_space=label_space, image_size=image_size, encoder=encoder,
                       channels=channels, blocks=blocks, embed=embed, norm=norm,
-                      standardize=standardize, init=init, shift_average=shift_average)
+                      standardize=standardize, init=init, shift_average=shift_average,
+                      shift_views=shift_views)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,

@@ -58,7 +58,8 @@ class MANNConfig:
     skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
     init: str = "matching"  # matching (heads start as a matching network, see MANN) | prototype
     # (the same, and a right recall's drawing is added into the slot it was read from) | random
-    shift_average: bool = False  # e_t: mean over the drawing and its 4 one-pixel shifts, eval mode
+    shift_average: bool = False  # e_t: mean over the drawing and its one-pixel shifts, eval mode
+    shift_views: int = 5  # shift averaging: 5 (the drawing, 4 shifts) | 9 (the 3x3 grid of shifts)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -70,6 +71,11 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(max(1, channels // 8), channels)
     raise ValueError(f"unknown norm {kind!r}; choose batch or group")
+
+
+# (dy, dx) pixel offsets of each view of shift averaging; (0, 0) is the drawing itself.
+SHIFT_VIEWS = {5: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+               9: tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))}
 
 
 class Encoder(nn.Module):
@@ -103,17 +109,21 @@ class Encoder(nn.Module):
                                      nn.ReLU(), nn.Linear(128, cfg.embed))
         else:
             raise ValueError(f"unknown encoder {cfg.encoder!r}; choose conv or mlp")
-        self.shift_average = cfg.shift_average
+        if cfg.shift_views not in SHIFT_VIEWS:
+            raise ValueError(f"shift_views is {cfg.shift_views}; choose 5 (the drawing and its 4 "
+                             "one-pixel shifts) or 9 (the 3x3 grid of one-pixel shifts)")
+        self.shift_average, self.shift_views = cfg.shift_average, cfg.shift_views
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.shift_average or self.training:
             return self.net(x)
         # Test-time augmentation, in eval mode (in use, and as a frozen encoder under the MANN's
         # training; never while the encoder itself trains): the drawing and its shifts by one
-        # pixel up, down, left and right (zero-padded), each encoded, the five embeddings averaged.
+        # pixel up, down, left and right (zero-padded), and with 9 views the four diagonal shifts
+        # too, each encoded, the embeddings averaged.
         S = x.shape[-1]
         p = F.pad(x, (1, 1, 1, 1))
-        views = [x, p[..., :S, 1:S + 1], p[..., 2:, 1:S + 1], p[..., 1:S + 1, :S], p[..., 1:S + 1, 2:]]
+        views = [p[..., 1 + dy:1 + dy + S, 1 + dx:1 + dx + S] for dy, dx in SHIFT_VIEWS[self.shift_views]]
         return sum(self.net(v) for v in views) / len(views)  # one view at a time: 1x the memory
 
 

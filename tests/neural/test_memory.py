@@ -259,13 +259,14 @@ def test_sparse_memory_takes_any_topk_index():
     assert custom.index.updates == 5
 
 
-def test_shift_average_encodes_a_drawing_with_its_four_one_pixel_shifts_in_eval_mode_only():
+@pytest.mark.parametrize("views", [5, 9])
+def test_shift_average_encodes_a_drawing_with_its_one_pixel_shifts_in_eval_mode_only(views):
     from dataclasses import replace
 
     from mindstore.neural.model import Encoder
 
     torch.manual_seed(0)
-    cfg = MANNConfig(image_size=8, channels=4, embed=6, shift_average=True)
+    cfg = MANNConfig(image_size=8, channels=4, embed=6, shift_average=True, shift_views=views)
     enc, plain = Encoder(cfg), Encoder(replace(cfg, shift_average=False))
     plain.load_state_dict(enc.state_dict())
     x = torch.rand(3, 1, 8, 8)
@@ -279,9 +280,19 @@ def test_shift_average_encodes_a_drawing_with_its_four_one_pixel_shifts_in_eval_
         return y
 
     enc.eval(), plain.eval()
-    views = [x, moved(1, 0), moved(-1, 0), moved(0, 1), moved(0, -1)]
-    expected = torch.stack([plain(v) for v in views]).mean(0)
+    if views == 5:  # the drawing and its shifts up, down, left and right
+        shifted = [x, moved(1, 0), moved(-1, 0), moved(0, 1), moved(0, -1)]
+    else:  # and the four diagonal shifts
+        shifted = [moved(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    expected = torch.stack([plain(v) for v in shifted]).mean(0)
     torch.testing.assert_close(enc(x), expected)
     assert not torch.allclose(enc(x), plain(x), atol=1e-4)
     enc.train(), plain.train()  # while the encoder trains: the drawing alone
     torch.testing.assert_close(enc(x), plain(x))
+
+
+def test_shift_views_other_than_5_or_9_are_refused():
+    from mindstore.neural.model import Encoder
+
+    with pytest.raises(ValueError, match="choose 5 .* or 9"):
+        Encoder(MANNConfig(image_size=8, channels=4, embed=6, shift_average=True, shift_views=4))

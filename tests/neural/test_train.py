@@ -252,16 +252,20 @@ def test_pretraining_distorts_its_drawings_by_the_configured_strength(monkeypatc
 
 
 @needs_data
-def test_cli_euclidean_score_and_shift_average_reach_the_checkpoint_and_unknown_scores_are_refused(tmp_path):
+def test_cli_euclidean_score_and_shift_averaging_reach_the_checkpoint_and_unknown_values_are_refused(tmp_path):
     out = tmp_path / "euclid.pt"
     app, base = tiny_cli_run(out)
     base += ["--pretrain-steps", "1", "--init", "prototype"]
     res = CliRunner().invoke(app, base + ["--score", "euclid"])
     said = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code != 0 and "euclidean" in said and not out.exists()
-    res = CliRunner().invoke(app, base + ["--score", "euclidean", "--shift-average"])
+    res = CliRunner().invoke(app, base + ["--score", "euclidean", "--shift-average", "--shift-views", "4"])
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code != 0 and "or 9" in said and not out.exists()
+    res = CliRunner().invoke(app, base + ["--score", "euclidean", "--shift-average", "--shift-views", "9"])
     assert res.exit_code == 0, res.output
     model, blob = load_checkpoint(out)
     assert blob["model_config"]["score"] == "euclidean" and model.write_head.count
     assert blob["model_config"]["shift_average"] and model.encoder.shift_average
+    assert blob["model_config"]["shift_views"] == 9 and model.encoder.shift_views == 9
     assert model.read_head.beta.bias[0].item() == pytest.approx(10.0)  # EUCLIDEAN_BETA, not cosine's 60
