@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -157,6 +157,9 @@ def train_command(
     shift_views: int = typer.Option(5, help="Views --shift-average takes: 5 (the drawing and its "
                                     "shifts up, down, left and right) or 9 (the 3x3 grid of "
                                     "one-pixel shifts, diagonals included)."),
+    encoders: int = typer.Option(1, help="An ensemble of N conv encoders, each trained alone "
+                                 "(pretrained in turn, or taken with --encoder-from N times), "
+                                 "their embeddings joined: --embed is their total width."),
     blocks: int = typer.Option(3, help="Conv encoder depth: blocks of conv3x3, norm, ReLU and "
                                "2x2 max-pooling."),
     embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
@@ -195,9 +198,11 @@ def train_command(
     pretrain_distort: float = typer.Option(1.0, help="Scale the ranges of the pretraining "
                                            "drawings' random distortion (1: rotation +-10 "
                                            "degrees, scale and shift +-10%, shear +-0.15)."),
-    encoder_from: Optional[Path] = typer.Option(None, help="Take the encoder from this "
-                                                "checkpoint instead of pretraining one (so that "
-                                                "compared models share it)."),
+    encoder_from: Optional[List[Path]] = typer.Option(None, help="Take the encoder from this "
+                                                      "checkpoint instead of pretraining one (so "
+                                                      "that compared models share it); with "
+                                                      "--encoders N, give it N times, one "
+                                                      "checkpoint per member."),
     freeze_encoder: bool = typer.Option(True, help="Keep a pretrained (or taken) encoder fixed "
                                         "while the MANN trains."),
     eval_every: int = typer.Option(500, help="Validate and checkpoint every N steps."),
@@ -218,7 +223,7 @@ def train_command(
                       label_space=label_space, image_size=image_size, encoder=encoder,
                       channels=channels, blocks=blocks, embed=embed, norm=norm,
                       standardize=standardize, init=init, shift_average=shift_average,
-                      shift_views=shift_views)
+                      shift_views=shift_views, encoders=encoders)
     cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
@@ -228,7 +233,8 @@ def train_command(
                       pretrain_ways=pretrain_ways, pretrain_shots=pretrain_shots,
                       pretrain_queries=pretrain_queries, pretrain_lr=pretrain_lr,
                       pretrain_distort=pretrain_distort,
-                      encoder_from=str(encoder_from) if encoder_from else None,
+                      encoder_from=(None if not encoder_from else str(encoder_from[0])
+                                    if len(encoder_from) == 1 else [str(p) for p in encoder_from]),
                       freeze_encoder=freeze_encoder)
     try:
         metrics = train(cfg, progress=progress, log=log)

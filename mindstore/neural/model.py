@@ -18,7 +18,7 @@ when the class comes back, keyed by the new image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,9 @@ class MANNConfig:
     # (the same, and a right recall's drawing is added into the slot it was read from) | random
     shift_average: bool = False  # e_t: mean over the drawing and its one-pixel shifts, eval mode
     shift_views: int = 5  # shift averaging: 5 (the drawing, 4 shifts) | 9 (the 3x3 grid of shifts)
+    # an ensemble: n conv encoders trained apart (their own seeds), e_t = [f_1(x), ..., f_n(x)] /
+    # sqrt(n), each f_i embed / n wide; squared distances are the members' averaged
+    encoders: int = 1
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -79,10 +82,27 @@ SHIFT_VIEWS = {5: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
 
 
 class Encoder(nn.Module):
-    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: ``blocks`` x (conv3x3-norm-ReLU-maxpool)."""
+    """x_t (B, 1, S, S) -> e_t (B, embed). Conv: ``blocks`` x (conv3x3-norm-ReLU-maxpool).
+
+    With ``encoders`` n > 1, an ensemble: ``members`` are n encoders of width embed / n, each
+    trained alone (``train.pretrain_encoder`` runs once per member, or ``--encoder-from`` takes
+    one checkpoint per member), and e_t joins their embeddings, scaled by 1/sqrt(n) so that
+    ||e - e'||^2 is the mean of the members' squared distances: prototypes compared by several
+    metric spaces at once (Dietterich 2000; Snell et al.'s loss is a softmax over exactly these
+    distances).
+    """
 
     def __init__(self, cfg: MANNConfig) -> None:
         super().__init__()
+        if cfg.encoders > 1:
+            if cfg.embed % cfg.encoders:
+                raise ValueError(f"an ensemble of {cfg.encoders} encoders splits embed evenly; "
+                                 f"got embed {cfg.embed}: use a multiple of {cfg.encoders}")
+            one = replace(cfg, encoders=1, embed=cfg.embed // cfg.encoders)
+            self.members = nn.ModuleList(Encoder(one) for _ in range(cfg.encoders))
+            return
+        if cfg.encoders < 1:
+            raise ValueError(f"encoders is {cfg.encoders}; use 1, or more for an ensemble")
         S = cfg.image_size
         if cfg.encoder == "conv":
             if cfg.blocks < 1 or S >> cfg.blocks < 1:
@@ -115,6 +135,8 @@ class Encoder(nn.Module):
         self.shift_average, self.shift_views = cfg.shift_average, cfg.shift_views
 
     def forward(self, x: Tensor) -> Tensor:
+        if hasattr(self, "members"):
+            return torch.cat([m(x) for m in self.members], -1) / len(self.members) ** 0.5
         if not self.shift_average or self.training:
             return self.net(x)
         # Test-time augmentation, in eval mode (in use, and as a frozen encoder under the MANN's

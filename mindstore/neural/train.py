@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -61,7 +61,9 @@ class TrainConfig:
     pretrain_queries: int = 5
     pretrain_lr: float = 1e-3
     pretrain_distort: float = 1.0  # scales the ranges of phase 1's random distortion (augment)
-    encoder_from: str | None = None  # take the encoder from this checkpoint instead of phase 1
+    # take the encoder from this checkpoint instead of phase 1; an ensemble (model.encoders n > 1)
+    # takes a list of n, one single-encoder checkpoint per member
+    encoder_from: str | list[str] | None = None
     freeze_encoder: bool = True  # phase 2 keeps a pretrained (or taken) encoder fixed
 
 
@@ -97,18 +99,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     return model.to(device).eval(), blob
 
 
-def take_encoder(model: nn.Module, path: str | Path) -> None:
-    """Copy the encoder of the checkpoint at ``path`` into ``model`` (same encoder settings)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    theirs = config_from_dict(blob["model_config"])
+def take_encoder(model: nn.Module, path: str | Path | list) -> None:
+    """Copy the encoder of the checkpoint at ``path`` into ``model`` (same encoder settings).
+
+    An ensemble (``encoders`` n > 1) takes a list of n paths: member i the encoder of the i-th
+    checkpoint, each a single encoder of width embed / n with the ensemble's other settings.
+    """
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    members = list(getattr(model.encoder, "members", [model.encoder]))
+    if len(paths) != len(members):
+        raise ValueError(f"the model has {len(members)} encoder(s) and {len(paths)} checkpoint(s) "
+                         "were given to take them from; give one checkpoint per encoder")
     fields = ("encoder", "image_size", "channels", "blocks", "norm", "standardize", "embed")
-    differ = [f for f in fields if getattr(theirs, f) != getattr(model.cfg, f)]
-    if differ:
-        raise ValueError(f"the encoder in {path} differs in {', '.join(differ)}; train with "
-                         "the same encoder settings")
-    prefix = "encoder."
-    model.encoder.load_state_dict({k[len(prefix):]: v for k, v in blob["state_dict"].items()
-                                   if k.startswith(prefix)})
+    mine = replace(model.cfg, encoders=1, embed=model.cfg.embed // len(members))
+    for member, p in zip(members, paths):
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+        theirs = config_from_dict(blob["model_config"])
+        differ = [f for f in fields if getattr(theirs, f) != getattr(mine, f)]
+        if theirs.encoders != 1:
+            differ.append("encoders (take members from single-encoder checkpoints)")
+        if differ:
+            raise ValueError(f"the encoder in {p} differs in {', '.join(differ)}; train with "
+                             "the same encoder settings")
+        prefix = "encoder."
+        member.load_state_dict({k[len(prefix):]: v for k, v in blob["state_dict"].items()
+                                if k.startswith(prefix)})
 
 
 def make_sampler(cfg: TrainConfig, split: str):
@@ -207,8 +222,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     if cfg.encoder_from:
         take_encoder(model, cfg.encoder_from)
     elif pretraining:
-        metrics["pretrain"] = pretrain_encoder(cfg, model.encoder, train_eps, val_eps, gen,
-                                               device, progress=progress, log=log)
+        metrics["pretrain"] = []
+        for member in getattr(model.encoder, "members", [model.encoder]):  # an ensemble: in turn
+            metrics["pretrain"] += pretrain_encoder(cfg, member, train_eps, val_eps, gen,
+                                                    device, progress=progress, log=log)
     frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
     model.encoder.requires_grad_(not frozen)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)

@@ -296,3 +296,28 @@ def test_shift_views_other_than_5_or_9_are_refused():
 
     with pytest.raises(ValueError, match="choose 5 .* or 9"):
         Encoder(MANNConfig(image_size=8, channels=4, embed=6, shift_average=True, shift_views=4))
+
+
+def test_an_ensemble_joins_its_members_embeddings_so_squared_distances_are_their_mean():
+    from dataclasses import replace
+
+    from mindstore.neural.model import Encoder
+
+    torch.manual_seed(0)
+    cfg = MANNConfig(image_size=8, channels=4, embed=12, encoders=3, shift_average=True)
+    ens = Encoder(cfg).eval()
+    singles = [Encoder(replace(cfg, encoders=1, embed=4)).eval() for _ in range(3)]
+    for single, member in zip(singles, ens.members):
+        single.load_state_dict(member.state_dict())
+    x = torch.rand(5, 1, 8, 8)
+    parts = [s(x) for s in singles]
+    e = ens(x)
+    assert e.shape == (5, 12)
+    torch.testing.assert_close(e, torch.cat(parts, -1) / 3 ** 0.5)
+    mean_sq = torch.stack([torch.cdist(p, p).pow(2) for p in parts]).mean(0)
+    torch.testing.assert_close(torch.cdist(e, e).pow(2), mean_sq, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(parts[0], parts[1])  # members start apart: their own weights
+    with pytest.raises(ValueError, match="multiple of 3"):
+        Encoder(replace(cfg, embed=10))
+    with pytest.raises(ValueError, match="use 1, or more"):
+        Encoder(replace(cfg, encoders=0))

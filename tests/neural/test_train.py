@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from mindstore.neural.cli import register
 from mindstore.neural.data import SyntheticEpisodes
 from mindstore.neural.evaluate import accuracy_by_instance, prototype_accuracy
-from mindstore.neural.model import MANNConfig, build_model
+from mindstore.neural.model import MANNConfig, build_model, config_from_dict
 from mindstore.neural.train import (TrainConfig, load_checkpoint, make_sampler, pretrain_encoder,
                                     train)
 
@@ -269,3 +269,46 @@ def test_cli_euclidean_score_and_shift_averaging_reach_the_checkpoint_and_unknow
     assert blob["model_config"]["shift_average"] and model.encoder.shift_average
     assert blob["model_config"]["shift_views"] == 9 and model.encoder.shift_views == 9
     assert model.read_head.beta.bias[0].item() == pytest.approx(10.0)  # EUCLIDEAN_BETA, not cosine's 60
+
+
+@needs_data
+def test_cli_ensemble_takes_one_checkpoint_per_member_and_pretrains_each_member_alone(tmp_path):
+    app, base = tiny_cli_run(tmp_path / "unused.pt")
+    base = base[:base.index("--out")] + ["--pretrain-steps", "2", "--embed", "8", "--width", "40"]
+    singles = []
+    for seed in (0, 1):
+        out = tmp_path / f"single{seed}.pt"
+        res = CliRunner().invoke(app, base + ["--seed", str(seed), "--out", str(out), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        singles.append(out)
+    ens = tmp_path / "ens.pt"
+    two = ["--encoders", "2", "--embed", "16", "--out", str(ens), "--no-progress"]
+    res = CliRunner().invoke(app, base + two + ["--encoder-from", str(singles[0])])
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code != 0 and "one checkpoint per encoder" in said and not ens.exists()
+    res = CliRunner().invoke(app, base + ["--encoders", "2", "--embed", "8", "--out", str(ens),
+                                          "--no-progress", "--encoder-from", str(singles[0]),
+                                          "--encoder-from", str(singles[1])])
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code != 0 and "differs in embed" in said and not ens.exists()
+    res = CliRunner().invoke(app, base + two + ["--encoder-from", str(singles[0]),
+                                                "--encoder-from", str(singles[1])])
+    assert res.exit_code == 0, res.output
+    model, blob = load_checkpoint(ens)
+    assert blob["model_config"]["encoders"] == 2
+    assert blob["config"]["encoder_from"] == [str(p) for p in singles]
+    for member, single in zip(model.encoder.members, singles):
+        theirs = torch.load(single, weights_only=True)["state_dict"]
+        for k, v in member.state_dict().items():
+            torch.testing.assert_close(v, theirs["encoder." + k])
+    # pretrained in one run: each member by its own prototypical loss, in turn
+    res = CliRunner().invoke(app, base + ["--encoders", "2", "--embed", "16", "--out",
+                                          str(tmp_path / "joint.pt"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    model, blob = load_checkpoint(tmp_path / "joint.pt")
+    assert len(blob["metrics"]["pretrain"]) == 2  # one validation row per member (2 steps each)
+    torch.manual_seed(0)
+    fresh = build_model(config_from_dict(blob["model_config"]))  # the run's init (seed 0)
+    torch.testing.assert_close(model.out.weight, fresh.out.weight)  # --steps 0: heads untouched
+    for trained, start in zip(model.encoder.members, fresh.encoder.members):
+        assert not torch.allclose(trained.net[0].weight, start.net[0].weight)
