@@ -18,6 +18,7 @@ error. Choices are made on ``--split val`` (characters held back from the traini
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import shlex
@@ -83,12 +84,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="", help="also write the per-model figures here")
+    ap.add_argument("--cache", default="runs/neural_paired_cache",
+                    help="folder of per-episode results, reused for an unchanged checkpoint, "
+                         "overrides and episodes ('': off)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
     specs = [parse_spec(s) for s in args.models]
     samplers: dict[tuple, object] = {}
     acc: dict[str, torch.Tensor] = {}
+    reused: list[str] = []
     for name, path, overrides in specs:
         model, blob = load_checkpoint(path, **overrides)
         mcfg = config_from_dict(blob["model_config"])
@@ -96,9 +101,21 @@ def main() -> None:
         key = (tcfg.task, tcfg.data, mcfg.image_size)
         if key not in samplers:  # one sampler per data set: the same episodes for every model
             samplers[key] = make_sampler(tcfg, args.split)
-        acc[name] = per_episode(model, samplers[key], ways=args.ways,
-                                presentations=args.presentations, episodes=args.episodes,
-                                seed=args.seed)
+        stat = Path(path).stat()
+        tag = hashlib.sha1(json.dumps([str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size,
+                                       sorted(overrides.items()), args.split, args.ways,
+                                       args.presentations, args.episodes, args.seed]).encode())
+        cached = Path(args.cache) / f"{tag.hexdigest()[:16]}.pt" if args.cache else None
+        if cached and cached.exists():  # the same checkpoint file on the same episodes
+            acc[name] = torch.load(cached, weights_only=True)
+            reused.append(name)
+        else:
+            acc[name] = per_episode(model, samplers[key], ways=args.ways,
+                                    presentations=args.presentations, episodes=args.episodes,
+                                    seed=args.seed)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(acc[name], cached)
         print(f"{name}: mean 2nd..{_nth(args.presentations)} "
               f"{100 * acc[name][:, 1:].mean():.2f}%  ({time.time() - t0:.0f} s)", flush=True)
     ref = specs[0][0]
@@ -123,7 +140,8 @@ def main() -> None:
     print()
     print(f"Measured by `python bench/neural_paired.py {' '.join(map(shlex.quote, args.models))} "
           f"--split {args.split} --ways {args.ways} --episodes {args.episodes} --seed {args.seed}` "
-          f"on {platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s.")
+          f"on {platform.machine()} CPU, {args.threads} thread(s), in {time.time() - t0:.0f} s"
+          + (f" ({', '.join(reused)} reused from an earlier run, {args.cache})." if reused else "."))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
