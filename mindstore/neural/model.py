@@ -134,6 +134,10 @@ class Encoder(nn.Module):
                              "one-pixel shifts) or 9 (the 3x3 grid of one-pixel shifts)")
         self.shift_average, self.shift_views = cfg.shift_average, cfg.shift_views
 
+    def singles(self) -> list[Encoder]:
+        """The single encoders this one is made of: an ensemble's members, or itself."""
+        return list(self.members) if hasattr(self, "members") else [self]
+
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "members"):
             return torch.cat([m(x) for m in self.members], -1) / len(self.members) ** 0.5

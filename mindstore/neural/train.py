@@ -106,7 +106,7 @@ def take_encoder(model: nn.Module, path: str | Path | list) -> None:
     checkpoint, each a single encoder of width embed / n with the ensemble's other settings.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    members = list(getattr(model.encoder, "members", [model.encoder]))
+    members = model.encoder.singles()
     if len(paths) != len(members):
         raise ValueError(f"the model has {len(members)} encoder(s) and {len(paths)} checkpoint(s) "
                          "were given to take them from; give one checkpoint per encoder")
@@ -223,7 +223,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
         take_encoder(model, cfg.encoder_from)
     elif pretraining:
         metrics["pretrain"] = []
-        for member in getattr(model.encoder, "members", [model.encoder]):  # an ensemble: in turn
+        for member in model.encoder.singles():  # an ensemble: each member in turn
             metrics["pretrain"] += pretrain_encoder(cfg, member, train_eps, val_eps, gen,
                                                     device, progress=progress, log=log)
     frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
