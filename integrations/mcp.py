@@ -20,7 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from mindstore import InvalidInputError, MindStore, MindStoreError, NotFoundError, Slot
+from mindstore import InvalidInputError, MindStore, MindStoreError, NotFoundError, Slot, Written
 
 __all__ = ["Memory", "MemoryHit", "MemoryPage", "MemoryEvent", "create_server", "serve"]
 
@@ -45,6 +45,17 @@ class Memory(BaseModel):
     @classmethod
     def of(cls, slot: Slot) -> Memory:
         return cls(id=slot.id, text=slot.text, user_id=slot.user_id, session_id=slot.session_id, metadata=slot.metadata, created_at=slot.created_at, updated_at=slot.updated_at)
+
+
+class Remembered(Memory):
+    """What add_memory did: a new memory, a restatement that reinforced one, or a newer version."""
+
+    change: str = Field(description="'added', 'reinforced' (the same statement was already remembered) or 'superseded' (a newer version of a memory)")
+    supersedes: int | None = Field(default=None, description="the id of the older version this memory replaces in searches")
+
+    @classmethod
+    def of_write(cls, slot: Written) -> Remembered:
+        return cls(**Memory.of(slot).model_dump(), change=slot.change, supersedes=slot.supersedes)
 
 
 class MemoryHit(BaseModel):
@@ -111,9 +122,11 @@ def create_server(store: MindStore, *, agent_id: str | None = None, name: str = 
         return fn
 
     @tool
-    def add_memory(user_id: UserId, text: Annotated[str, Field(description="the fact to remember, in plain words")], metadata: Metadata = None, session_id: str | None = None) -> Memory:
-        """Remember a fact about the user. A near-duplicate of a memory they already have reinforces it instead."""
-        return Memory.of(store.add(text, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata))
+    def add_memory(user_id: UserId, text: Annotated[str, Field(description="the fact to remember, in plain words")], metadata: Metadata = None, session_id: str | None = None) -> Remembered:
+        """Remember a fact about the user. Restating a memory they already have reinforces it; a
+        changed version of one (a new number, date, name) supersedes it: searches then return the
+        new one. The result says which happened."""
+        return Remembered.of_write(store.add(text, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata))
 
     @tool
     def search_memories(

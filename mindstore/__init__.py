@@ -20,7 +20,7 @@ from .errors import (
     SpaceError,
     StoreClosedError,
 )
-from .slots import Event, Hit, Page, Scope, Slot, Usage
+from .slots import Event, Hit, Page, Scope, Slot, Usage, Written
 from .spaces import IndexInfo, SpaceInfo
 from .store import MindStore
 
@@ -30,6 +30,7 @@ __all__ = [
     "MindStore",
     "Config",
     "Slot",
+    "Written",
     "Hit",
     "Event",
     "Page",

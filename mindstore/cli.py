@@ -75,7 +75,9 @@ def _scope_str(slot: Any) -> str:
 def _line(slot: Any, score: float | None = None) -> str:
     head = f"[{slot.id}]" + (f" {score:.3f}" if score is not None else "")
     body = slot.text if slot.text is not None else f"label={slot.label}"
-    return f"{head} {body}  ({_scope_str(slot)})"
+    when = slot.occurred_at
+    tail = (f", occurred {when:%Y-%m-%d}" if when is not None else "") + (f", superseded by [{slot.superseded_by}]" if slot.superseded_by is not None else "")
+    return f"{head} {body}  ({_scope_str(slot)}{tail})"
 
 
 def _parse_meta(items: list[str] | None) -> dict[str, Any] | None:
@@ -126,7 +128,7 @@ def add(
             _print_json(slots)
         else:
             for slot in slots:
-                typer.echo(f"added {_line(slot)}" if slot.usage.writes == 1 else f"reinforced {_line(slot)}")
+                typer.echo(f"{slot.change} {_line(slot)}" + (f" (newer version of [{slot.supersedes}])" if slot.supersedes is not None else ""))
 
 
 @app.command()
@@ -139,13 +141,19 @@ def search(
     session: SessionOpt = None,
     filter: Annotated[Optional[str], typer.Option("--filter", "-f", help="metadata filter as JSON")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="drop hits below this cosine similarity")] = None,
+    now: Annotated[Optional[str], typer.Option("--now", help="when the question is asked (ISO 8601; default: now), for 'last week' and the like")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="only memories that happened at or after this: ISO 8601 or words ('last week')")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="only memories that happened at or before this")] = None,
+    by_session: Annotated[bool, typer.Option("--by-session", help="the best memory of each of the K best sessions")] = False,
+    superseded: Annotated[bool, typer.Option("--superseded", help="also return memories a newer version replaced")] = False,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the memories closest in meaning to QUERY."""
+    """Find the memories that best answer QUERY (meaning and words, newest version first)."""
     with _store(db, model) as store:
         try:
-            hits = store.search(query, k=k, user_id=user, agent_id=agent, session_id=session, filters=_parse_filter(filter), min_score=min_score)
+            hits = store.search(query, k=k, user_id=user, agent_id=agent, session_id=session, filters=_parse_filter(filter), min_score=min_score,
+                                now=now, since=since, until=until, group_by="session" if by_session else None, include_superseded=superseded)
         except MindStoreError as exc:
             _fail(str(exc))
         if as_json:

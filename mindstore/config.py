@@ -18,7 +18,15 @@ class Config:
     """Tunables of a store. Every field has a default that suits a chat application."""
 
     dedup_threshold: float = 0.95
-    """Cosine similarity at or above which an added text reinforces an existing slot in its scope."""
+    """Cosine similarity at or above which an added text is a near-duplicate of a memory in its
+    scope: the same statement reinforces that memory, a changed one supersedes it (a new slot;
+    the old one is kept but skipped by searches). See :mod:`mindstore.versions`."""
+    time_weight: float = 0.1
+    """How much a search favours slots whose ``occurred_at`` lies in the time the question names
+    ("last Saturday", "in May 2023"), on the fused score's scale of 0 to 1. 0 ignores it."""
+    version_threshold: float = 0.6
+    """Cosine similarity at or above which two hits of one search count as versions of one fact:
+    the newer one ranks first (the older first when the question asks for the first time)."""
     embed_batch_size: int = 64
     """Texts embedded per model call in ``add_many`` and ``reindex``."""
     index_dir: Path | None = None
@@ -80,8 +88,10 @@ class Config:
         from .errors import InvalidInputError
         from .retrieval import FUSIONS, MODES
 
-        if not 0.0 < self.dedup_threshold <= 1.0:
-            raise InvalidInputError("dedup_threshold must be in (0, 1]; pass dedup=False to add() to skip it")
+        for name in ("dedup_threshold", "version_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+                raise InvalidInputError(f"{name} must be a number in (0, 1], got {v!r}; pass dedup=False to add() to store every text as new")
         if self.embed_batch_size < 1:
             raise InvalidInputError("embed_batch_size must be a positive integer")
         if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
@@ -90,6 +100,8 @@ class Config:
             raise InvalidInputError("search_mode must be 'hybrid', 'dense' or 'lexical'")
         if self.fusion not in FUSIONS or not 0.0 <= self.dense_weight <= 1.0:
             raise InvalidInputError("fusion must be 'weighted' or 'rrf', and dense_weight a number from 0 to 1")
+        if isinstance(self.time_weight, bool) or not isinstance(self.time_weight, (int, float)) or not 0.0 <= self.time_weight <= 1.0:
+            raise InvalidInputError(f"time_weight must be a number from 0 to 1, got {self.time_weight!r}")
         if self.fusion_depth < 1 or self.rerank_depth < 1:
             raise InvalidInputError("fusion_depth and rerank_depth must be positive integers")
         for name in ("capacity", "capacity_per_scope"):

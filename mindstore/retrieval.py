@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .errors import InvalidInputError
 
-__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "fuse", "fuse_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
+__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "fuse", "fuse_scores", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
 
 FUSIONS = ("weighted", "rrf")
 
@@ -96,21 +96,26 @@ def fuse(rankings: Sequence[Sequence[int]], limit: int | None = None) -> list[in
 
 
 def fuse_scores(dense: Mapping[int, float], lexical: Mapping[int, float], dense_weight: float) -> list[int]:
-    """Ids of ``dense`` (cosine of every candidate) ordered by a convex combination of the two
-    scores, each scaled to [0, 1] over the candidates (min-max; BM25 is 0 where a word is absent):
-    ``w * cos' + (1 - w) * bm25'``. Unlike rank fusion it keeps how far apart two scores are, so
-    a clear winner of one index is not outvoted by slots both rank as mediocre (Bruch et al. 2023,
-    'An analysis of fusion functions for hybrid retrieval'). Ties go to the smaller id."""
+    """Ids of ``dense`` ordered by :func:`fused_scores`; ties go to the smaller id."""
+    scores = fused_scores(dense, lexical, dense_weight)
+    return sorted(scores, key=lambda i: (-scores[i], i))
+
+
+def fused_scores(dense: Mapping[int, float], lexical: Mapping[int, float], dense_weight: float) -> dict[int, float]:
+    """A score for every id of ``dense`` (cosine of every candidate): a convex combination of the
+    two scores, each scaled to [0, 1] over the candidates (min-max; BM25 is 0 where a word is
+    absent): ``w * cos' + (1 - w) * bm25'``. Unlike rank fusion it keeps how far apart two scores
+    are, so a clear winner of one index is not outvoted by slots both rank as mediocre (Bruch et
+    al. 2023, 'An analysis of fusion functions for hybrid retrieval')."""
     if not dense:
-        return []
+        return {}
     lo, hi = min(dense.values()), max(dense.values())
     top = max(lexical.values(), default=0.0)
     def norm(i: int) -> float:
         c = (dense[i] - lo) / (hi - lo) if hi > lo else 1.0
         b = lexical.get(i, 0.0) / top if top > 0 else 0.0
         return dense_weight * c + (1.0 - dense_weight) * b
-    scores = {i: norm(i) for i in dense}
-    return sorted(scores, key=lambda i: (-scores[i], i))
+    return {i: norm(i) for i in dense}
 
 
 def rerank(reranker: Reranker, query: str, ids: Sequence[int], texts: Mapping[int, str]) -> list[int]:

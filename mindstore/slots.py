@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Scope", "Usage", "Slot", "Hit", "Event", "Page"]
+CHANGES = ("added", "reinforced", "superseded")
+
+__all__ = ["Scope", "Usage", "Slot", "Written", "Hit", "Event", "Page", "CHANGES"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,20 @@ class Slot:
     usage: Usage = field(default_factory=Usage)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    superseded_by: int | None = None
+    """The slot holding the newer version of this fact, if one was added (searches skip this one)."""
+
+    @property
+    def occurred_at(self) -> datetime | None:
+        """When what it says happened (metadata ``occurred_at``, e.g. its conversation's date), as UTC."""
+        when = self.metadata.get("occurred_at")
+        if not isinstance(when, str):
+            return None
+        try:
+            dt = datetime.fromisoformat(when)
+        except ValueError:
+            return None
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
     @property
     def user_id(self) -> str | None:
@@ -57,8 +73,32 @@ class Slot:
         return self.scope.session_id
 
 
+@dataclass(frozen=True, eq=False)
+class Written(Slot):
+    """The slot a write left, and what the write did to it (``change``):
+
+    - ``"added"``: a new slot;
+    - ``"reinforced"``: the text restated a memory of the same scope (the same words once case,
+      punctuation and spacing are set aside): that slot, its write count one higher;
+    - ``"superseded"``: a new slot holding a newer version of a near-duplicate memory, whose id
+      is ``supersedes``; searches return the new one and skip the old (kept, with its history).
+    """
+
+    change: str = "added"
+    supersedes: int | None = None
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to the slot it wrote: what the write did is not part of the slot."""
+        if not isinstance(other, Slot):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Slot))
+
+    __hash__ = Slot.__hash__
+
+
 def new_slots(
-    ids: list[int], space: str, scope: Scope, texts: list[str | None], metadata: list[dict[str, Any]], labels: list[str | None], now: datetime
+    ids: list[int], space: str, scope: Scope, texts: list[str | None], metadata: list[dict[str, Any]], labels: list[str | None], now: datetime,
+    cls: type[Slot] = Slot,
 ) -> list[Slot]:
     """The slots a write has just inserted, equal to ``Slot(...)`` for each, built in bulk.
 
@@ -67,10 +107,12 @@ def new_slots(
     gets its own copy of its metadata; the one ``Usage`` (frozen) is shared."""
     usage = Usage(0, 1, now)
     new = object.__new__
+    extra = {"change": "added", "supersedes": None} if cls is Written else {}
     out = []
     for id_, text, meta, label in zip(ids, texts, metadata, labels):
-        slot = new(Slot)
-        slot.__dict__.update(id=id_, space=space, scope=scope, text=text, metadata=dict(meta), label=label, usage=usage, created_at=now, updated_at=now)
+        slot = new(cls)
+        slot.__dict__.update(id=id_, space=space, scope=scope, text=text, metadata=dict(meta), label=label, usage=usage, created_at=now,
+                             updated_at=now, superseded_by=None, **extra)
         out.append(slot)
     return out
 
@@ -82,10 +124,17 @@ class Hit:
     score: float
     slot: Slot
 
+    @property
+    def occurred_at(self) -> datetime | None:
+        """When what the slot says happened (see :attr:`Slot.occurred_at`)."""
+        return self.slot.occurred_at
+
 
 @dataclass(frozen=True)
 class Event:
-    """One change in a slot's history: ``add``, ``reinforce``, ``update``, ``delete`` or ``evict``."""
+    """One change in a slot's history: ``add``, ``reinforce``, ``supersede`` (a newer version was
+    added: ``new_metadata`` names it), ``restore`` (that version was deleted), ``update``,
+    ``delete`` or ``evict``."""
 
     id: int
     slot_id: int

@@ -7,12 +7,15 @@ derived cache kept in step with SQL (see :mod:`mindstore.spaces`).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
+import unicodedata
+from dataclasses import fields, replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +43,13 @@ from .errors import (
 )
 from .filters import Predicate, compile_filter
 from .index import Prepared, one_thread
-from .lexical import LexicalIndex
-from .retrieval import Reranker, check_mode, fuse, fuse_scores, occurred_at_value, rerank, time_filter
+from .lexical import LexicalIndex, tokenize
+from .retrieval import Reranker, check_mode, fuse, fused_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
-from .slots import Event, Hit, Page, Scope, Slot, Usage, new_slots
+from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
+from .timeref import TimeHint
+from .versions import Plan, Resolver, newest_first, plan_writes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
 __all__ = ["MindStore"]
@@ -54,6 +59,9 @@ _ROLES_KEPT = ("user", "assistant")
 _HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c in SlotRow.__table__.c)).where(
     SlotRow.__table__.c.id.in_(bindparam("ids", expanding=True))
 )
+_RESTATE_DEPTH = 4  # neighbours a write checks for the same statement
+_GROUPS = {"session": "session_id", "user": "user_id", "agent": "agent_id"}
+_GROUP_DEPTH = 10  # a grouped search looks at this many candidates per group asked for
 _PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 _CHECKPOINT_BEHIND = 1000  # slots: a SQLite bulk add this big leaves its WAL checkpoint to a thread
@@ -131,6 +139,50 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
+def _recency(row: Any) -> tuple[str, int]:
+    """How recent a slot's fact is: when it happened (``occurred_at``), else when it was written;
+    the id breaks ties (a later write has a larger id)."""
+    meta = row.metadata_ or {}
+    when = meta.get("occurred_at") if isinstance(meta.get("occurred_at"), str) else None
+    if when is None:
+        when = _aware(row.created_at).isoformat(timespec="seconds") if row.created_at is not None else ""
+    return when, int(row.id)
+
+
+def _in_window(row: Any, hint: TimeHint) -> float:
+    """1 when a slot's ``occurred_at`` lies in the hint's window, 0.5 when it follows the window
+    by no more than the window's length (at least a week), else 0."""
+    meta = row.metadata_ or {}
+    when = meta.get("occurred_at")
+    if not isinstance(when, str):
+        return 0.0
+    try:
+        t = datetime.fromisoformat(when)
+    except ValueError:
+        return 0.0
+    t = t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    if (hint.since is None or t >= hint.since) and (hint.until is None or t <= hint.until):
+        return 1.0
+    if hint.until is not None and t > hint.until:
+        span = hint.until - hint.since if hint.since is not None else timedelta(0)
+        return 0.5 if t - hint.until <= max(span, timedelta(days=7)) else 0.0
+    return 0.0
+
+
+def _one_per_group(order: Sequence[int], rows: Mapping[int, Any], group_by: str) -> list[int]:
+    """The best-ranked slot of each group (``group_by``: a scope field), in rank order; slots
+    with no value for it stand alone."""
+    seen: set[Any] = set()
+    out = []
+    for i in order:
+        g = getattr(rows[i], group_by)
+        key = ("slot", i) if g is None else g
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return out
+
+
 def worth_keeping(text: str) -> bool:
     """A chat message worth a slot: not empty, not a bare greeting or acknowledgement."""
     words = text.strip().lower().strip(" .!?,:;").split()
@@ -153,7 +205,10 @@ class MindStore:
         config: Config | None = None,
         reindex: bool = False,
         reranker: Reranker | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
+        if resolver is not None and not callable(resolver):
+            raise InvalidInputError("resolver must be a function (old_text, new_text) -> 'reinforce', 'supersede' or 'add'")
         self.url = url or default_url()
         self.config = config or Config()
         self._retention = Retention(self.config.capacity, self.config.capacity_per_scope, self.config.ttl)
@@ -176,6 +231,7 @@ class MindStore:
         self._spaces: dict[str, SpaceIndex] = {}
         self._lexical: dict[str, LexicalIndex] = {}  # text spaces' BM25 indexes, opened by the first hybrid search
         self.reranker = reranker  # a CrossEncoder that reorders text search results (None: off)
+        self.resolver = resolver  # decides for near-duplicates that differ (None: they supersede)
         try:
             row = self._space_row(space)
             if row is not None:
@@ -442,6 +498,9 @@ class MindStore:
             }
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        # NFKC first: full-width letters and other compatibility forms are unknown words to the
+        # model (a full-width restatement had cosine 0.03 with its plain twin).
+        texts = [t if t.isascii() else unicodedata.normalize("NFKC", t) for t in texts]
         vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch_size)
         return check_vectors(vectors, vectors.shape[1] if vectors.ndim == 2 else -1, "embedding")
 
@@ -458,6 +517,7 @@ class MindStore:
             usage=Usage(row.reads + unwritten_reads, row.writes, accessed or _aware(row.last_access)),
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
+            superseded_by=row.superseded_by,
         )
 
     def _space_names(self, s: Session) -> dict[int, str]:
@@ -485,8 +545,12 @@ class MindStore:
         metadata: Mapping[str, Any] | None = None,
         dedup: bool = True,
         occurred_at: datetime | str | None = None,
-    ) -> Slot:
-        """Remember ``text``. A near-duplicate in the same scope is reinforced instead (see Config)."""
+    ) -> Written:
+        """Remember ``text``; returns the slot and what happened (``Written.change``).
+
+        Against the scope's near-duplicates (``Config.dedup_threshold``): the same statement
+        reinforces the memory, a changed one supersedes it (a new slot; searches skip the old one,
+        history keeps it). ``dedup=False`` always adds. See :mod:`mindstore.versions`."""
         return self.add_many([text], user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata, dedup=dedup, occurred_at=occurred_at)[0]
 
     def add_many(
@@ -499,11 +563,11 @@ class MindStore:
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         dedup: bool = True,
         occurred_at: datetime | str | None = None,
-    ) -> list[Slot]:
+    ) -> list[Written]:
         """Remember many texts in one scope, embedded in batches. ``metadata`` is one dict for all
         or a list with one per text. ``occurred_at`` (when what they say happened, e.g. the date of
         the conversation) is kept as metadata ``occurred_at`` for ``search(since=, until=)``.
-        Returns one slot per text (a reinforced one for duplicates)."""
+        Returns one :class:`Written` per text, in order, as if they were added one by one."""
         self._check_open()
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidInputError("texts must be a list of strings; use add() for a single text")
@@ -590,31 +654,12 @@ class MindStore:
         dedup: bool,
     ) -> list[Slot]:
         n = len(keys)
-        # target[i]: ("old", slot id) to reinforce an existing slot, ("new", j) for the j-th new
-        # row of this batch, or None to insert row i.
-        target: list[tuple[str, int] | None] = [None] * n
-        if dedup:
-            unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
-            sp.catch_up()
-            thr = self.config.dedup_threshold
-            with self._sessions() as s:
-                scope_ids = np.array(s.scalars(select(SlotRow.id).where(*self._scope_where(sp.space_id, scope, exact=True))).all(), dtype=np.int64)
-            if len(scope_ids):
-                scores, ids = sp.index.search(unit, 1, subset=scope_ids)
-                for i in range(n):
-                    if ids[i, 0] >= 0 and scores[i, 0] >= thr:
-                        target[i] = ("old", int(ids[i, 0]))
-            kept: list[int] = []
-            for i in range(n):
-                if target[i] is not None:
-                    continue
-                if kept:
-                    sims = unit[kept] @ unit[i]
-                    j = int(np.argmax(sims))
-                    if sims[j] >= thr:
-                        target[i] = ("new", kept[j])
-                        continue
-                kept.append(i)
+        plans = self._plan(sp, scope, keys, texts) if dedup else [Plan("add")] * n
+        versioned = dedup and any(p.kind != "add" for p in plans)
+        # target[i]: ("old", slot id) to reinforce an existing slot, ("new", j) for the j-th text's
+        # new slot, or None to insert row i (a new fact or a new version).
+        target: list[tuple[str, int] | None] = [
+            None if p.kind != "reinforce" else (("old", p.old) if p.old is not None else ("new", p.prior)) for p in plans]
         fresh = [i for i in range(n) if target[i] is None]
         now = _now()
         # Column by column: most columns hold one value for the whole batch (Same: bound once).
@@ -659,16 +704,9 @@ class MindStore:
                         "new_text": columns["text"], "old_metadata": Same(None), "new_metadata": columns["metadata_"], "at": Same(now)})
                 events: list[dict[str, Any]] = []
                 reinforced: dict[int, int] = {}
-                for i in range(n) if len(fresh) != n else ():  # reinforcements only
-                    t = target[i]
-                    if t is None:
-                        continue
-                    slot_id = t[1] if t[0] == "old" else new_ids[t[1]]
-                    reinforced[slot_id] = reinforced.get(slot_id, 0) + 1
-                    events.append({"space_id": sp.space_id, "slot_id": slot_id, "kind": "reinforce", "old_text": None,
-                                   "new_text": texts[i], "old_metadata": None, "new_metadata": None, "at": now})
-                for slot_id, times in reinforced.items():
-                    s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(writes=SlotRow.writes + times, last_access=now))
+                superseded: dict[int, int] = {}
+                if versioned:
+                    events, reinforced, superseded = self._versions_in(s, sp, plans, target, new_ids, texts, metas, now)
                 event_ids += insert_with_ids(s, EventRow, events)
                 all_ids = fresh_ids if len(fresh) == n else [
                     new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
@@ -684,7 +722,7 @@ class MindStore:
         made = [i for i in fresh if new_ids[i] not in got]  # a reinforced new slot was read back
         got.update(zip((new_ids[i] for i in made), new_slots(
             [new_ids[i] for i in made], sp.name, scope, [texts[i] for i in made], [metas[i] for i in made],
-            [None] * len(made) if labels is None else [labels[i] for i in made], now)))
+            [None] * len(made) if labels is None else [labels[i] for i in made], now, Written)))
         # Committed: now the derived index.
         if new_ids:
             ids = np.array(list(new_ids.values()), dtype=np.int64)
@@ -695,7 +733,75 @@ class MindStore:
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(fresh) + len(events))
         self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
-        return [got[i] for i in all_ids]
+        if not versioned:
+            return [got[i] for i in all_ids]
+        out = []
+        for i, slot_id in enumerate(all_ids):
+            slot, p = got[slot_id], plans[i]
+            if not isinstance(slot, Written):
+                slot = Written(**{f.name: getattr(slot, f.name) for f in fields(Slot)})
+            if slot_id in superseded:
+                slot = replace(slot, superseded_by=superseded[slot_id])
+            if p.kind == "reinforce":
+                slot = replace(slot, change="reinforced")
+            elif p.kind == "supersede":
+                slot = replace(slot, change="superseded", supersedes=p.old if p.old is not None else new_ids[p.prior])
+            out.append(slot)
+        return out
+
+    def _plan(self, sp: SpaceIndex, scope: Scope, keys: np.ndarray, texts: Sequence[str | None]) -> list[Plan]:
+        """Each text's plan against the scope's current memories (see :mod:`mindstore.versions`)."""
+        unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+        sp.catch_up()
+        with self._sessions() as s:
+            scope_ids = np.array(s.scalars(select(SlotRow.id).where(
+                *self._scope_where(sp.space_id, scope, exact=True), SlotRow.superseded_by.is_(None))).all(), dtype=np.int64)
+            nearest: list[list[tuple[int, float]]] = [[] for _ in range(len(keys))]
+            existing: dict[int, str] = {}
+            if len(scope_ids):
+                # A few neighbours at any similarity: a restatement reinforces whatever its cosine
+                # (casing alone moved one from 1.0 to 0.83); a change needs the threshold.
+                scores, ids = sp.index.search(unit, min(_RESTATE_DEPTH, len(scope_ids)), subset=scope_ids)
+                nearest = [[(int(i), float(c)) for i, c in zip(ids[r], scores[r]) if i >= 0] for r in range(len(keys))]
+                wanted = sorted({i for row in nearest for i, _ in row})
+                if wanted:
+                    existing = dict(s.execute(select(SlotRow.id, SlotRow.text).where(SlotRow.id.in_(wanted))).all())
+        return plan_writes([t or "" for t in texts], unit, nearest, existing, self.config.dedup_threshold, self.resolver)
+
+    def _versions_in(
+        self, s: Session, sp: SpaceIndex, plans: list[Plan], target: list[tuple[str, int] | None], new_ids: dict[int, int],
+        texts: Sequence[str | None], metas: list[dict[str, Any]], now: datetime,
+    ) -> tuple[list[dict[str, Any]], dict[int, int], dict[int, int]]:
+        """Inside the add's transaction: reinforce the restated slots (write count, merged
+        metadata) and mark the superseded ones. Returns their events, the reinforced slots (id ->
+        times) and the superseded ones (id -> the id of their newer version)."""
+        events: list[dict[str, Any]] = []
+        reinforced: dict[int, int] = {}
+        merged: dict[int, dict[str, Any]] = {}
+        superseded: dict[int, int] = {}
+        for i, t in enumerate(target):
+            if t is not None:
+                slot_id = t[1] if t[0] == "old" else new_ids[t[1]]
+                reinforced[slot_id] = reinforced.get(slot_id, 0) + 1
+                merged.setdefault(slot_id, {}).update(metas[i])
+                events.append({"space_id": sp.space_id, "slot_id": slot_id, "kind": "reinforce", "old_text": None,
+                               "new_text": texts[i], "old_metadata": None, "new_metadata": metas[i], "at": now})
+            elif plans[i].kind == "supersede":
+                old = plans[i].old if plans[i].old is not None else new_ids[plans[i].prior]
+                superseded[old] = new_ids[i]
+                events.append({"space_id": sp.space_id, "slot_id": old, "kind": "supersede", "old_text": None,
+                               "new_text": texts[i], "old_metadata": None, "new_metadata": {"superseded_by": new_ids[i]}, "at": now})
+        if reinforced:
+            before = dict(s.execute(select(SlotRow.id, SlotRow.metadata_).where(SlotRow.id.in_(list(reinforced)))).all())
+            for slot_id, times in reinforced.items():
+                values: dict[str, Any] = {"writes": SlotRow.writes + times, "last_access": now}
+                meta = {**(before.get(slot_id) or {}), **merged[slot_id]}
+                if meta != (before.get(slot_id) or {}):  # a restatement's new metadata is kept, newest wins per key
+                    values.update(metadata_=meta, updated_at=now)
+                s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(**values))
+        for old, new in superseded.items():
+            s.execute(sql_update(SlotRow).where(SlotRow.id == old).values(superseded_by=new))
+        return events, reinforced, superseded
 
     def _checkpoint_behind(self, n: int) -> bool:
         """Whether a bulk add of ``n`` new slots leaves its WAL checkpoint to the store's checkpoint
@@ -764,7 +870,7 @@ class MindStore:
         dedup: bool = True,
         occurred_at: datetime | str | None = None,
         speakers: Mapping[str, str] | None = None,
-    ) -> list[Slot]:
+    ) -> list[Written]:
         """Store the chat messages worth keeping (user and assistant turns that say something),
         each with its ``role`` in metadata. ``messages`` is the OpenAI shape:
         ``[{"role": "user", "content": "..."}, ...]``. ``occurred_at`` is the conversation's date;
@@ -970,7 +1076,23 @@ class MindStore:
         ]).scalars().all()
         for start in range(0, len(ids), 10_000):
             s.execute(sql_delete(SlotRow).where(SlotRow.id.in_(ids[start : start + 10_000])))
-        return [int(e) for e in eids]
+        return [int(e) for e in eids] + MindStore._restore_versions(s, sp, rows, now)
+
+    @staticmethod
+    def _restore_versions(s: Session, sp: SpaceIndex, rows: Sequence[SlotRow], now: datetime) -> list[int]:
+        """After ``rows`` were deleted: a slot they superseded is superseded by what superseded
+        them, or, when they were the newest version, current again (a ``restore`` event each)."""
+        gone = {r.id: r.superseded_by for r in rows}
+        older = s.execute(select(SlotRow.id, SlotRow.superseded_by).where(SlotRow.space_id == sp.space_id, SlotRow.superseded_by.in_(list(gone)))).all() if gone else []
+        events = []
+        for slot_id, by in older:
+            newer = gone[by]
+            while newer in gone:  # a chain of versions deleted together
+                newer = gone[newer]
+            s.execute(sql_update(SlotRow).where(SlotRow.id == slot_id).values(superseded_by=newer))
+            events.append({"space_id": sp.space_id, "slot_id": slot_id, "kind": "restore" if newer is None else "supersede", "old_text": None,
+                           "new_text": None, "old_metadata": {"superseded_by": by}, "new_metadata": {"superseded_by": newer}, "at": now})
+        return [int(e) for e in s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all()] if events else []
 
     def _deleted(self, sp: SpaceIndex, ids: list[int], eids: list[int]) -> int:
         """After the commit: drop ``ids`` from the derived index."""
@@ -1043,6 +1165,9 @@ class MindStore:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         reranker: Reranker | None = None,
+        now: datetime | str | None = None,
+        group_by: str | None = None,
+        include_superseded: bool = False,
     ) -> list[Hit]:
         """The ``k`` slots that best answer ``query`` within the scope and filters, best first.
 
@@ -1053,16 +1178,37 @@ class MindStore:
         cross-encoder. ``Hit.score`` is the cosine similarity in every mode; ``min_score`` applies
         to it. Dense and hybrid: a scope with at least ``k`` matching slots always yields ``k``
         hits. Hits count as reads in the slots' usage statistics.
+
+        Time: ``now`` (default the wall clock) is when the question is asked. Time the question
+        names ("last Saturday", "two weeks ago", "in May 2023") prefers slots whose
+        ``occurred_at`` falls in that window, and "the first time" / "most recently" which
+        version of a fact comes first (see :mod:`mindstore.timeref`); ``since`` / ``until`` also
+        take such words ("last week"). Versions: of two hits that say nearly the same thing the
+        newer ranks first, and superseded slots are left out unless ``include_superseded``.
+        ``group_by="session"`` (or ``"user"``, ``"agent"``) returns the best slot of each of the
+        ``k`` best sessions.
         """
+        from .timeref import check_now, parse_time, parse_when
+
         self._check_open(flush=False)
         check_text(query, "query")
         mode = check_mode(self.config.search_mode if mode is None else mode)
-        args = self._search_args(k, user_id, agent_id, session_id, time_filter(filters, since, until), min_score)
+        if group_by is not None and group_by not in _GROUPS:
+            raise InvalidInputError(f"group_by must be one of {', '.join(map(repr, _GROUPS))} or None, not {group_by!r}")
+        if not isinstance(include_superseded, bool):
+            raise InvalidInputError(f"include_superseded must be True or False, not {include_superseded!r}")
+        at = check_now(now)
+        window = time_filter(filters, None if since is None else parse_when(since, at, "since"), None if until is None else parse_when(until, at, "until"))
+        args = self._search_args(k, user_id, agent_id, session_id, window, min_score)
+        hint = parse_time(query, at)
+        if hint.since is not None and hint.since > at:  # a plan ("this weekend"): nothing has happened there yet
+            hint = TimeHint(None, None, hint.order, None)
         with self._lock:
             sp = self._text_space(create=False)
         if sp is None:
             return []
-        return self._search(sp, self._embed([query]), *args, query=query, mode=mode, reranker=reranker or self.reranker)[0]
+        return self._search(sp, self._embed([query]), *args, query=query, mode=mode, reranker=reranker or self.reranker,
+                            group_by=_GROUPS.get(group_by), include_superseded=include_superseded, hint=None if hint.empty else hint)[0]
 
     def search_vector(
         self,
@@ -1109,11 +1255,15 @@ class MindStore:
     def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
         return check_k(k), check_scope(user_id, agent_id, session_id), compile_filter(filters), check_min_score(min_score)
 
-    def _candidates(self, s: Session | Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None) -> np.ndarray | None:
-        """Ids that a scoped or filtered search may return (None: the whole space)."""
-        if scope == Scope() and pred is None:
+    def _candidates(self, s: Session | Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None, *, current_only: bool = True) -> np.ndarray | None:
+        """Ids that a scoped or filtered search may return (None: the whole space). ``current_only``
+        leaves superseded versions out."""
+        current_only = current_only and s.execute(select(SlotRow.id).where(SlotRow.space_id == sp.space_id, SlotRow.superseded_by.is_not(None)).limit(1)).first() is not None
+        if scope == Scope() and pred is None and not current_only:
             return None
         where = self._scope_where(sp.space_id, scope)
+        if current_only:
+            where.append(SlotRow.superseded_by.is_(None))
         if pred is None:
             return np.array(s.scalars(select(SlotRow.id).where(*where)).all(), dtype=np.int64)
         rows = s.execute(select(SlotRow.id, SlotRow.metadata_).where(*where)).all()
@@ -1129,11 +1279,14 @@ class MindStore:
 
     def _search(
         self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None,
-        *, query: str | None = None, mode: str = "dense", reranker: Reranker | None = None,
+        *, query: str | None = None, mode: str = "dense", reranker: Reranker | None = None, group_by: str | None = None,
+        include_superseded: bool = False, hint: TimeHint | None = None,
     ) -> list[list[Hit]]:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         # Fusion and reranking look deeper than k: a slot ranked 30th by one index can win.
         depth = k + max(k, 10) if mode == "dense" else max(k + max(k, 10), self.config.fusion_depth)
+        if group_by is not None:
+            depth = max(depth, k * _GROUP_DEPTH)  # k sessions need more than k turns
         with self._lock:
             self._check_open(flush=False)
             if self._retention.ttl is not None:
@@ -1143,7 +1296,7 @@ class MindStore:
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
             with self._read_connection() as s:  # reads only: a Connection, not an ORM Session (0.1 ms a search)
                 sp.catch_up(s)  # on this connection: one indexed max() when nothing changed
-                subset = self._candidates(s, sp, scope, pred)
+                subset = self._candidates(s, sp, scope, pred, current_only=not include_superseded)
                 if subset is not None and len(subset) == 0:
                     return [[] for _ in q]
                 if mode != "lexical":
@@ -1162,32 +1315,55 @@ class MindStore:
                 rows = {r.id: r for r in s.execute(_HIT_ROWS, {"ids": wanted})} if wanted else {}
             results: list[list[tuple[float, Any]]] = []
             for qi, cand in enumerate(cands):
-                # Invariant 2, checked again on the rows themselves: nothing outside scope and filters leaves.
-                # Invariant 2 holds for the lexical candidates too: they pass the same check.
-                allowed = {i: rows[i] for i in dict.fromkeys(cand + (lexical[qi][0] if lexical else [])) if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))}
+                # Invariant 2, checked again on the rows themselves: nothing outside scope and filters
+                # leaves, from either index; nor does a superseded version unless asked for.
+                allowed = {i: rows[i] for i in dict.fromkeys(cand + (lexical[qi][0] if lexical else []))
+                           if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))
+                           and (include_superseded or rows[i].superseded_by is None)}
                 if not allowed:
                     results.append([])
                     continue
                 keys = keys_from_bytes([r.key for r in allowed.values()], sp.dim)
-                cosine = dict(zip(allowed, ((keys / np.linalg.norm(keys, axis=1, keepdims=True)) @ q[qi]).tolist()))
+                unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+                cosine = dict(zip(allowed, (unit @ q[qi]).tolist()))
                 dense = sorted((i for i in cand if i in allowed), key=lambda i: (-cosine[i], i))
-                if mode == "dense":
-                    order = dense[:k]
-                else:
-                    words = [i for i in lexical[qi][0] if i in allowed] if lexical else []
-                    if mode == "lexical":
-                        order = words
-                    elif self.config.fusion == "rrf":
-                        order = fuse([dense, words])
-                    else:
-                        order = fuse_scores(cosine, {i: lexical[qi][1][i] for i in words}, self.config.dense_weight)
-                    if reranker is not None and query is not None:
-                        head = order[: max(k, self.config.rerank_depth)]
-                        order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
-                    order = order[:k]
+                words = [i for i in lexical[qi][0] if i in allowed] if lexical else []
+                order, _ = self._rank(mode, dense, words, cosine, lexical[qi][1] if lexical else {}, allowed, hint)
+                if reranker is not None and query is not None and mode != "dense":
+                    head = order[: max(k, self.config.rerank_depth)]
+                    order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
+                if group_by is not None:
+                    order = _one_per_group(order, allowed, group_by)
+                order = order[:k]
+                if query is not None:
+                    # Versions are reordered among the hits returned only: recency decides their
+                    # order, never which slots are found.
+                    words = functools.lru_cache(maxsize=None)(lambda i: frozenset(tokenize(allowed[i].text or "")))
+                    order = newest_first(order, dict(zip(allowed, unit)), {i: _recency(allowed[i]) for i in order}, words, frozenset(tokenize(query)),
+                                         self.config.version_threshold, earliest=hint is not None and hint.order == "earliest")
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
             unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
             return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]
+
+    def _rank(self, mode: str, dense: list[int], words: list[int], cosine: dict[int, float], bm25: dict[int, float],
+              rows: Mapping[int, Any], hint: TimeHint | None) -> tuple[list[int], dict[int, float]]:
+        """The candidates in the order a search returns them (before reranking and versions), and
+        their scores:
+        each mode's score in [0, 1], plus ``Config.time_weight`` for a slot whose ``occurred_at``
+        lies in the window the question names (half of it within the window's length after it:
+        a conversation often tells of something days after it happened)."""
+        if mode == "hybrid" and self.config.fusion == "rrf":
+            order = fuse([dense, words])
+            return order, {i: 1.0 - r / max(len(order), 1) for r, i in enumerate(order)}
+        if mode == "lexical":
+            top = max((bm25[i] for i in words), default=0.0) or 1.0
+            scores = {i: bm25[i] / top for i in words}
+        else:
+            scores = fused_scores({i: cosine[i] for i in dense}, {i: bm25[i] for i in words}, 1.0 if mode == "dense" else self.config.dense_weight)
+        if hint is not None and (hint.since is not None or hint.until is not None) and self.config.time_weight > 0:
+            for i in scores:
+                scores[i] += self.config.time_weight * _in_window(rows[i], hint)
+        return sorted(scores, key=lambda i: (-scores[i], i)), scores
 
     def _read_connection(self) -> Connection:
         """A connection for a search's reads. On SQLite they share one transaction, so that the

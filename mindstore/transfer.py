@@ -54,6 +54,7 @@ def export_jsonl(sessions: sessionmaker[Session], path: Path) -> int:
                     "reads": r.reads, "writes": r.writes, "last_access": _dt(r.last_access),
                     "created_at": _dt(r.created_at), "updated_at": _dt(r.updated_at),
                     "key": _b64(r.key), "value": _b64(r.value),
+                    **({"superseded_by": r.superseded_by} if r.superseded_by is not None else {}),
                 }, ensure_ascii=False) + "\n")
             written += len(rows)
             after = rows[-1].id
@@ -96,6 +97,12 @@ def _parse_vec(value: Any, where: str) -> bytes | None:
     return raw
 
 
+def _superseded_by(value: Any, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInputError(f"{where}: superseded_by must be a slot id (a positive integer) or absent")
+    return value
+
+
 def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) -> int:
     if not path.exists():
         raise InvalidInputError(f"{path} does not exist; give the file written by export")
@@ -125,6 +132,7 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) ->
                         "metadata_": obj["metadata"], "reads": int(obj["reads"]), "writes": int(obj["writes"]),
                         "last_access": _parse_dt(obj["last_access"], where), "created_at": _parse_dt(obj["created_at"], where),
                         "updated_at": _parse_dt(obj["updated_at"], where), "key": key, "value": _parse_vec(obj["value"], where),
+                        "superseded_by": _superseded_by(obj.get("superseded_by"), where),
                     })
                 elif kind == "event":
                     spaces[obj["space"]]  # noqa: B018 - must name a known space

@@ -103,7 +103,12 @@ def test_dedup_threshold_is_configurable(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=loose) as s:
         a = s.add("I love green tea", user_id="u")
         b = s.add("I really enjoy green tea", user_id="u")
-        assert a.id == b.id
+        # near-duplicates at this threshold, but not the same statement: a new version
+        assert (b.change, b.supersedes) == ("superseded", a.id)
+    with MindStore(db_url, config=Config(index_dir=config.index_dir)) as s:
+        c = s.add("I love green tea, really", user_id="v")
+        d = s.add("I really enjoy green tea", user_id="v")
+        assert (c.change, d.change) == ("added", "added")
 
 
 def test_add_messages_keeps_what_is_worth_keeping(store: MindStore) -> None:

@@ -53,7 +53,7 @@ def _add_missing_columns(engine: Engine) -> None:
     (``create_all`` makes missing tables, not missing columns). Each is nullable, so the rows
     there already stay valid. Two processes may open an old database at once: the loser of the
     race finds the column there."""
-    for table, column, sql_type in (("events", "slot_last", "BIGINT"),):
+    for table, column, sql_type in (("events", "slot_last", "BIGINT"), ("slots", "superseded_by", "BIGINT")):
         if column in {c["name"] for c in inspect(engine).get_columns(table)}:
             continue
         try:

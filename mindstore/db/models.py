@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 # 2: events.slot_last (one event for a range of slots); a version-1 database gains the column on open.
-SCHEMA_VERSION = 2
+# 3: slots.superseded_by (a newer version of the fact); older databases gain it on open.
+SCHEMA_VERSION = 3
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; BigInteger elsewhere for billions of rows.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -79,6 +80,9 @@ class SlotRow(Base):
         Index("ix_slots_session", "space_id", "session_id"),
         # Least recently accessed first: where a bounded memory writes (MindStore.least_used).
         Index("ix_slots_lru", "space_id", "last_access", "id"),
+        # The few superseded slots: whether a space has any is one probe of this partial index.
+        Index("ix_slots_superseded", "space_id", "superseded_by", sqlite_where=text("superseded_by IS NOT NULL"),
+              postgresql_where=text("superseded_by IS NOT NULL")),
         {"sqlite_autoincrement": True},
     )
 
@@ -97,6 +101,8 @@ class SlotRow(Base):
     last_access: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The slot holding the newer version of this fact (no foreign key: history outlives slots).
+    superseded_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EventRow(Base):
