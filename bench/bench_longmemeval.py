@@ -10,7 +10,8 @@ The question is then asked with ``now=<question_date>``. Abstention questions (i
   (``search(group_by="session", k=k)``); recall_all@10: all of them are among the top 10;
 - turn recall@10: the share of the question's evidence turns (``has_answer``) among the top 10
   turns (``search(k=10)``), averaged over questions that mark evidence turns;
-- latency: p50 / p95 of the session search, query embedding included.
+- latency: p50 / p95 of the session search (the query's vector comes from the cache: the
+  model's time is bench_hybrid's to measure).
 
 Embedding ~190,000 turns takes ~1.5 h on 2 CPU cores, so vectors are cached on disk by text
 (``--cache``, default ``runs/longmemeval_embed.sqlite``): a cached vector is the model's own
@@ -146,10 +147,12 @@ def run_question(store, q: dict, modes: Sequence[str], use_now: bool) -> dict:  
     now = lme_date(q["question_date"]) if use_now else None
     out = {}
     for mode in modes:
+        # The turn search goes first: a store's first search of a mode builds its BM25 index, a
+        # cost of loading, not of asking.
+        turns = [t for h in store.search(q["question"], k=10, user_id=qid, mode=mode, now=now) for t in turn_of[h.slot.id]]
         t0 = time.perf_counter()
         sessions = [h.slot.session_id for h in store.search(q["question"], k=10, user_id=qid, mode=mode, group_by="session", now=now)]
         ms = (time.perf_counter() - t0) * 1000
-        turns = [t for h in store.search(q["question"], k=10, user_id=qid, mode=mode, now=now) for t in turn_of[h.slot.id]]
         r = {f"any@{k}": float(bool(gold & set(sessions[:k]))) for k in (1, 3, 5, 10)}
         r["all@10"] = float(gold <= set(sessions[:10]))
         r["turn@10"] = len(evidence_turns & set(turns)) / len(evidence_turns) if evidence_turns else None
@@ -222,18 +225,20 @@ def main() -> None:
     print(main_table)
     print(type_table)
     print(f"{len(questions)} questions in {wall:.0f} s")
-    if args.no_write or args.limit or args.set:
+    if args.no_write or args.set:
         return
-    cmd = "python bench/bench_longmemeval.py"
+    cmd = "python bench/bench_longmemeval.py" + (f" --limit {args.limit}" if args.limit else "")
+    which = (f"the first {len(questions)} of the 470 questions that are not abstentions, in the script's order (each type's questions spread evenly, so the mix of types is the full set's)"
+             if args.limit else f"the {len(questions)} questions that are not abstentions")
     body = f"""
 LongMemEval_S (`../shared/data/longmemeval/longmemeval_s.json.xz`, development data: see its
-README), the {len(questions)} questions that are not abstentions. Each question is its own scope in a
+README): {which}. Each question is its own scope in a
 fresh store; its sessions go in with `add_messages(..., session_id=..., occurred_at=<session
 date>)` and the question is asked with `now=<question date>`. Default settings, the bundled
 all-MiniLM-L6-v2, no LLM, no reranker. Session recall_any@k: an evidence session among the top k
 sessions (`search(group_by="session")`); all@10: every evidence session in the top 10; turn
 r@10: the share of evidence turns among the top 10 turns (`search(k=10)`). Latency is the
-session search with the query's embedding (cached queries excluded: the p50 counts the model).
+session search alone, its query vector cached (bench_hybrid measures the model); one thread.
 
 {main_table}
 

@@ -158,7 +158,8 @@ class MindStoreVectorStore(VectorStore):
         return [_document(s) for s in self._slots(list(ids))]
 
     def _hits(self, query: str, k: int, filter: dict[str, Any] | None, **kwargs: Any) -> list[Hit]:
-        return self.store.search(query, k=k, filters=filter, min_score=kwargs.get("score_threshold"), **self.scope)
+        # Documents are addressed by id, not versions of one another: the ranking's order stands.
+        return self.store.search(query, k=k, filters=filter, min_score=kwargs.get("score_threshold"), newest_first=False, **self.scope)
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any) -> list[tuple[Document, float]]:
         """The ``k`` closest documents with their cosine similarity; ``filter`` is a MindStore

@@ -217,7 +217,9 @@ class MindStoreGraphStore(BaseStore):
         if not (op.query and op.query.strip()):
             slots = self._scan(filters, op.offset + op.limit)[op.offset :]
             return [self._item(s, search=True) for s in slots]
-        hits = self.store.search(op.query, k=min(op.offset + op.limit, 10_000), agent_id=self.agent_id, filters={**filters, "langgraph.indexed": True})
+        # Items are addressed by key (a put replaces its item): they are not versions of one another.
+        hits = self.store.search(op.query, k=min(op.offset + op.limit, 10_000), agent_id=self.agent_id, filters={**filters, "langgraph.indexed": True},
+                                 newest_first=False)
         found = [self._item(h.slot, h.score, search=True) for h in hits[op.offset :]]
         if len(found) < op.limit:
             # As InMemoryStore does: fill up with the matching items that have no embedding.

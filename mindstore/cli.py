@@ -273,7 +273,9 @@ def history(id: Annotated[int, typer.Argument(help="slot id (deleted slots keep 
             _print_json(events)
             return
         for e in events:
-            change = {"add": e.new_text, "reinforce": e.new_text, "delete": e.old_text}.get(e.kind, f"{e.old_text!r} -> {e.new_text!r}")
+            by = (e.new_metadata or {}).get("superseded_by")
+            change = {"add": e.new_text, "reinforce": e.new_text, "delete": e.old_text,
+                      "supersede": f"by [{by}] {e.new_text or ''}".rstrip(), "restore": "current again"}.get(e.kind, f"{e.old_text!r} -> {e.new_text!r}")
             typer.echo(f"{e.at:%Y-%m-%d %H:%M:%S} {e.kind:<9} {change}")
 
 

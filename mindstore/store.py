@@ -1168,6 +1168,7 @@ class MindStore:
         now: datetime | str | None = None,
         group_by: str | None = None,
         include_superseded: bool = False,
+        newest_first: bool = True,
     ) -> list[Hit]:
         """The ``k`` slots that best answer ``query`` within the scope and filters, best first.
 
@@ -1184,7 +1185,9 @@ class MindStore:
         ``occurred_at`` falls in that window, and "the first time" / "most recently" which
         version of a fact comes first (see :mod:`mindstore.timeref`); ``since`` / ``until`` also
         take such words ("last week"). Versions: of two hits that say nearly the same thing the
-        newer ranks first, and superseded slots are left out unless ``include_superseded``.
+        newer ranks first (``newest_first=False`` keeps the ranking's order: for items addressed
+        by key, which are not versions of each other), and superseded slots are left out unless
+        ``include_superseded``.
         ``group_by="session"`` (or ``"user"``, ``"agent"``) returns the best slot of each of the
         ``k`` best sessions.
         """
@@ -1195,8 +1198,9 @@ class MindStore:
         mode = check_mode(self.config.search_mode if mode is None else mode)
         if group_by is not None and group_by not in _GROUPS:
             raise InvalidInputError(f"group_by must be one of {', '.join(map(repr, _GROUPS))} or None, not {group_by!r}")
-        if not isinstance(include_superseded, bool):
-            raise InvalidInputError(f"include_superseded must be True or False, not {include_superseded!r}")
+        for name, flag in (("include_superseded", include_superseded), ("newest_first", newest_first)):
+            if not isinstance(flag, bool):
+                raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
         at = check_now(now)
         window = time_filter(filters, None if since is None else parse_when(since, at, "since"), None if until is None else parse_when(until, at, "until"))
         args = self._search_args(k, user_id, agent_id, session_id, window, min_score)
@@ -1208,7 +1212,8 @@ class MindStore:
         if sp is None:
             return []
         return self._search(sp, self._embed([query]), *args, query=query, mode=mode, reranker=reranker or self.reranker,
-                            group_by=_GROUPS.get(group_by), include_superseded=include_superseded, hint=None if hint.empty else hint)[0]
+                            group_by=_GROUPS.get(group_by), include_superseded=include_superseded, hint=None if hint.empty else hint,
+                            versions=newest_first)[0]
 
     def search_vector(
         self,
@@ -1280,7 +1285,7 @@ class MindStore:
     def _search(
         self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None,
         *, query: str | None = None, mode: str = "dense", reranker: Reranker | None = None, group_by: str | None = None,
-        include_superseded: bool = False, hint: TimeHint | None = None,
+        include_superseded: bool = False, hint: TimeHint | None = None, versions: bool = True,
     ) -> list[list[Hit]]:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         # Fusion and reranking look deeper than k: a slot ranked 30th by one index can win.
@@ -1335,7 +1340,7 @@ class MindStore:
                 if group_by is not None:
                     order = _one_per_group(order, allowed, group_by)
                 order = order[:k]
-                if query is not None:
+                if query is not None and versions:
                     # Versions are reordered among the hits returned only: recency decides their
                     # order, never which slots are found.
                     words = functools.lru_cache(maxsize=None)(lambda i: frozenset(tokenize(allowed[i].text or "")))

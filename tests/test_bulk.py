@@ -15,6 +15,7 @@ import pytest
 from mindstore import Config, DatabaseError, MindStore, NotFoundError
 from mindstore.index import KeyIndex, Prepared, normalize
 from mindstore.slots import Scope, Slot, Usage, new_slots
+from mindstore.db.models import SCHEMA_VERSION
 
 
 def test_ids_of_deleted_slots_are_never_handed_out_again(db_url: str, tmp_path) -> None:
@@ -212,7 +213,7 @@ def test_a_version_1_database_gains_the_range_column_on_open(db_url: str, tmp_pa
         assert [e.kind for e in s.history(old[0])] == ["add"] and [e.kind for e in s.history(new[2])] == ["add"]
         assert s.search_vector(keys[3], space="v", k=1)[0].slot.id == new[2]
     with engine.connect() as c:
-        assert c.execute(text("SELECT value FROM mindstore_meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert c.execute(text("SELECT value FROM mindstore_meta WHERE key = 'schema_version'")).scalar() == str(SCHEMA_VERSION)
         assert [tuple(r) for r in c.execute(text("SELECT slot_id, slot_last FROM events ORDER BY id"))] == [(old[0], None), (new[0], new[-1])]
     assert "ix_events_range" in {ix["name"] for ix in inspect(engine).get_indexes("events")}
     engine.dispose()

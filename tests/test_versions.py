@@ -174,3 +174,29 @@ def test_update_corpus_returns_the_newer_fact_first(store: MindStore) -> None:
             missed.append(u["old"])
     assert set(missed) <= REWORDED_BEYOND_REACH, missed
     assert len(missed) <= 4
+
+
+def test_a_version_2_database_gains_the_superseded_column_on_open(db_url: str, config: Config) -> None:
+    from sqlalchemy import create_engine, text
+
+    with MindStore(db_url, config=config) as s:
+        old = s.add("The gate code is 4411", user_id="u")
+    engine = create_engine(db_url)
+    with engine.begin() as c:  # what mindstore made with schema version 2
+        c.execute(text("DROP INDEX ix_slots_superseded"))
+        c.execute(text("ALTER TABLE slots DROP COLUMN superseded_by"))
+        c.execute(text("UPDATE mindstore_meta SET value = '2' WHERE key = 'schema_version'"))
+    with MindStore(db_url, config=config) as s:
+        new = s.add("The gate code is 4412", user_id="u")
+        assert (new.supersedes, s.get(old.id).superseded_by) == (old.id, new.id)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT value FROM mindstore_meta WHERE key = 'schema_version'")).scalar() == "3"
+    engine.dispose()
+
+
+def test_keyed_items_can_keep_the_rankings_order(store: MindStore) -> None:
+    store.add_many(["Alice is allergic to peanuts", "Alice is allergic to peanuts and tree nuts"], user_id="u", dedup=False)
+    ranked = store.search("peanut allergy", user_id="u", newest_first=False)
+    assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
+    with pytest.raises(InvalidInputError, match="newest_first"):
+        store.search("peanut allergy", newest_first="yes")

@@ -30,6 +30,9 @@ def _change(e: Event) -> str:
         return f"- {e.old_text or ''}"
     if e.kind == "reinforce":
         return f"= {e.new_text or ''}"
+    if e.kind in ("supersede", "restore"):
+        by = (e.new_metadata or {}).get("superseded_by")
+        return f"superseded by [{by}]: {e.new_text or ''}".rstrip(": ") if by is not None else "current again (its newer version was deleted)"
     parts = []
     if e.old_text != e.new_text:
         parts.append(f"{e.old_text!r} -> {e.new_text!r}")
