@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mindstore import Hit, InvalidInputError, MindStore, Slot
+from mindstore import Hit, InvalidInputError, MindStore, Written
 
 __all__ = ["ChatMemory", "memory_block", "message_text", "is_question"]
 
@@ -99,11 +99,12 @@ class ChatMemory:
         out.insert(at, {"role": "system", "content": memory_block(hits, self.header)})
         return out
 
-    def remember(self, messages: Sequence[Mapping[str, Any]], reply: str | Mapping[str, Any] | None = None) -> list[Slot]:
+    def remember(self, messages: Sequence[Mapping[str, Any]], reply: str | Mapping[str, Any] | None = None) -> list[Written]:
         """Store the turns of the last exchange worth keeping: the messages after the last
         assistant message, plus ``reply`` (text or an assistant message), filtered by
         ``keep_roles``; questions, greetings and bare acknowledgements are skipped. Returns the
-        slots (a repeated fact reinforces the memory it repeats)."""
+        slots and what each write did (``Written.change``): a repeated fact reinforces the
+        memory it repeats, a changed one ("my number is now ...") supersedes it."""
         msgs = _check_messages(messages)
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=-1)
         turn = [m for m in msgs[last + 1 :] if m["role"] != "system"]

@@ -150,3 +150,14 @@ def test_cli_refuses_an_unknown_transport(sqlite_url: str) -> None:
 
     result = CliRunner().invoke(app, ["mcp", "--db", sqlite_url, "--transport", "carrier-pigeon"])
     assert result.exit_code == 1 and "stdio or http" in result.output
+
+
+async def test_add_memory_says_whether_it_added_reinforced_or_superseded(sqlite_url: str) -> None:
+    async with mcp_session(sqlite_url) as s:
+        first = await call(s, "add_memory", user_id="alice", text="Alice's phone number is 555-1234")
+        again = await call(s, "add_memory", user_id="alice", text="alice's phone number is 555-1234.")
+        newer = await call(s, "add_memory", user_id="alice", text="Alice's phone number is 555-9876", metadata={"source": "call"})
+        assert (first["change"], again["change"], again["id"]) == ("added", "reinforced", first["id"])
+        assert (newer["change"], newer["supersedes"], newer["metadata"]) == ("superseded", first["id"], {"source": "call"})
+        found = await call(s, "search_memories", user_id="alice", query="what is alice's phone number?")
+        assert [h["memory"]["id"] for h in found["hits"]] == [newer["id"]]
