@@ -21,7 +21,7 @@ class Config:
     """Cosine similarity at or above which an added text is a near-duplicate of a memory in its
     scope: the same statement reinforces that memory, a changed one supersedes it (a new slot;
     the old one is kept but skipped by searches). See :mod:`mindstore.versions`."""
-    time_weight: float = 0.1
+    time_weight: float = 0.2
     """How much a search favours slots whose ``occurred_at`` lies in the time the question names
     ("last Saturday", "in May 2023"), on the fused score's scale of 0 to 1. 0 ignores it."""
     version_threshold: float = 0.6

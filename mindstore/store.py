@@ -62,6 +62,9 @@ _HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c i
 _RESTATE_DEPTH = 4  # neighbours a write checks for the same statement
 _GROUPS = {"session": "session_id", "user": "user_id", "agent": "agent_id"}
 _GROUP_DEPTH = 10  # a grouped search looks at this many candidates per group asked for
+# Whether a space holds any superseded slot: one probe of a partial index, built once.
+_ANY_SUPERSEDED = select(SlotRow.__table__.c.id).where(
+    SlotRow.__table__.c.space_id == bindparam("space"), SlotRow.__table__.c.superseded_by.is_not(None)).limit(1)
 _PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 _CHECKPOINT_BEHIND = 1000  # slots: a SQLite bulk add this big leaves its WAL checkpoint to a thread
@@ -140,13 +143,10 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def _recency(row: Any) -> tuple[str, int]:
-    """How recent a slot's fact is: when it happened (``occurred_at``), else when it was written;
-    the id breaks ties (a later write has a larger id)."""
-    meta = row.metadata_ or {}
-    when = meta.get("occurred_at") if isinstance(meta.get("occurred_at"), str) else None
-    if when is None:
-        when = _aware(row.created_at).isoformat(timespec="seconds") if row.created_at is not None else ""
-    return when, int(row.id)
+    """How recent a slot's fact is: when it happened (``occurred_at``; undated slots count as
+    older), then the order it was written in (ids only grow)."""
+    when = (row.metadata_ or {}).get("occurred_at")
+    return (when if isinstance(when, str) else ""), int(row.id)
 
 
 def _in_window(row: Any, hint: TimeHint) -> float:
@@ -1263,7 +1263,7 @@ class MindStore:
     def _candidates(self, s: Session | Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None, *, current_only: bool = True) -> np.ndarray | None:
         """Ids that a scoped or filtered search may return (None: the whole space). ``current_only``
         leaves superseded versions out."""
-        current_only = current_only and s.execute(select(SlotRow.id).where(SlotRow.space_id == sp.space_id, SlotRow.superseded_by.is_not(None)).limit(1)).first() is not None
+        current_only = current_only and s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
         if scope == Scope() and pred is None and not current_only:
             return None
         where = self._scope_where(sp.space_id, scope)
@@ -1344,7 +1344,7 @@ class MindStore:
                     # Versions are reordered among the hits returned only: recency decides their
                     # order, never which slots are found.
                     words = functools.lru_cache(maxsize=None)(lambda i: frozenset(tokenize(allowed[i].text or "")))
-                    order = newest_first(order, dict(zip(allowed, unit)), {i: _recency(allowed[i]) for i in order}, words, frozenset(tokenize(query)),
+                    order = newest_first(order, dict(zip(allowed, unit)), lambda i: _recency(allowed[i]), words, frozenset(tokenize(query)),
                                          self.config.version_threshold, earliest=hint is not None and hint.order == "earliest")
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
             unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
@@ -1365,9 +1365,12 @@ class MindStore:
             scores = {i: bm25[i] / top for i in words}
         else:
             scores = fused_scores({i: cosine[i] for i in dense}, {i: bm25[i] for i in words}, 1.0 if mode == "dense" else self.config.dense_weight)
-        if hint is not None and (hint.since is not None or hint.until is not None) and self.config.time_weight > 0:
+        if hint is not None and (hint.since is not None or hint.until is not None) and self.config.time_weight > 0 and scores:
+            inside = {i: _in_window(rows[i], hint) for i in scores}
+            # A window that holds most candidates says little about which one is meant.
+            weight = self.config.time_weight * (1.0 - sum(v == 1.0 for v in inside.values()) / len(inside))
             for i in scores:
-                scores[i] += self.config.time_weight * _in_window(rows[i], hint)
+                scores[i] += weight * inside[i]
         return sorted(scores, key=lambda i: (-scores[i], i)), scores
 
     def _read_connection(self) -> Connection:

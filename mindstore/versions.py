@@ -129,14 +129,14 @@ def _names_a_value(words: frozenset[str]) -> bool:
 
 
 def newest_first(
-    order: Sequence[int], unit: Mapping[int, np.ndarray], when: Mapping[int, Any], words: Callable[[int], frozenset[str]],
+    order: Sequence[int], unit: Mapping[int, np.ndarray], when: Callable[[int], Any], words: Callable[[int], frozenset[str]],
     query_words: frozenset[str], threshold: float, *, earliest: bool = False,
 ) -> list[int]:
     """``order`` with each group of tied versions re-sorted newest first (``earliest``: oldest
     first) into the places the group holds. A group gathers, around its best-ranked member, the
     hits whose keys are at least ``threshold`` alike and that the question does not tell apart:
     it names no value (a word with a digit) in which they differ (``words(i)``: a hit's stemmed
-    words). ``when[i]`` is any comparable recency key."""
+    words). ``when(i)`` is any comparable recency key."""
     order = list(order)
     if len(order) < 2:
         return order
@@ -154,7 +154,7 @@ def newest_first(
         for q in group:
             taken[q] = True
         if len(group) > 1:
-            members = sorted((order[q] for q in group), key=lambda i: when[i], reverse=not earliest)
+            members = sorted((order[q] for q in group), key=when, reverse=not earliest)
             for q, i in zip(group, members):
                 out[q] = i
     return out

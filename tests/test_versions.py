@@ -83,7 +83,7 @@ def test_plan_asks_the_resolver_only_about_changed_near_duplicates() -> None:
 
 def test_newest_first_reorders_only_versions_the_question_does_not_tell_apart() -> None:
     unit = {1: np.array([1.0, 0.0]), 2: np.array([0.99, 0.14]), 3: np.array([0.0, 1.0])}
-    when = {1: "2023-01-01", 2: "2023-06-01", 3: "2024-01-01"}
+    when = {1: "2023-01-01", 2: "2023-06-01", 3: "2024-01-01"}.__getitem__
     words = {1: frozenset({"note", "w10x"}), 2: frozenset({"note", "w20x"}), 3: frozenset({"other"})}.__getitem__
     assert newest_first([1, 3, 2], unit, when, words, frozenset({"note"}), 0.9) == [2, 3, 1]
     assert newest_first([1, 3, 2], unit, when, words, frozenset({"note"}), 0.9, earliest=True) == [1, 3, 2]
