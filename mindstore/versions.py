@@ -18,7 +18,7 @@ Near-duplicates below the threshold stay separate slots. A search then breaks th
 recency: hits whose keys are at least ``Config.version_threshold`` alike, and that the question
 does not tell apart (it names no value in which they differ: "what is the codeword w10x?" is no
 tie between notes on w10x and w20x), are versions of one fact; among them the newest (by
-``occurred_at``, else by when it was written) comes first, in the place the best of them earned
+``occurred_at``, then by write order; undated ones count as older) comes first, in the place the best of them earned
 (oldest first when the question asks for the first time).
 """
 
