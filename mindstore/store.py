@@ -1083,7 +1083,9 @@ class MindStore:
         """After ``rows`` were deleted: a slot they superseded is superseded by what superseded
         them, or, when they were the newest version, current again (a ``restore`` event each)."""
         gone = {r.id: r.superseded_by for r in rows}
-        older = s.execute(select(SlotRow.id, SlotRow.superseded_by).where(SlotRow.space_id == sp.space_id, SlotRow.superseded_by.in_(list(gone)))).all() if gone else []
+        ids = list(gone)
+        older = [row for start in range(0, len(ids), 10_000) for row in s.execute(select(SlotRow.id, SlotRow.superseded_by).where(
+            SlotRow.space_id == sp.space_id, SlotRow.superseded_by.in_(ids[start : start + 10_000]))).all()]
         events = []
         for slot_id, by in older:
             newer = gone[by]
@@ -1202,9 +1204,10 @@ class MindStore:
             if not isinstance(flag, bool):
                 raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
         at = check_now(now)
-        window = time_filter(filters, None if since is None else parse_when(since, at, "since"), None if until is None else parse_when(until, at, "until"))
+        local = check_now(now, keep_zone=True)  # calendar words are read in the caller's timezone
+        window = time_filter(filters, None if since is None else parse_when(since, local, "since"), None if until is None else parse_when(until, local, "until"))
         args = self._search_args(k, user_id, agent_id, session_id, window, min_score)
-        hint = parse_time(query, at)
+        hint = parse_time(query, local)
         if hint.since is not None and hint.since > at:  # a plan ("this weekend"): nothing has happened there yet
             hint = TimeHint(None, None, hint.order, None)
         with self._lock:
@@ -1363,8 +1366,10 @@ class MindStore:
         if mode == "lexical":
             top = max((bm25[i] for i in words), default=0.0) or 1.0
             scores = {i: bm25[i] / top for i in words}
-        else:
-            scores = fused_scores({i: cosine[i] for i in dense}, {i: bm25[i] for i in words}, 1.0 if mode == "dense" else self.config.dense_weight)
+        elif mode == "dense":
+            scores = fused_scores({i: cosine[i] for i in dense}, {}, 1.0)
+        else:  # every candidate of either index, the lexical-only ones included
+            scores = fused_scores(cosine, {i: bm25[i] for i in words}, self.config.dense_weight)
         if hint is not None and (hint.since is not None or hint.until is not None) and self.config.time_weight > 0 and scores:
             inside = {i: _in_window(rows[i], hint) for i in scores}
             # A window that holds most candidates says little about which one is meant.

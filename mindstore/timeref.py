@@ -327,9 +327,10 @@ def parse_time(query: str, now: datetime) -> TimeHint:
     return TimeHint(since, until, order, text[hit.start : hit.end])
 
 
-def check_now(now: Any = None) -> datetime:
+def check_now(now: Any = None, *, keep_zone: bool = False) -> datetime:
     """The reference time as a UTC-aware datetime: ``None`` is the current time, a naive datetime
-    is taken as UTC, a string is read as ISO 8601."""
+    is taken as UTC, a string is read as ISO 8601. ``keep_zone``: in ``now``'s own timezone
+    instead, the one calendar words ("yesterday", "last week") are read in."""
     if now is None:
         return datetime.now(UTC)
     if isinstance(now, str):
@@ -339,10 +340,21 @@ def check_now(now: Any = None) -> datetime:
         now = parsed
     if not isinstance(now, datetime):
         raise InvalidInputError(f"{_NOW_EXAMPLE}, not {type(now).__name__}")
-    return _local(now).astimezone(UTC)
+    try:
+        return _local(now) if keep_zone else _local(now).astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInputError(f"now {now!r} is out of range; {_NOW_EXAMPLE}") from exc
 
 
 def parse_when(value: Any, now: datetime, what: str = "since") -> datetime:
+    """See :func:`_parse_when`; a date out of range is an InvalidInputError too."""
+    try:
+        return _parse_when(value, now, what)
+    except OverflowError as exc:
+        raise InvalidInputError(f"{what} {value!r} is out of range; pass a date between years 1 and 9999") from exc
+
+
+def _parse_when(value: Any, now: datetime, what: str = "since") -> datetime:
     """A ``since=``/``until=`` argument as a UTC-aware datetime: a datetime (naive means UTC), an
     ISO 8601 string (that exact instant), or an expression of ``parse_time``'s grammar standing
     alone: ``"last week"`` is its start, or its end when ``what`` is ``"until"``; ``"3 days ago"``

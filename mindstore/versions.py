@@ -40,8 +40,9 @@ Resolver = Callable[[str, str], str]
 """``resolve(old_text, new_text)`` -> ``"reinforce"``, ``"supersede"`` or ``"add"`` (keep both)."""
 RESOLUTIONS = ("reinforce", "supersede", "add")
 
-# Punctuation is dropped unless it sits between two digits ("555-1234", "3.5", "10:30" keep theirs).
-_PUNCT = re.compile(r"(?<!\d)[^\w\s]+|[^\w\s]+(?!\d)")
+# Punctuation is dropped unless a digit follows it: "555-1234", "3.5", "10:30", "-18", ".5" keep
+# theirs (a sign or a decimal point is part of the number), a full stop after "200" does not.
+_PUNCT = re.compile(r"[^\w\s]+(?!\d)")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'", "`": "'"})
 
 

@@ -200,3 +200,26 @@ def test_keyed_items_can_keep_the_rankings_order(store: MindStore) -> None:
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     with pytest.raises(InvalidInputError, match="newest_first"):
         store.search("peanut allergy", newest_first="yes")
+
+
+@pytest.mark.parametrize(("a", "b"), [("My balance is -200", "My balance is 200"), ("Freezer at -18 C", "Freezer at 18 C"), ("Rate is .5%", "Rate is 5%")])
+def test_normalise_keeps_signs_and_decimal_points(a: str, b: str) -> None:
+    assert normalise(a) != normalise(b)
+    assert normalise(a + ".") == normalise(a)
+
+
+def test_a_hit_found_only_by_its_words_is_still_returned(store: MindStore) -> None:
+    """The default hybrid search keeps candidates that only BM25 proposed."""
+    store.add_many([f"Shopping list item {i}: apples, bread and milk" for i in range(60)], user_id="u", dedup=False)
+    code = store.add("zq7 is the locker combination", user_id="u")
+    assert code.id in [h.slot.id for h in store.search("zq7", user_id="u", k=5)]
+
+
+def test_calendar_words_are_read_in_the_callers_timezone(store: MindStore) -> None:
+    friday = store.add("I baked bread", user_id="u", occurred_at="2023-05-19T18:00-05:00")
+    store.add("I baked a cake", user_id="u", occurred_at="2023-05-20T18:00-05:00")
+    # Saturday 21:00 in Chicago is already Sunday in UTC: "yesterday" is Friday there
+    hits = store.search("what did I bake yesterday?", user_id="u", now="2023-05-20T21:00-05:00", k=1)
+    assert [h.slot.id for h in hits] == [friday.id]
+    with pytest.raises(InvalidInputError, match="out of range"):
+        store.search("cake", now="9999-12-31T23:00-05:00")
