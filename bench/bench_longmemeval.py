@@ -19,7 +19,7 @@ output, byte for byte, and the store sees the same embedder name. ``--embed-only
 cache; ``--limit N`` takes N questions spread evenly over the question types.
 
     python bench/bench_longmemeval.py --limit 60 --no-write     # a quick look
-    python bench/bench_longmemeval.py                            # all 470, writes docs/benchmarks.md
+    python bench/bench_longmemeval.py                            # all 468, writes docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def summarise(results: list[tuple[str, dict]], mode: str) -> dict[str, dict[str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[1:]))
-    ap.add_argument("--limit", type=int, default=None, help="questions to run, spread evenly over the types (default: all 470)")
+    ap.add_argument("--limit", type=int, default=None, help="questions to run, spread evenly over the types (default: all 468)")
     ap.add_argument("--modes", default=",".join(MODES), help="search modes to measure, comma-separated (default: %(default)s)")
     ap.add_argument("--cache", type=Path, default=CACHE, help="embedding cache file (default: %(default)s)")
     ap.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
@@ -230,7 +230,7 @@ def main() -> None:
     if args.no_write or args.set:
         return
     cmd = "python bench/bench_longmemeval.py" + (f" --limit {args.limit}" if args.limit else "")
-    which = (f"the first {len(questions)} of the 470 questions that are not abstentions, in the script's order (each type's questions spread evenly, so the mix of types is the full set's)"
+    which = (f"the first {len(questions)} of the 468 questions that are not abstentions, in the script's order (each type's questions spread evenly, so the mix of types is the full set's)"
              if args.limit else f"the {len(questions)} questions that are not abstentions")
     body = f"""
 LongMemEval_S (`../shared/data/longmemeval/longmemeval_s.json.xz`, development data: see its
