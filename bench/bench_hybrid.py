@@ -117,7 +117,7 @@ def main() -> None:
 cached MiniLM keys of {args.base:,} varied sentences (names, places, times), each slot its own
 suffix and a perturbed key, default `Config` (key index: {index_kind}). k = 10, {args.queries} questions naming people, places and times; each
 search includes embedding the query with MiniLM on the CPU. Run with `OMP_NUM_THREADS=1` on a
-machine with no other job running (load average {load} over 1 / 5 / 15 minutes when the searches began; say in the docs what else ran). The embedding column times the same questions embedded alone, before the
+machine whose load average was {load} over 1 / 5 / 15 minutes when the searches began. The embedding column times the same questions embedded alone, before the
 searches. Building the lexical index from SQL took
 {build_s:.1f} s; loading the saved one (open + first lexical search) {load_s:.1f} s.
 
