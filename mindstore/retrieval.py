@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .errors import InvalidInputError
 
-__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "fuse", "fuse_scores", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
+__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "fuse", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
 
 FUSIONS = ("weighted", "rrf")
 
@@ -93,12 +93,6 @@ def fuse(rankings: Sequence[Sequence[int]], limit: int | None = None) -> list[in
             score[i] = score.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
     order = sorted(score, key=lambda i: (-score[i], i))
     return order if limit is None else order[:limit]
-
-
-def fuse_scores(dense: Mapping[int, float], lexical: Mapping[int, float], dense_weight: float) -> list[int]:
-    """Ids of ``dense`` ordered by :func:`fused_scores`; ties go to the smaller id."""
-    scores = fused_scores(dense, lexical, dense_weight)
-    return sorted(scores, key=lambda i: (-scores[i], i))
 
 
 def fused_scores(dense: Mapping[int, float], lexical: Mapping[int, float], dense_weight: float) -> dict[int, float]:

@@ -8,7 +8,19 @@ from typing import Any
 
 CHANGES = ("added", "reinforced", "superseded")
 
-__all__ = ["Scope", "Usage", "Slot", "Written", "Hit", "Event", "Page", "CHANGES"]
+__all__ = ["Scope", "Usage", "Slot", "Written", "Hit", "Event", "Page", "CHANGES", "occurred_at_of"]
+
+
+def occurred_at_of(metadata: dict[str, Any]) -> datetime | None:
+    """Metadata ``occurred_at`` (an ISO string) as an aware datetime (naive means UTC), or None."""
+    when = metadata.get("occurred_at")
+    if not isinstance(when, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(when)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 @dataclass(frozen=True)
@@ -51,14 +63,7 @@ class Slot:
     @property
     def occurred_at(self) -> datetime | None:
         """When what it says happened (metadata ``occurred_at``, e.g. its conversation's date), as UTC."""
-        when = self.metadata.get("occurred_at")
-        if not isinstance(when, str):
-            return None
-        try:
-            dt = datetime.fromisoformat(when)
-        except ValueError:
-            return None
-        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
+        return occurred_at_of(self.metadata)
 
     @property
     def user_id(self) -> str | None:

@@ -46,9 +46,9 @@ from .index import Prepared, one_thread
 from .lexical import LexicalIndex, tokenize
 from .retrieval import Reranker, check_mode, fuse, fused_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
-from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots
+from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots, occurred_at_of
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
-from .timeref import TimeHint
+from .timeref import TimeHint, check_now, parse_time, parse_when
 from .versions import Plan, Resolver, newest_first, plan_writes
 from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
 
@@ -152,15 +152,9 @@ def _recency(row: Any) -> tuple[str, int]:
 def _in_window(row: Any, hint: TimeHint) -> float:
     """1 when a slot's ``occurred_at`` lies in the hint's window, 0.5 when it follows the window
     by no more than the window's length (at least a week), else 0."""
-    meta = row.metadata_ or {}
-    when = meta.get("occurred_at")
-    if not isinstance(when, str):
+    t = occurred_at_of(row.metadata_ or {})
+    if t is None:
         return 0.0
-    try:
-        t = datetime.fromisoformat(when)
-    except ValueError:
-        return 0.0
-    t = t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
     if (hint.since is None or t >= hint.since) and (hint.until is None or t <= hint.until):
         return 1.0
     if hint.until is not None and t > hint.until:
@@ -1193,8 +1187,6 @@ class MindStore:
         ``group_by="session"`` (or ``"user"``, ``"agent"``) returns the best slot of each of the
         ``k`` best sessions.
         """
-        from .timeref import check_now, parse_time, parse_when
-
         self._check_open(flush=False)
         check_text(query, "query")
         mode = check_mode(self.config.search_mode if mode is None else mode)
@@ -1336,7 +1328,7 @@ class MindStore:
                 cosine = dict(zip(allowed, (unit @ q[qi]).tolist()))
                 dense = sorted((i for i in cand if i in allowed), key=lambda i: (-cosine[i], i))
                 words = [i for i in lexical[qi][0] if i in allowed] if lexical else []
-                order, _ = self._rank(mode, dense, words, cosine, lexical[qi][1] if lexical else {}, allowed, hint)
+                order = self._rank(mode, dense, words, cosine, lexical[qi][1] if lexical else {}, allowed, hint)
                 if reranker is not None and query is not None and mode != "dense":
                     head = order[: max(k, self.config.rerank_depth)]
                     order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
@@ -1354,15 +1346,13 @@ class MindStore:
             return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]
 
     def _rank(self, mode: str, dense: list[int], words: list[int], cosine: dict[int, float], bm25: dict[int, float],
-              rows: Mapping[int, Any], hint: TimeHint | None) -> tuple[list[int], dict[int, float]]:
-        """The candidates in the order a search returns them (before reranking and versions), and
-        their scores:
+              rows: Mapping[int, Any], hint: TimeHint | None) -> list[int]:
+        """The candidates in the order a search returns them (before reranking and versions):
         each mode's score in [0, 1], plus ``Config.time_weight`` for a slot whose ``occurred_at``
         lies in the window the question names (half of it within the window's length after it:
         a conversation often tells of something days after it happened)."""
         if mode == "hybrid" and self.config.fusion == "rrf":
-            order = fuse([dense, words])
-            return order, {i: 1.0 - r / max(len(order), 1) for r, i in enumerate(order)}
+            return fuse([dense, words])
         if mode == "lexical":
             top = max((bm25[i] for i in words), default=0.0) or 1.0
             scores = {i: bm25[i] / top for i in words}
@@ -1376,7 +1366,7 @@ class MindStore:
             weight = self.config.time_weight * (1.0 - sum(v == 1.0 for v in inside.values()) / len(inside))
             for i in scores:
                 scores[i] += weight * inside[i]
-        return sorted(scores, key=lambda i: (-scores[i], i)), scores
+        return sorted(scores, key=lambda i: (-scores[i], i))
 
     def _read_connection(self) -> Connection:
         """A connection for a search's reads. On SQLite they share one transaction, so that the
