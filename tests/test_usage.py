@@ -72,11 +72,11 @@ def test_a_search_leaves_the_write_of_reads_to_the_usage_thread(db_url: str, tmp
 
 def test_an_unwritten_read_keeps_a_slot_from_expiring(db_url: str, tmp_path) -> None:
     keys = random_keys(2)
-    with vector_store(db_url, tmp_path, ttl=2.0, usage_flush_s=3600) as s:
+    with vector_store(db_url, tmp_path, ttl=4.0, usage_flush_s=3600) as s:
         read, unread = s.add_vectors(keys, space="v", user_id="u")
-        time.sleep(1.2)
+        time.sleep(2.4)
         assert [h.slot.id for h in s.search_vector(keys[0], space="v", user_id="u", k=1)] == [read.id]
-        time.sleep(1.2)  # 2.4 s since the add, 1.2 s since the read: only the unread slot expired
+        time.sleep(2.4)  # 4.8 s since the add, 2.4 s since the read: only the unread slot expired
         hits = s.search_vector(keys[0], space="v", user_id="u", k=2)
         assert [h.slot.id for h in hits] == [read.id]
         assert s.history(unread.id)[-1].kind == "evict"
