@@ -1,11 +1,12 @@
-"""Rapid task adaptation with a memory that lasts: the trained MANN binds classes it has never
-seen from one example each, into a SQLite store, and recalls them after the store is reopened.
+"""Rapid task adaptation with a memory that lasts: the packaged MANN (trained conv encoders,
+hand-set prototype-memory heads) binds classes it has never seen from one example each, into a
+SQLite store, and recalls them after the store is reopened.
 
-    python examples/oneshot.py                       # Omniglot's held-out alphabets if found
+    python examples/oneshot.py                       # the held-out alphabets if found
     python examples/oneshot.py --data path/to/omniglot --classes 5 --runs 20
 
-Per run, ``--classes`` classes never seen in training (Sanskrit and Tagalog characters) get a fresh
-space. Each drawing is shown in turn: the learner first recalls it (1st presentation: nothing is
+Per run, ``--classes`` classes never seen in training (Sanskrit and Tagalog characters: 2 of the
+8 background alphabets in the local zips, kept out of training) get a fresh space. Each drawing is shown in turn: the learner first recalls it (1st presentation: nothing is
 bound yet), then binds it to its label. Accuracy by presentation is printed beside the LSTM
 baseline and saved as a plot. Then the store is closed, reopened, and unseen drawings recalled.
 Data: ``--data``, else $MINDSTORE_DATA, else ../shared/data/omniglot beside the repository, else

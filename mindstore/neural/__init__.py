@@ -1,6 +1,7 @@
-"""Neural memory: a memory-augmented neural network (Santoro et al. 2016) trained for one-shot
-binding, with dense or sparse (top-K, Rae et al. 2016) memory access, and ``OneShotLearner``, which
-puts a trained model's heads on a MindStore space so that bindings last.
+"""Neural memory: a memory-augmented neural network (Santoro et al. 2016's architecture) for
+one-shot binding, with dense or sparse (top-K, Rae et al. 2016) memory access, and
+``OneShotLearner``, which puts a checkpoint's heads on a MindStore space so that bindings last.
+(In the packaged checkpoint only the conv encoders are trained; docs/neural.md, "What is trained".)
 
 Names are imported lazily so that ``mindstore.neural.cli`` (and ``mindstore --help``) does not
 pay for importing torch.

@@ -137,7 +137,9 @@ def train_command(
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder. Default: "
                                         "$MINDSTORE_DATA, else ../shared/data/omniglot, else "
                                         "the user cache (downloaded when online)."),
-    steps: int = typer.Option(10_000, help="Training steps (batches of episodes)."),
+    steps: int = typer.Option(10_000, help="MANN training steps (batches of episodes). 0 trains "
+                              "only the encoder (--pretrain-steps); the controller and heads stay "
+                              "as --init set them, as in the packaged checkpoint."),
     batch: int = typer.Option(16, help="Episodes per step."),
     classes: int = typer.Option(5, help="Classes (ways) per training episode."),
     presentations: int = typer.Option(10, help="Presentations of each class per episode."),
@@ -249,7 +251,9 @@ def evaluate_command(
     ways: int = typer.Option(5, help="Classes per episode (5 or 20, up to the label space)."),
     presentations: int = typer.Option(10, help="Presentations of each class per episode."),
     episodes: int = typer.Option(1000, help="Episodes to average over."),
-    split: str = typer.Option("eval", help="eval (held-out alphabets) or val."),
+    split: str = typer.Option("eval", help="eval (Sanskrit and Tagalog: 2 of the 8 background "
+                              "alphabets, kept out of training; not Omniglot's 20 evaluation "
+                              "alphabets) or val (held-back characters of the training alphabets)."),
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder (as for train)."),
     seed: int = typer.Option(0, help="Episode seed."),
     slots: Optional[int] = typer.Option(None, help="Run with this many memory slots instead of "
@@ -259,7 +263,10 @@ def evaluate_command(
                                         "(e.g. docs/neural_5way.png)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Accuracy by instance (1st, 2nd, ... presentation) on held-out alphabets."""
+    """Accuracy by instance (1st, 2nd, ... presentation) on the held-out alphabets.
+
+    5-way tables add Santoro et al. 2016's rows, for reference only: an end-to-end pixel MANN.
+    """
     from . import evaluate
     from .model import config_from_dict
     from .train import load_checkpoint, make_sampler, resolve_device, TrainConfig

@@ -1,7 +1,7 @@
 """The drawing a binding was made from, kept in its slot's metadata so that people can see it.
 
 ``OneShotLearner.bind`` stores each image exactly as the model saw it (S x S uint8, strokes 255;
-S = 20 for the packaged checkpoint: 400 bytes, 800 hex characters) under ``metadata["image"]``.
+S = 28 for the packaged checkpoint: 784 bytes, 1568 hex characters) under ``metadata["image"]``.
 The TUI shows it in block characters and can recall from it. numpy only: no torch import.
 """
 

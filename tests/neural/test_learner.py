@@ -1,6 +1,6 @@
 """OneShotLearner and PersistentMemory on real FAISS, real SQLite and PostgreSQL.
 
-Images here are random binary patterns, except the one Omniglot test: a recall of the very
+Images here are random binary patterns, except the Omniglot tests: a recall of the very
 drawing that was bound must come back with its label whatever the checkpoint's accuracy.
 """
 
@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from mindstore import Config, InvalidInputError, MindStore, SpaceError
+from mindstore.neural.data import prepare_image
 from mindstore.neural.learner import OneShotLearner
 from mindstore.neural.memory import SparseMemory
 from mindstore.neural.persistent import PersistentMemory
@@ -160,7 +162,7 @@ def test_bad_input_raises_typed_errors_and_changes_nothing(learner: OneShotLearn
     learner.bind(patterns(2), ["a", "b"])
     before = snapshot(sqlite_url)
     for images, labels in [
-        (np.zeros((2, S + 1, S + 1), np.uint8), ["a", "b"]),  # wrong image size
+        (np.zeros((2, 3, S, S), np.uint8), ["a", "b"]),  # three channels: not grey images
         (patterns(2), ["a", ""]),  # empty label
         (patterns(2), ["a"]),  # mismatched lengths
         (patterns(2), "ab"),  # a string is not a list of labels
@@ -231,3 +233,96 @@ def test_a_new_slot_takes_the_whole_write_when_the_slots_read_are_not_updated(sq
             assert stored[-1] < 1e-5  # (1 - g) k_t: the write went into the slot read before
         else:
             np.testing.assert_allclose(stored, (key + 0.1)[0].numpy(), rtol=1e-6)
+
+
+# -- images as users have them: files, bytes, PIL images, arrays of any size ---------------------
+
+
+@pytest.fixture
+def pngs(tmp_path: Path) -> dict[str, Path]:
+    """The first drawing of the first character of each alphabet in the local Omniglot zip (five),
+    extracted as 105 x 105 PNG files (dark strokes on white), keyed by character."""
+    from .conftest import DATA
+
+    src = DATA / "images_background_small1.zip"
+    if not src.exists():
+        pytest.skip("the Omniglot zips are not in ../shared/data/omniglot")
+    out: dict[str, Path] = {}
+    with zipfile.ZipFile(src) as z:
+        for name in sorted(n for n in z.namelist() if n.endswith(".png")):
+            alphabet, char = name.split("/")[-3:-1]
+            if not any(k.startswith(alphabet + "/") for k in out):
+                out[f"{alphabet}/{char}"] = path = tmp_path / "png" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(z.read(name))
+    assert len(out) == 5
+    return out
+
+
+def test_files_bytes_pil_images_and_arrays_become_the_drawings_the_training_data_had(learner: OneShotLearner, pngs: dict[str, Path]) -> None:
+    from PIL import Image
+
+    for path in pngs.values():
+        trained = torch.from_numpy(prepare_image(path, S)).float() / 255  # as load_omniglot made them
+        assert trained.mean() < 0.5  # strokes bright on a dark ground
+        pil = Image.open(path)
+        assert pil.size == (105, 105) and pil.size != (S, S)
+        for item in [path, str(path), path.read_bytes(), pil, pil.convert("RGB"),
+                     np.asarray(pil),  # bool, True = white
+                     np.asarray(pil.convert("L")), torch.from_numpy(np.array(pil.convert("L"))),
+                     np.asarray(pil.convert("L"))[None], np.asarray(pil.convert("L")).astype(np.float32) / 255]:
+            torch.testing.assert_close(learner.images([item])[0, 0].cpu(), trained, rtol=0, atol=1e-6)
+        # at the checkpoint's size an array is a drawing already: taken as it is, not inverted
+        prepared = prepare_image(path, S)
+        for batch in ([prepared], prepared[None], torch.from_numpy(prepared)[None, None], [prepared.astype(np.float64) / 255]):
+            torch.testing.assert_close(learner.images(batch)[0, 0].cpu(), trained, rtol=0, atol=1e-6)
+    big = np.stack([np.asarray(Image.open(p).convert("L")) for p in pngs.values()])  # (5, 105, 105)
+    torch.testing.assert_close(learner.images(big).cpu(), learner.images(list(pngs.values())).cpu())
+
+
+def test_drawings_bound_from_files_are_recalled_from_pil_images_of_another_size(learner: OneShotLearner, pngs: dict[str, Path]) -> None:
+    from PIL import Image
+
+    labels = list(pngs)
+    ids = learner.bind(list(pngs.values()), labels)
+    assert len(ids) == 5 and learner.store.count(space="glyphs") == 5
+    # the same drawings at twice their size, in colour: the nearest slot is still their own
+    bigger = [Image.open(p).convert("RGB").resize((210, 210), Image.NEAREST) for p in pngs.values()]
+    preds = learner.recall(bigger)
+    assert [p.label for p in preds] == labels
+    assert [p.slots[0] for p in preds] == ids
+    assert [p.label for p in learner.recall([Image.open(p) for p in pngs.values()])] == labels
+    assert [p.label for p in learner.recall([p.read_bytes() for p in pngs.values()])] == labels
+    assert [p.label for p in learner.recall([np.asarray(Image.open(p)) for p in pngs.values()])] == labels
+    assert learner.recall([]) == []
+    assert learner.store.count(space="glyphs") == 5
+
+
+def test_unusable_images_raise_typed_errors_and_change_nothing(learner: OneShotLearner, pngs: dict[str, Path],
+                                                               sqlite_url: str, tmp_path: Path) -> None:
+    paths = list(pngs.values())
+    learner.bind(paths[:2], ["a", "b"])
+    before = snapshot(sqlite_url)
+    (tmp_path / "notes.png").write_text("not a picture")
+    for images, labels, message in [
+        ([paths[2], tmp_path / "missing.png"], ["c", "d"], r"images\[1\]: no image file at .*missing\.png"),
+        ([paths[2], tmp_path / "notes.png"], ["c", "d"], r"images\[1\]: .*notes\.png' is not an image PIL can read"),
+        ([paths[2], tmp_path], ["c", "d"], r"images\[1\]: no image file"),  # a folder
+        ([b"\x89PNG but not really"], ["c"], r"images\[0\]: these bytes are not an image"),
+        ([paths[2], np.zeros((3, 40, 50), np.uint8)], ["c", "d"], r"images\[1\] has shape \(3, 40, 50\), which is not a grey image"),
+        ([np.zeros((40, 0), np.uint8)], ["c"], r"not a grey image"),
+        ([np.full((40, 40), 7.0)], ["c"], r"uint8 \(0 to 255\) or numbers in \[0, 1\]"),
+        ([paths[2], None], ["c", "d"], r"images\[1\] is a NoneType"),
+        ([], [], r"no images to bind"),
+        (paths[2:5], ["c", "d"], r"3 images but 2 labels"),
+        (paths[2], ["c"], r"for one image pass \[image\]"),
+        (np.zeros((2, 3, S, S), np.uint8), ["c", "d"], r"shape \(2, 3, \d+, \d+\)"),
+        (np.zeros((105, 105, 3), np.uint8), ["c"], r"one colour picture"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            learner.bind(images, labels)
+    for images in ([tmp_path / "missing.png"], [tmp_path / "notes.png"], [np.zeros((2, 3, 4))], str(paths[0])):
+        with pytest.raises(InvalidInputError):
+            learner.recall(images)
+    assert learner.store.count(space="glyphs") == 2
+    assert snapshot(sqlite_url) == before
