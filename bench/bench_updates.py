@@ -5,7 +5,7 @@ Loads the hand-written corpus bench/data/updates.json into one scope, as one use
 ``query`` (k = 10). Per update kind: the share of pairs whose new text ranks above the old one
 (or the old one is gone, superseded), the share where it is the first hit, and how each add was
 taken (added / superseded). Restatements: the share that reinforced. With ``--sweep``, the same
-for other ``Config.version_threshold`` values.
+for other ``Config.version_threshold`` and ``Config.change_threshold`` values.
 
     python bench/bench_updates.py [--sweep] [--no-write]
 """
@@ -49,7 +49,7 @@ def run(config: Config, corpus: dict) -> tuple[dict[str, list[float]], list[str]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweep", action="store_true", help="also try version_threshold 0.85, 0.7 and 1.0 (off)")
+    ap.add_argument("--sweep", action="store_true", help="also try other version_threshold and change_threshold values (1.0: off)")
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/benchmarks.md alone")
     args = ap.parse_args()
     corpus = json.loads(DATA.read_text(encoding="utf-8"))
@@ -61,10 +61,11 @@ def main() -> None:
     sweep = ""
     if args.sweep:
         srows = []
-        for t in (1.0, 0.85, 0.7, 0.6):
-            pk, _, _, _ = run(Config(version_threshold=t), corpus)
-            srows.append([t, f"{sum(x for x, _ in pk['all']) / len(pk['all']):.3f}", f"{sum(f for _, f in pk['all']) / len(pk['all']):.3f}"])
-        sweep = "`Config.version_threshold` (1.0: no reordering):\n\n" + table(["version_threshold", "new above old", "new first"], srows)
+        for v, c in ((1.0, 1.0), (0.85, 1.0), (0.7, 1.0), (0.6, 1.0), (0.6, 0.5), (0.6, 0.4), (0.6, 0.35), (0.6, 0.3)):
+            pk, _, _, _ = run(Config(version_threshold=v, change_threshold=c), corpus)
+            srows.append([v, c, f"{sum(x for x, _ in pk['all']) / len(pk['all']):.3f}", f"{sum(f for _, f in pk['all']) / len(pk['all']):.3f}"])
+        sweep = ("`Config.version_threshold` and `Config.change_threshold` (1.0: that rule off):\n\n"
+                 + table(["version_threshold", "change_threshold", "new above old", "new first"], srows))
     print(main_table)
     print(sweep)
     print("adds of the new texts:", dict(changes), f"restatements reinforced: {reinforced:.3f}")

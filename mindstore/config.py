@@ -27,6 +27,9 @@ class Config:
     version_threshold: float = 0.6
     """Cosine similarity at or above which two hits of one search count as versions of one fact:
     the newer one ranks first (the older first when the question asks for the first time)."""
+    change_threshold: float = 0.35
+    """The same, when the newer of the two says that something changed ("now", "instead", "no
+    longer", "started", "quit", ...): a reworded update is often far from the fact it replaces."""
     embed_batch_size: int = 64
     """Texts embedded per model call in ``add_many`` and ``reindex``."""
     index_dir: Path | None = None
@@ -88,7 +91,7 @@ class Config:
         from .errors import InvalidInputError
         from .retrieval import FUSIONS, MODES
 
-        for name in ("dedup_threshold", "version_threshold"):
+        for name in ("dedup_threshold", "version_threshold", "change_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
                 raise InvalidInputError(f"{name} must be a number in (0, 1], got {v!r}; pass dedup=False to add() to store every text as new")

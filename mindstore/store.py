@@ -1334,13 +1334,14 @@ class MindStore:
                     order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
                 if group_by is not None:
                     order = _one_per_group(order, allowed, group_by)
-                order = order[:k]
                 if query is not None and versions:
-                    # Versions are reordered among the hits returned only: recency decides their
-                    # order, never which slots are found.
+                    # Versions are reordered among the hits returned; a newer version of one of
+                    # them that ranked just below k is returned with it.
                     words = functools.lru_cache(maxsize=None)(lambda i: frozenset(tokenize(allowed[i].text or "")))
                     order = newest_first(order, dict(zip(allowed, unit)), lambda i: _recency(allowed[i]), words, frozenset(tokenize(query)),
-                                         self.config.version_threshold, earliest=hint is not None and hint.order == "earliest")
+                                         self.config.version_threshold, earliest=hint is not None and hint.order == "earliest",
+                                         change_threshold=self.config.change_threshold, relevance=cosine, k=k)
+                order = order[:k]
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
             unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
             return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Resolver", "Plan", "normalise", "plan_writes", "newest_first", "RESOLUTIONS"]
+__all__ = ["Resolver", "Plan", "normalise", "plan_writes", "newest_first", "states_a_change", "CHANGE_CUES", "RESOLUTIONS"]
 
 Resolver = Callable[[str, str], str]
 """``resolve(old_text, new_text)`` -> ``"reinforce"``, ``"supersede"`` or ``"add"`` (keep both)."""
@@ -129,33 +129,80 @@ def _names_a_value(words: frozenset[str]) -> bool:
     return any(any(c.isdigit() for c in w) for w in words)
 
 
+# Stemmed words (as ``lexical.tokenize`` writes them) by which a statement says that something
+# changed: "now", "instead", "no longer", "anymore", "changed", "switched", "moved", "started",
+# "stopped", "quit", "left", "done", "upgraded", "replaced". A reworded update ("Priya left, so I
+# report to Daniel now") is often far from the fact it replaces ("My manager is Priya Shah"), but
+# it says so.
+CHANGE_CUES = frozenset({"now", "instead", "anymor", "longer", "chang", "switch", "move", "start", "stop", "quit", "left", "done",
+                         "upgrad", "replac"})
+
+
+def states_a_change(words: frozenset[str]) -> bool:
+    """Whether a text's stemmed words say that something changed (:data:`CHANGE_CUES`)."""
+    return not CHANGE_CUES.isdisjoint(words)
+
+
 def newest_first(
     order: Sequence[int], unit: Mapping[int, np.ndarray], when: Callable[[int], Any], words: Callable[[int], frozenset[str]],
-    query_words: frozenset[str], threshold: float, *, earliest: bool = False,
+    query_words: frozenset[str], threshold: float, *, earliest: bool = False, change_threshold: float | None = None,
+    relevance: Mapping[int, float] | None = None, k: int | None = None,
 ) -> list[int]:
-    """``order`` with each group of tied versions re-sorted newest first (``earliest``: oldest
-    first) into the places the group holds. A group gathers, around its best-ranked member, the
-    hits whose keys are at least ``threshold`` alike and that the question does not tell apart:
-    it names no value (a word with a digit) in which they differ (``words(i)``: a hit's stemmed
-    words). ``when(i)`` is any comparable recency key."""
+    """The first ``k`` of ``order`` (all of it when ``k`` is None) with each group of versions
+    re-sorted newest first (``earliest``: oldest first) into the places the group holds.
+
+    A group gathers, around its best-ranked member, the hits that the question does not tell
+    apart (it names no value, a word with a digit, in which they differ; ``words(i)``: a hit's
+    stemmed words) and whose keys are
+
+    - at least ``threshold`` alike, or
+    - at least ``change_threshold`` alike when the newer of the two states a change
+      (:func:`states_a_change`) and the pair is singled out: neither is closer to another hit returned, or
+      the question finds the newer one as relevant as the older (``relevance``: cosine to the
+      question, within 10 %).
+
+    Of the hits past the first ``k`` only a statement of a change newer than the group's members
+    joins it (by the second rule): the hits returned lack it. It is returned with them, and the
+    last hits give way. ``when(i)`` is any
+    comparable recency key."""
     order = list(order)
+    head = len(order) if k is None else min(k, len(order))
+    order = order[: 2 * head]
     if len(order) < 2:
-        return order
+        return order[:head]
     keys = np.stack([unit[i] for i in order])
     sims = keys @ keys.T
-    out = list(order)
+    np.fill_diagonal(sims, -np.inf)
+    closest = sims[:, :head].max(axis=1)  # each one's closest hit among those returned
+
+    def singled_out(p: int, q: int) -> bool:
+        if sims[p, q] >= closest[p] and sims[p, q] >= closest[q]:
+            return True
+        older, newer = sorted((order[p], order[q]), key=when)
+        return relevance is not None and relevance[newer] >= 0.9 * relevance[older]
+
+    def versions(p: int, q: int) -> bool:
+        if _names_a_value(query_words & (words(order[p]) ^ words(order[q]))):
+            return False
+        if sims[p, q] >= threshold and q < head:
+            return True
+        return (change_threshold is not None and sims[p, q] >= change_threshold
+                and states_a_change(words(max(order[p], order[q], key=when))) and singled_out(p, q))
+
+    blocks = [[i] for i in order[:head]]
     taken = np.zeros(len(order), dtype=bool)
-    for p in range(len(order)):
+    for p in range(head):
         if taken[p]:
             continue
-        group = [p]
-        for q in range(p + 1, len(order)):
-            if not taken[q] and sims[p, q] >= threshold and not _names_a_value(query_words & (words(order[p]) ^ words(order[q]))):
-                group.append(q)
-        for q in group:
-            taken[q] = True
-        if len(group) > 1:
-            members = sorted((order[q] for q in group), key=when, reverse=not earliest)
-            for q, i in zip(group, members):
-                out[q] = i
-    return out
+        group = [p, *(q for q in range(p + 1, head) if not taken[q] and versions(p, q))]
+        newest = max((order[q] for q in group), key=when)
+        group += [q for q in range(head, len(order)) if not taken[q] and when(order[q]) > when(newest) and versions(p, q)]
+        if len(group) == 1:
+            continue
+        taken[group] = True
+        places = [q for q in group if q < head]
+        members = sorted((order[q] for q in group), key=when, reverse=not earliest)
+        for q, i in zip(places, members):
+            blocks[q] = [i]
+        blocks[places[-1]].extend(members[len(places):])
+    return [i for block in blocks for i in block][:head]
