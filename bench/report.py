@@ -38,20 +38,21 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
-def write_section(name: str, title: str, command: str, body: str, *, machine_note: str = "") -> None:
-    """Replace (or append) the section between <!-- bench:NAME --> markers; ``machine_note`` is
-    added to the machine line (e.g. how loaded the machine was)."""
+def write_section(name: str, title: str, command: str, body: str, *, machine_note: str = "", doc: Path = DOC) -> None:
+    """Replace (or append) the section between <!-- bench:NAME --> markers of ``doc`` (default
+    docs/benchmarks.md); ``machine_note`` is added to the machine line (e.g. how loaded the
+    machine was)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     section = (
         f"<!-- bench:{name} -->\n## {title}\n\n"
         f"Command: `{command}`  \nMachine: {machine()}{machine_note}  \nMeasured: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
     )
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else HEADER
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
-    print(f"wrote section {name!r} of {DOC}")
+    doc.write_text(text)
+    print(f"wrote section {name!r} of {doc}")
 
 
 def replace_block(path: Path, start: str, end: str, text: str) -> None:

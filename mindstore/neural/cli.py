@@ -133,7 +133,14 @@ def train_command(
     score: str = typer.Option("cosine", help="Addressing score: cosine, dot, multiplicative, "
                               "additive, or euclidean (minus the squared distance to a slot's "
                               "mean; the write key's last unit counts writes)."),
-    task: str = typer.Option("omniglot", help="omniglot, or synthetic (random patterns, fast)."),
+    task: str = typer.Option("omniglot", help="omniglot: Santoro's episodes, end to end; synthetic: "
+                             "random patterns (fast); relabel: episodes where half the classes swap "
+                             "labels midway (the latest binding must win); mixed: standard and "
+                             "relabel episodes in turn. relabel and mixed train the controller, "
+                             "heads and output only, on cached embeddings of a frozen encoder "
+                             "(--encoder-from, or pretrained first)."),
+    views: int = typer.Option(2, help="relabel / mixed: embeddings cached per training drawing "
+                              "(the drawing and views - 1 random distortions)."),
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder. Default: "
                                         "$MINDSTORE_DATA, else ../shared/data/omniglot, else "
                                         "the user cache (downloaded when online)."),
@@ -226,7 +233,7 @@ def train_command(
                       channels=channels, blocks=blocks, embed=embed, norm=norm,
                       standardize=standardize, init=init, shift_average=shift_average,
                       shift_views=shift_views, encoders=encoders)
-    cfg = TrainConfig(model=mcfg, task=task, data=str(data) if data else None, steps=steps,
+    cfg = TrainConfig(model=mcfg, task=task, views=views, data=str(data) if data else None, steps=steps,
                       batch=batch, classes=classes, presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),

@@ -267,7 +267,7 @@ class MANN(nn.Module):
     @torch.no_grad()
     def init_as_matching_network(self, key: float = 0.5, label: float = 1.0,
                                  out: float = 3.0) -> None:
-        """Start the heads where a trained MANN ends up: a matching network (Vinyals et al. 2016).
+        """Start the heads as a matching network (Vinyals et al. 2016), set by hand.
 
         A write stores k^w = tanh(key e_{t-1} + label onehot(y_{t-1})) (image features in the
         first ``embed`` key units, the label's code in the next ``label_space``) into the least
@@ -275,8 +275,9 @@ class MANN(nn.Module):
         the label code back out of r_t. Every other weight into the keys, the gate and the output
         starts small. Without this the MANN needs thousands of steps to discover the binding
         (the plateau at chance of Santoro et al.'s MANN); with it, training starts from
-        nearest-neighbour recall in the encoder's space and refines it. Every parameter is
-        still trained; this sets where they start. With the euclidean score the key's last unit
+        nearest-neighbour recall in the encoder's space. This only sets where the parameters
+        start; whether they are then trained depends on the run (``--steps``): the packaged
+        checkpoint's were not (``--steps 0``). With the euclidean score the key's last unit
         counts writes (``WriteHead``), so the width needs one more unit.
         """
         cfg = self.cfg
@@ -317,7 +318,9 @@ class MANN(nn.Module):
         tanh(agree s_j + sharp (y_{t-1,j} - 1)), -1 unless j is the label. Then
         alpha_t = ``gate`` (a - ``threshold``), shifted by the -1s. Reads are sharpened (``beta``,
         60 for cosine, ``EUCLIDEAN_BETA`` for squared distances) so that w^r_{t-1} is mostly on
-        one slot. Every parameter is still trained.
+        one slot. This sets where the parameters start; whether they are trained depends on the
+        run: in the packaged checkpoint (``--steps 0``) the controller, heads and output are
+        exactly as set here, and only the conv encoders were trained.
         """
         self.init_as_matching_network()
         cfg = self.cfg
@@ -363,11 +366,14 @@ class MANN(nn.Module):
                          torch.zeros(batch, cfg.read_heads * cfg.width, device=device),
                          torch.zeros(batch, cfg.embed, device=device))
 
-    def step(self, e: Tensor, y_prev: Tensor, state: MANNState) -> tuple[Tensor, MANNState]:
-        """One time step from an encoded image e_t (B, embed) and y_{t-1} (B,)."""
+    def step(self, e: Tensor, y_prev: Tensor, state: MANNState, *, zero_h: bool = False) -> tuple[Tensor, MANNState]:
+        """One time step from an encoded image e_t (B, embed) and y_{t-1} (B,). ``zero_h`` (an
+        ablation): the heads and the output see h_t = 0, so only the skip of x_t reaches them."""
         parts = [e, state.prev_embed] if self.cfg.prev_embedding else [e]
         x = torch.cat(parts + [label_input(y_prev, self.cfg.label_space), state.reads], dim=-1)
         h, ctrl = self.controller(x, state.controller)
+        if zero_h:
+            h = torch.zeros_like(h)
         o = torch.cat([h, x], dim=-1) if self.cfg.skip else h
         k_w, alpha = self.write_head(o, (y_prev >= 0).float())  # nothing to bind at the 1st step
         k_r, beta = self.read_head(o)
@@ -378,11 +384,23 @@ class MANN(nn.Module):
     def forward(self, x: Tensor, y_prev: Tensor) -> Tensor:
         """Episodes x (B, T, 1, S, S), y_prev (B, T) -> logits (B, T, label_space)."""
         B, T = y_prev.shape
-        e = self.encoder(x.flatten(0, 1)).view(B, T, -1)
-        state = self.initial_state(B, x.device)
+        return self.unroll(self.encoder(x.flatten(0, 1)).view(B, T, -1), y_prev)
+
+    def unroll(self, e: Tensor, y_prev: Tensor, *, ablate: str | None = None) -> Tensor:
+        """Episodes of encoded images e (B, T, embed), y_prev (B, T) -> logits (B, T, label_space).
+
+        ``ablate`` (to measure what the controller contributes): ``"reset"`` zeroes the
+        controller's state before every step (no recurrence), ``"zero_h"`` zeroes its output h_t
+        (the heads and the output layer see only the skip of x_t)."""
+        if ablate not in (None, "reset", "zero_h"):
+            raise ValueError(f"unknown ablation {ablate!r}; choose reset or zero_h")
+        B, T = y_prev.shape
+        state = self.initial_state(B, e.device)
         logits = []
         for t in range(T):
-            out, state = self.step(e[:, t], y_prev[:, t], state)
+            if ablate == "reset":
+                state.controller = self.controller.initial_state(B, e.device)
+            out, state = self.step(e[:, t], y_prev[:, t], state, zero_h=ablate == "zero_h")
             logits.append(out)
         return torch.stack(logits, dim=1)
 
@@ -400,7 +418,10 @@ class LSTMBaseline(nn.Module):
 
     def forward(self, x: Tensor, y_prev: Tensor) -> Tensor:
         B, T = y_prev.shape
-        e = self.encoder(x.flatten(0, 1)).view(B, T, -1)
+        return self.unroll(self.encoder(x.flatten(0, 1)).view(B, T, -1), y_prev)
+
+    def unroll(self, e: Tensor, y_prev: Tensor) -> Tensor:
+        """Episodes of encoded images e (B, T, embed) -> logits (B, T, label_space)."""
         parts = [e, F.pad(e, (0, 0, 1, 0))[:, :-1]] if self.cfg.prev_embedding else [e]
         h, _ = self.lstm(torch.cat(parts + [label_input(y_prev, self.cfg.label_space)], dim=-1))
         return self.out(h)

@@ -29,7 +29,11 @@ class TrainConfig:
     """A training run; saved inside the checkpoint next to the model's config."""
 
     model: MANNConfig = field(default_factory=MANNConfig)
-    task: str = "omniglot"  # omniglot | synthetic
+    # omniglot: Santoro's episodes, end to end | synthetic | relabel, mixed: the controller and
+    # heads alone, on episodes of a frozen encoder's cached embeddings (tasks.py): relabel
+    # episodes only, or standard and relabel episodes in turn
+    task: str = "omniglot"
+    views: int = 2  # relabel / mixed: embeddings cached per training drawing (itself + distortions)
     data: str | None = None  # Omniglot zip or folder; None: data.default_data_dir()
     steps: int = 10_000
     batch: int = 16
@@ -65,6 +69,10 @@ class TrainConfig:
     # takes a list of n, one single-encoder checkpoint per member
     encoder_from: str | list[str] | None = None
     freeze_encoder: bool = True  # phase 2 keeps a pretrained (or taken) encoder fixed
+
+
+# Tasks that train the controller and heads on a frozen encoder's cached embeddings.
+CONTROLLER_TASKS = {"relabel": ("relabel",), "mixed": ("standard", "relabel")}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,8 +138,8 @@ def make_sampler(cfg: TrainConfig, split: str):
     """Episode source for ``split`` (train | val | eval) of the configured task."""
     if cfg.task == "synthetic":
         return SyntheticEpisodes(size=cfg.model.image_size)
-    if cfg.task != "omniglot":
-        raise ValueError(f"unknown task {cfg.task!r}; choose omniglot or synthetic")
+    if cfg.task != "omniglot" and cfg.task not in CONTROLLER_TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; choose omniglot, synthetic, {', '.join(CONTROLLER_TASKS)}")
     parts = load_omniglot(cfg.data, size=cfg.model.image_size).split()
     if cfg.augment not in ("none", "pretrain", "all"):
         raise ValueError(f"unknown augment {cfg.augment!r}; choose none, pretrain or all")
@@ -213,7 +221,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
     gen = torch.Generator().manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     # synthetic patterns have no classes to pretrain on; a taken encoder needs none
-    pretraining = bool(cfg.pretrain_steps) and not cfg.encoder_from and cfg.task == "omniglot"
+    pretraining = bool(cfg.pretrain_steps) and not cfg.encoder_from and cfg.task != "synthetic"
     if pretraining:
         check_pretraining(cfg)  # before the data loads
     train_eps, val_eps = make_sampler(cfg, "train"), make_sampler(cfg, "val")
@@ -227,6 +235,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
             metrics["pretrain"] += pretrain_encoder(cfg, member, train_eps, val_eps, gen,
                                                     device, progress=progress, log=log)
     frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
+    if cfg.task in CONTROLLER_TASKS:
+        if not frozen:
+            raise ValueError(f"--task {cfg.task} trains the controller on a frozen encoder's embeddings: "
+                             "pretrain one or take it with --encoder-from, and keep --freeze-encoder")
+        return _train_embedded(cfg, model, metrics, train_eps, val_eps, progress=progress, log=log)
     model.encoder.requires_grad_(not frozen)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     # cosine decay: high learning rate early shortens the plateau at chance, low late refines
@@ -274,4 +287,25 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
         bar.set_postfix(loss=f"{running:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             validate(step)
+    return metrics
+
+
+def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps: OmniglotEpisodes,
+                    val_eps: OmniglotEpisodes, *, progress: bool, log: Path | None) -> dict:
+    """--task relabel / mixed: embed every drawing once with the frozen encoder, then train the
+    controller, heads and output on episodes of embeddings (``tasks.train_controller``)."""
+    from .tasks import EmbeddedEpisodes, embed_characters, train_controller
+
+    model.encoder.requires_grad_(False)
+    # the samplers hold rotations as classes for train, the characters for val
+    train_emb = embed_characters(model.encoder, train_eps.images, views=cfg.views, seed=cfg.seed, progress=progress)
+    val_emb = embed_characters(model.encoder, val_eps.images, progress=progress)
+    got = train_controller(model, EmbeddedEpisodes(train_emb), EmbeddedEpisodes(val_emb), steps=cfg.steps,
+                           tasks=CONTROLLER_TASKS[cfg.task], ways=(cfg.classes,), presentations=cfg.presentations,
+                           batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr_min, clip=cfg.clip, seed=cfg.seed,
+                           eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log)
+    metrics.update(got)
+    kept = [r for r in got["history"] if r.get("kept")][-1]  # the weights the model holds
+    metrics["kept_step"], metrics["val"] = kept["step"], {k: v for k, v in kept.items() if k.endswith("way")}
+    save_checkpoint(cfg.out, cfg, model, metrics)
     return metrics
