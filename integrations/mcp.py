@@ -107,9 +107,15 @@ def create_server(store: MindStore, *, agent_id: str | None = None, name: str = 
     ))
 
     def owned(user_id: str, memory_id: int) -> Slot:
-        slot = store.get(memory_id)
+        """The user's memory, or the one answer for every id that is not theirs: missing, another
+        user's, out of range. Answering a missing id otherwise would tell which ids exist."""
+        unknown = NotFoundError(f"user {user_id!r} has no memory with id {memory_id}; find ids with search_memories or list_memories")
+        try:
+            slot = store.get(memory_id)
+        except (NotFoundError, InvalidInputError):
+            raise unknown from None
         if slot.user_id != user_id or slot.space != store.space or (agent_id is not None and slot.agent_id != agent_id):
-            raise NotFoundError(f"user {user_id!r} has no memory with id {memory_id}; find ids with search_memories or list_memories")
+            raise unknown
         return slot
 
     def tool(fn: Callable[..., T]) -> Callable[..., T]:

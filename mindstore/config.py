@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import platformdirs
@@ -91,6 +91,7 @@ class Config:
         from .errors import InvalidInputError
         from .retrieval import FUSIONS, MODES
 
+        self._check_types(InvalidInputError)
         for name in ("dedup_threshold", "version_threshold", "change_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
@@ -117,6 +118,23 @@ class Config:
             raise InvalidInputError("usage_flush_s must be a number of seconds, 0 or more")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
+        if self.save_index_every < 1:
+            raise InvalidInputError("save_index_every must be a positive integer (changes)")
+
+    def _check_types(self, error: type[Exception]) -> None:
+        """Every field has the type its annotation names, so a wrong one fails here, not at first use."""
+        kinds = {"float": (int, float), "int": (int,), "str": (str,), "bool": (bool,), "Path": (str, os.PathLike)}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            names = [n.strip() for n in str(f.type).split("|")]
+            if value is None and "None" in names:
+                continue
+            allowed = tuple(t for n in names if n != "None" for t in kinds[n])
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                what = " or ".join({"float": "a number", "int": "an integer", "str": "a string", "bool": "True or False", "Path": "a folder path", "None": "None"}[n] for n in names)
+                raise error(f"Config.{f.name} must be {what}, got {value!r:.40}")
+            if "Path" in names and "\x00" in str(value):
+                raise error(f"Config.{f.name} contains a NUL character; give a folder path without one")
 
 
 def default_url() -> str:

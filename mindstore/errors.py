@@ -13,6 +13,7 @@ __all__ = [
     "InvalidFilterError",
     "NotFoundError",
     "EmbedderMismatchError",
+    "MixedKeysError",
     "SpaceError",
     "StoreClosedError",
     "DatabaseError",
@@ -44,6 +45,11 @@ class NotFoundError(MindStoreError, KeyError):
 
 class EmbedderMismatchError(MindStoreError):
     """The store's space was built with another embedder (or key dimension) than the one given."""
+
+
+class MixedKeysError(EmbedderMismatchError):
+    """A space's slots hold keys of different sizes: a re-embedding by an older mindstore was cut
+    short. Reopening with ``reindex=True`` re-embeds every slot with one model."""
 
 
 class SpaceError(MindStoreError):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import InvalidFilterError
+from .validate import MAX_DEPTH
 
 __all__ = ["compile_filter", "Predicate"]
 
@@ -52,7 +53,7 @@ def _compile_op(key: str, op: str, arg: Any) -> Predicate:
         return lambda m: (v := _lookup(m, key)) is _MISSING or not _eq(v, arg)
     if op in ("$gt", "$gte", "$lt", "$lte"):
         if not (_is_number(arg) or isinstance(arg, str)):
-            raise InvalidFilterError(f"{key}: {op} takes a number or a string (e.g. an ISO date), not {arg!r}")
+            raise InvalidFilterError(f"{key}: {op} takes a number or a string (e.g. an ISO date), not {type(arg).__name__}")
         cmp = {
             "$gt": lambda a, b: a > b,
             "$gte": lambda a, b: a >= b,
@@ -75,9 +76,11 @@ def _compile_op(key: str, op: str, arg: Any) -> Predicate:
     )
 
 
-def _compile(spec: Any, where: str) -> Predicate:
+def _compile(spec: Any, where: str, depth: int = 1) -> Predicate:
     if not isinstance(spec, Mapping):
         raise InvalidFilterError(f"{where} must be a dict like {{'role': 'user'}}, not {type(spec).__name__}")
+    if depth > MAX_DEPTH:
+        raise InvalidFilterError(f"filters nest $and / $or more than {MAX_DEPTH} deep; flatten them")
     parts: list[Predicate] = []
     for key, cond in spec.items():
         if not isinstance(key, str) or not key:
@@ -85,7 +88,7 @@ def _compile(spec: Any, where: str) -> Predicate:
         if key in ("$and", "$or"):
             if not isinstance(cond, (list, tuple)) or not cond:
                 raise InvalidFilterError(f"{key} takes a non-empty list of filters")
-            subs = [_compile(c, f"{key}[{i}]") for i, c in enumerate(cond)]
+            subs = [_compile(c, f"{key}[{i}]", depth + 1) for i, c in enumerate(cond)]
             parts.append((lambda m, s=subs: all(p(m) for p in s)) if key == "$and" else (lambda m, s=subs: any(p(m) for p in s)))
         elif key.startswith("$"):
             raise InvalidFilterError(f"unknown top-level operator {key!r}; only $and and $or combine filters")

@@ -18,8 +18,10 @@ import json
 import logging
 import os
 import re
+import time
 import zlib
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ import Stemmer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow, event_slots, last_seq, slot_count
+from .db import SlotRow, cache_header, event_slots, foreign_cache, last_seq, read_changes, slot_count
+from .db.models import GAP_WAIT_S
 from .retrieval import indexed_text
 
 __all__ = ["Bm25", "LexicalIndex", "tokenize"]
@@ -167,6 +170,7 @@ class LexicalIndex:
         self._sessions = sessions
         self._save_every = save_every
         self.seq = 0
+        self.gaps: dict[int, float] = {}  # change sequence numbers not yet seen -> when first missed
         self.dirty = False
         self.changes_since_save = 0
         self.repaired: str | None = None
@@ -224,19 +228,24 @@ class LexicalIndex:
         self.save()
 
     def catch_up(self, db_seq: int | None = None) -> int:
-        """Apply every change logged since ``seq``; return how many slots were refreshed.
-        ``db_seq``: the space's last sequence when the caller has just read it (saves a query)."""
-        if db_seq is not None and db_seq == self.seq:
+        """Apply every change logged since ``seq``, and any earlier one that committed late (the
+        gaps, as the key index keeps them: ``db.read_changes``); return how many slots were
+        refreshed. ``db_seq``: the space's last sequence when the caller has just read it (saves a
+        query when nothing changed)."""
+        now = time.monotonic()
+        self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}
+        if db_seq is not None and db_seq == self.seq and not self.gaps:
             return 0
         with self._sessions() as s:
             db_seq = last_seq(s, self.space_id)
             if db_seq < self.seq:  # the log was emptied (reset) or replaced: start again
                 self.seq = 0
+                self.gaps.clear()
                 self.bm25.clear()
-            if db_seq == self.seq:
+            if db_seq == self.seq and not self.gaps:
                 return 0
-            logged = s.execute(select(EventRow.slot_id, EventRow.slot_last).where(EventRow.space_id == self.space_id, EventRow.id > self.seq, EventRow.id <= db_seq)).all()
-            touched = sorted({i for first, last in logged for i in event_slots(first, last)})
+            logged = read_changes(s, self.space_id, self.seq, db_seq, self.gaps, now)
+            touched = sorted({i for _, first, last in logged for i in event_slots(first, last)})
             for start in range(0, len(touched), 10_000):
                 chunk = touched[start : start + 10_000]
                 found = {r[0]: r for r in s.execute(select(SlotRow.id, SlotRow.text, SlotRow.metadata_).where(SlotRow.id.in_(chunk))).all()}
@@ -245,7 +254,7 @@ class LexicalIndex:
                         self.bm25.add(int(i), self._text(found[i][1], found[i][2]))
                     else:
                         self.bm25.remove(int(i))
-        self.seq = db_seq
+        self.seq = max(db_seq, self.seq)
         self.dirty = True
         self.changes_since_save += len(touched)
         if self.changes_since_save >= self._save_every:
@@ -261,23 +270,42 @@ class LexicalIndex:
     # -- persistence ---------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the documents and their metadata atomically (temp file, then rename)."""
+        """Write the documents and their metadata atomically (temp file, then rename). A save that
+        cannot write (the folder is a file, the file a folder, the disk full) logs a warning and
+        leaves the index dirty: the file is a cache, and the next open rebuilds it."""
         if self.path is not None:
-            data = zlib.compress(json.dumps(self.bm25.to_json(), separators=(",", ":")).encode(), 1)
-            meta = {"format": _FORMAT, "seq": int(self.seq), "count": len(self.bm25), "context": self.context, "bytes": len(data), "crc32": zlib.crc32(data)}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            meta_path = self.path.with_name(self.path.name + ".json")
-            tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, meta_path)
+            try:
+                self._write()
+            except OSError as exc:
+                log.warning("cannot save the lexical index to %s (%s); it is rebuilt on the next open", self.path, exc)
+                with suppress(OSError):
+                    self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+                self.dirty = True
+                self.changes_since_save = 0
+                return
         self.dirty = False
         self.changes_since_save = 0
+
+    def _write(self) -> None:
+        assert self.path is not None
+        data = zlib.compress(json.dumps(self.bm25.to_json(), separators=(",", ":")).encode(), 1)
+        # The sequence the file says it applied, and what its header's fingerprint is of: before the
+        # oldest open gap, so a reopen replays from there (re-applying a change is harmless).
+        seq = int(min(self.seq, min(self.gaps, default=self.seq + 1) - 1))
+        with self._sessions() as s:
+            header = cache_header(s, self.space_id, seq)
+        meta = {**header, "format": _FORMAT, "seq": seq, "count": len(self.bm25), "context": self.context, "bytes": len(data), "crc32": zlib.crc32(data)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        meta_path = self.path.with_name(self.path.name + ".json")
+        tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, meta_path)
 
     def save_if_dirty(self) -> None:
         if self.dirty:
@@ -287,6 +315,8 @@ class LexicalIndex:
         assert self.path is not None
         try:
             meta = json.loads(self.path.with_name(self.path.name + ".json").read_text())
+            if not isinstance(meta, dict) or any(not isinstance(meta.get(k), int) or isinstance(meta.get(k), bool) for k in ("seq", "count", "bytes", "crc32")):
+                raise ValueError(f"its metadata is not a lexical index's ({str(meta)[:80]})")
             data = self.path.read_bytes()
             if meta.get("format") != _FORMAT or meta.get("context") != self.context:
                 raise ValueError(f"format {meta.get('format')} / context {meta.get('context')}")
@@ -295,8 +325,14 @@ class LexicalIndex:
             bm25 = Bm25.from_json(json.loads(zlib.decompress(data)))
             if len(bm25) != meta.get("count"):
                 raise ValueError("document count differs from its metadata")
-        except (OSError, ValueError, KeyError, TypeError, zlib.error) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zlib.error) as exc:
             log.warning("lexical index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
             self.repaired = "rebuilt: damaged file"
             return None
-        return bm25, int(meta["seq"])
+        with self._sessions() as s:
+            foreign = foreign_cache(s, self.space_id, meta, meta["seq"])
+        if foreign is not None:
+            log.warning("lexical index file of space %r is not this database's (%s); rebuilding from SQL", self.name, foreign)
+            self.repaired = "rebuilt: index of another database"
+            return None
+        return bm25, meta["seq"]

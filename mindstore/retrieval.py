@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .errors import InvalidInputError
 
-__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "fuse", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
+__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "check_reranker", "fuse", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
 
 FUSIONS = ("weighted", "rrf")
 
@@ -31,6 +31,13 @@ RRF_K = 60  # the constant of Cormack et al.; large enough that no single rankin
 
 class Reranker(Protocol):
     def predict(self, sentences: list[tuple[str, str]], /, **kwargs: Any) -> Any: ...
+
+
+def check_reranker(reranker: Any) -> Reranker | None:
+    """None, or an object with a ``predict`` method (a sentence-transformers CrossEncoder)."""
+    if reranker is not None and not callable(getattr(reranker, "predict", None)):
+        raise InvalidInputError(f"reranker must be a CrossEncoder (an object with predict(pairs)) or None, not {type(reranker).__name__}")
+    return reranker
 
 
 def check_mode(mode: Any) -> str:

@@ -18,7 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import EventRow, SlotRow, SpaceRow, event_slots, last_seq, slot_count
+from .db import SlotRow, SpaceRow, cache_header, event_slots, foreign_cache, last_seq, read_changes, slot_count
+from .db.models import GAP_WAIT_S
+from .errors import MixedKeysError
 from .index import IndexFileError, KeyIndex
 
 __all__ = ["IndexInfo", "SpaceInfo", "SpaceIndex", "keys_from_bytes"]
@@ -27,10 +29,6 @@ log = logging.getLogger("mindstore")
 
 _REBUILD_CHUNK = 20_000
 _PROGRESS_FROM = 50_000  # slots; below this a rebuild is quick enough to need no bar
-# A change sequence number below the newest one seen but not yet visible belongs to a transaction
-# that has not committed (PostgreSQL hands out sequence numbers at insert, not at commit) or that
-# rolled back. Such gaps are re-read on every catch-up for this long, then taken as rolled back.
-GAP_WAIT_S = 120.0
 _COUNT_TRIES = 10  # catch-ups on open before a count that keeps differing means a rebuild
 
 
@@ -62,6 +60,15 @@ class IndexInfo:
 
 
 def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Stored float32 keys as an (n, dim) array. A key of another size means the space holds keys
+    of two models (a re-embedding by an older mindstore, cut short): a :class:`MixedKeysError`."""
+    sizes = set(map(len, blobs))
+    if sizes - {dim * 4}:
+        raise MixedKeysError(
+            f"this space's slots hold keys of {sorted(n // 4 for n in sizes)} dimensions where its embedder has {dim}: "
+            "a re-embedding to another model was cut short. Reopen the store with the embedder you want and "
+            "reindex=True (CLI: mindstore reindex --model ...) to re-embed every slot with it"
+        )
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
 
@@ -94,6 +101,13 @@ class SpaceIndex:
             except IndexFileError as exc:
                 log.warning("key index of space %r is unusable (%s); rebuilding from SQL", self.name, exc)
                 self.repaired = "rebuilt: damaged file"
+        if index is not None:
+            with self._sessions() as s:
+                foreign = foreign_cache(s, self.space_id, index.header, index.seq)
+            if foreign is not None:
+                log.warning("key index file of space %r is not this database's (%s); rebuilding from SQL", self.name, foreign)
+                self.repaired = "rebuilt: index of another database"
+                index = None
         if index is None:
             self.repaired = self.repaired or ("rebuilt: no file" if self.path is not None else None)
             return self._rebuild()
@@ -191,21 +205,7 @@ class SpaceIndex:
         """Read the change log since the index's sequence (and the open gaps), apply each slot it
         names that is not this process's own change, track new gaps; return the slots applied."""
         index = self.index
-        window = EventRow.id > index.seq
-        if self.gaps:
-            window = window | EventRow.id.in_(sorted(self.gaps))
-        rows = s.execute(
-            select(EventRow.id, EventRow.slot_id, EventRow.slot_last).where(EventRow.space_id == self.space_id, window, EventRow.id <= max(db_seq, index.seq))
-        ).all()
-        seen = {eid for eid, _, _ in rows}
-        for g in [g for g in self.gaps if g in seen]:
-            del self.gaps[g]
-        if db_seq > index.seq:
-            # Events of other spaces share the sequence: only numbers of no space count as gaps.
-            missing = set(range(index.seq + 1, db_seq + 1)) - seen
-            if missing:
-                other = s.scalars(select(EventRow.id).where(EventRow.id > index.seq, EventRow.id <= db_seq, EventRow.space_id != self.space_id)).all()
-                self.gaps.update((g, now) for g in missing - set(other) - self.local_events)
+        rows = read_changes(s, self.space_id, index.seq, db_seq, self.gaps, now, self.local_events)
         touched = sorted({i for eid, first, last in rows if eid not in self.local_events for i in event_slots(first, last)})
         for start in range(0, len(touched), 10_000):
             chunk = touched[start : start + 10_000]
@@ -247,7 +247,10 @@ class SpaceIndex:
             self.catch_up()
             # A reopened index re-reads from before its oldest open gap (re-applying a change is
             # harmless: catch-up reads the slot's current row).
-            self.index.save(self.path, seq=min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1), background=background)
+            seq = min(self.index.seq, min(self.gaps, default=self.index.seq + 1) - 1)
+            with self._sessions() as s:
+                header = cache_header(s, self.space_id, seq)
+            self.index.save(self.path, seq=seq, background=background, header=header)
         self.changes_since_save = 0
 
     def save_if_dirty(self) -> None:

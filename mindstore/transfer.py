@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import EventRow, SlotRow, SpaceRow
-from .errors import InvalidInputError
+from .errors import DatabaseError, InvalidInputError
+from .validate import MAX_TEXT_CHARS, check_chars, check_metadata, check_text
 
 __all__ = ["export_jsonl", "import_jsonl"]
 
@@ -35,10 +40,41 @@ def _b64(raw: bytes | None) -> str | None:
     return None if raw is None else base64.b64encode(raw).decode("ascii")
 
 
-def export_jsonl(sessions: sessionmaker[Session], path: Path) -> int:
-    written = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _file_path(path: Any, doing: str) -> Path:
+    """``path`` as a Path, or InvalidInputError for what cannot name a file."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"give a file path to {doing}, not {type(path).__name__}")
+    path = Path(path)
+    if not str(path).strip() or str(path) == ".":
+        raise InvalidInputError(f"give a file path to {doing}, not an empty one")
+    if "\x00" in str(path):
+        raise InvalidInputError(f"the path to {doing} contains a NUL character; remove it")
+    return path
+
+
+def export_jsonl(sessions: sessionmaker[Session], path: Any) -> int:
+    """Write the file through ``<path>.tmp`` and a rename: ``path`` holds a whole export or what it
+    held before, and a failed export leaves no temp file."""
+    path = _file_path(path, "export to")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give a file name, e.g. {path / 'memory.jsonl'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot make the folder {path.parent} ({exc.strerror}); choose another path") from None
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        written = _write_export(sessions, tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path} ({exc.strerror}); choose a path you can write to") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+def _write_export(sessions: sessionmaker[Session], tmp: Path) -> int:
+    written = 0
     with sessions() as s, open(tmp, "w", encoding="utf-8") as f:
         names = {}
         for sp in s.scalars(select(SpaceRow).order_by(SpaceRow.id)):
@@ -72,84 +108,196 @@ def export_jsonl(sessions: sessionmaker[Session], path: Path) -> int:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
             after = rows[-1].id
             s.expunge_all()
-    tmp.replace(path)
     return written
 
 
-def _parse_dt(value: Any, where: str) -> datetime | None:
-    if value is None:
+class _Bad(Exception):
+    """A field of one line is not usable (turned into InvalidInputError with the line's place)."""
+
+
+def _parse_dt(value: Any, field: str, *, required: bool = True) -> datetime | None:
+    if value is None and not required:
         return None
+    if not isinstance(value, str):
+        raise _Bad(f"{field} must be an ISO date-time string, got {value!r:.40}")
     try:
         return datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{where}: {value!r} is not an ISO date-time") from exc
+    except ValueError:
+        raise _Bad(f"{field}: {value!r:.40} is not an ISO date-time") from None
 
 
-def _parse_vec(value: Any, where: str) -> bytes | None:
-    if value is None:
+def _parse_vec(value: Any, field: str, dim: int | None, *, required: bool) -> bytes | None:
+    """A base64 float32 vector: finite, and for a key of ``dim`` numbers, not all zero."""
+    if value is None and not required:
         return None
+    if not isinstance(value, str):
+        raise _Bad(f"{field} must be a base64 string of float32 numbers")
     try:
         raw = base64.b64decode(value, validate=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{where}: vector is not base64") from exc
-    if len(raw) % 4:
-        raise InvalidInputError(f"{where}: vector length is not a whole number of float32s")
+    except ValueError:
+        raise _Bad(f"{field} is not base64") from None
+    if len(raw) % 4 or (dim is not None and len(raw) != 4 * dim):
+        raise _Bad(f"{field} does not hold {dim if dim is not None else 'whole'} float32 numbers")
+    v = np.frombuffer(raw, dtype=np.float32)
+    if not np.isfinite(v).all():
+        raise _Bad(f"{field} holds NaN or infinite values")
+    if dim is not None and not (v != 0).any():
+        raise _Bad(f"{field} is all zeros; a key needs a direction")
     return raw
 
 
-def _superseded_by(value: Any, where: str) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InvalidInputError(f"{where}: superseded_by must be a slot id (a positive integer) or absent")
+def _string(value: Any, field: str, max_len: int, *, required: bool = False) -> str | None:
+    """None (unless ``required``) or a non-empty string of at most ``max_len`` characters without
+    NUL or lone surrogates: what SQLite and PostgreSQL both store."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
+        raise _Bad(f"{field} must be a non-empty string of at most {max_len:,} characters{'' if required else ' or null'}, got {value!r:.40}")
+    try:
+        return check_chars(value, field)
+    except InvalidInputError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _count(value: Any, field: str, *, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**63:
+        raise _Bad(f"{field} must be an integer of at least {least}, got {value!r:.40}")
     return value
 
 
-def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) -> int:
-    if not path.exists():
-        raise InvalidInputError(f"{path} does not exist; give the file written by export")
+def _metadata(value: Any, field: str, *, required: bool) -> dict[str, Any] | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict):
+        raise _Bad(f"{field} must be a JSON object")
+    try:
+        return check_metadata(value)
+    except InvalidInputError as exc:
+        raise _Bad(f"{field}: {exc}") from None
+
+
+def _space_line(obj: dict[str, Any], spaces: dict[str, dict]) -> None:
+    name = _string(obj["name"], "space name", 200, required=True)
+    sp = {"name": name, "dim": _count(obj["dim"], "dim", least=1), "key_source": _string(obj["key_source"], "key_source", 500, required=True),
+          "created_at": _parse_dt(obj["created_at"], "created_at")}
+    if name in spaces and (spaces[name]["dim"], spaces[name]["key_source"]) != (sp["dim"], sp["key_source"]):
+        raise _Bad(f"space {name!r} is declared twice, with different dimensions or key sources")
+    spaces[name] = sp
+
+
+def _space_of(obj: dict[str, Any], spaces: dict[str, dict]) -> dict:
+    name = obj["space"]
+    if not isinstance(name, str) or name not in spaces:
+        raise _Bad(f"space {name!r:.40} is not declared by a space line above it")
+    return spaces[name]
+
+
+def _slot_line(obj: dict[str, Any], spaces: dict[str, dict], seen: dict[int, int], n: int) -> dict[str, Any]:
+    sp = _space_of(obj, spaces)
+    slot_id = _count(obj["id"], "id", least=1)
+    if slot_id in seen:
+        raise _Bad(f"slot id {slot_id} is already used on line {seen[slot_id]}")
+    seen[slot_id] = n
+    text = obj["text"]
+    if text is not None:
+        if not isinstance(text, str):
+            raise _Bad(f"text must be a string or null, got {type(text).__name__}")
+        try:
+            check_text(text)
+        except InvalidInputError as exc:
+            raise _Bad(str(exc)) from None
+    return {
+        "id": slot_id, "space": sp["name"],
+        "user_id": _string(obj["user_id"], "user_id", 255), "agent_id": _string(obj["agent_id"], "agent_id", 255),
+        "session_id": _string(obj["session_id"], "session_id", 255), "text": text, "label": _string(obj["label"], "label", 500),
+        "metadata_": _metadata(obj["metadata"], "metadata", required=True),
+        "reads": _count(obj["reads"], "reads", least=0), "writes": _count(obj["writes"], "writes", least=0),
+        "last_access": _parse_dt(obj["last_access"], "last_access", required=False), "created_at": _parse_dt(obj["created_at"], "created_at"),
+        "updated_at": _parse_dt(obj["updated_at"], "updated_at"),
+        "key": _parse_vec(obj["key"], "key", sp["dim"], required=True), "value": _parse_vec(obj["value"], "value", None, required=False),
+        "superseded_by": None if obj.get("superseded_by") is None else _count(obj["superseded_by"], "superseded_by", least=1),
+    }
+
+
+def _event_line(obj: dict[str, Any], spaces: dict[str, dict]) -> dict[str, Any]:
+    sp = _space_of(obj, spaces)
+    first = _count(obj["slot_id"], "slot_id", least=1)
+    last = obj.get("slot_last")
+    if last is not None:
+        _count(last, "slot_last (the last slot of a bulk add, at or after slot_id)", least=first)
+    texts = {}
+    for field in ("old_text", "new_text"):
+        value = obj[field]
+        if value is not None:
+            if not isinstance(value, str) or len(value) > MAX_TEXT_CHARS:
+                raise _Bad(f"{field} must be a string of at most {MAX_TEXT_CHARS:,} characters or null")
+            try:
+                check_chars(value, field)
+            except InvalidInputError as exc:
+                raise _Bad(str(exc)) from None
+        texts[field] = value
+    return {
+        "slot_id": first, "slot_last": last, "space": sp["name"], "kind": _string(obj["kind"], "kind", 16, required=True), **texts,
+        "old_metadata": _metadata(obj["old_metadata"], "old_metadata", required=False),
+        "new_metadata": _metadata(obj["new_metadata"], "new_metadata", required=False), "at": _parse_dt(obj["at"], "at"),
+    }
+
+
+def _read(path: Path) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """Every line of the file, checked: the spaces, slots and events to insert. Raises on the
+    first line that is not usable, naming it; nothing has been written then."""
     spaces: dict[str, dict] = {}
     slots: list[dict] = []
     events: list[dict] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            where = f"{path.name}:{n}"
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                kind = obj["type"]
-                if kind == "space":
-                    spaces[obj["name"]] = {"name": str(obj["name"]), "dim": int(obj["dim"]), "key_source": str(obj["key_source"]), "created_at": _parse_dt(obj["created_at"], where)}
-                elif kind == "slot":
-                    sp = spaces[obj["space"]]
-                    key = _parse_vec(obj["key"], where)
-                    if key is None or len(key) != 4 * sp["dim"]:
-                        raise InvalidInputError(f"{where}: key does not have the space's {sp['dim']} dimensions")
-                    if not isinstance(obj["metadata"], dict) or not isinstance(obj["id"], int):
-                        raise InvalidInputError(f"{where}: bad id or metadata")
-                    slots.append({
-                        "id": obj["id"], "space": obj["space"], "user_id": obj["user_id"], "agent_id": obj["agent_id"],
-                        "session_id": obj["session_id"], "text": obj["text"], "label": obj["label"],
-                        "metadata_": obj["metadata"], "reads": int(obj["reads"]), "writes": int(obj["writes"]),
-                        "last_access": _parse_dt(obj["last_access"], where), "created_at": _parse_dt(obj["created_at"], where),
-                        "updated_at": _parse_dt(obj["updated_at"], where), "key": key, "value": _parse_vec(obj["value"], where),
-                        "superseded_by": _superseded_by(obj.get("superseded_by"), where),
-                    })
-                elif kind == "event":
-                    spaces[obj["space"]]  # noqa: B018 - must name a known space
-                    last = obj.get("slot_last")
-                    if last is not None and (not isinstance(last, int) or last < int(obj["slot_id"])):
-                        raise InvalidInputError(f"{where}: slot_last must be a slot id at or after slot_id")
-                    events.append({
-                        "slot_id": int(obj["slot_id"]), "slot_last": last, "space": obj["space"], "kind": str(obj["kind"]),
-                        "old_text": obj["old_text"], "new_text": obj["new_text"], "old_metadata": obj["old_metadata"],
-                        "new_metadata": obj["new_metadata"], "at": _parse_dt(obj["at"], where),
-                    })
-                else:
-                    raise InvalidInputError(f"{where}: unknown line type {kind!r}")
-            except InvalidInputError:
-                raise
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidInputError(f"{where}: not a mindstore export line ({exc.__class__.__name__}: {exc})") from exc
+    seen: dict[int, int] = {}  # slot id -> the line that gave it
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path} ({exc.strerror}); give the file written by export") from None
+    with f:
+        n = 0
+        try:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict):
+                        raise _Bad("a line must be a JSON object")
+                    kind = obj["type"]
+                    if kind == "space":
+                        _space_line(obj, spaces)
+                    elif kind == "slot":
+                        slots.append(_slot_line(obj, spaces, seen, n))
+                    elif kind == "event":
+                        events.append(_event_line(obj, spaces))
+                    else:
+                        raise _Bad(f"unknown line type {kind!r:.40}")
+                except _Bad as exc:
+                    raise InvalidInputError(f"{path.name}:{n}: {exc}; nothing was imported") from None
+                except KeyError as exc:
+                    raise InvalidInputError(f"{path.name}:{n}: field {exc} is missing; nothing was imported") from None
+                except (ValueError, TypeError, RecursionError) as exc:
+                    raise InvalidInputError(f"{path.name}:{n}: not a mindstore export line ({exc.__class__.__name__}); nothing was imported") from None
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"{path.name}:{n + 1}: not UTF-8 text; give the file written by export") from None
+    return spaces, slots, events
+
+
+def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Any) -> int:
+    path = _file_path(path, "import from")
+    if not path.exists():
+        raise InvalidInputError(f"{path} does not exist; give the file written by export")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give the file written by export")
+    spaces, slots, events = _read(path)
+    try:
+        return _insert(sessions, engine, spaces, slots, events)
+    except SQLAlchemyError as exc:  # the checks above are meant to leave nothing for the database to refuse
+        raise DatabaseError(f"the database refused the import of {path.name}, and nothing was imported: {str(exc).splitlines()[0]}") from exc
+
+
+def _insert(sessions: sessionmaker[Session], engine: Engine, spaces: dict[str, dict], slots: list[dict], events: list[dict]) -> int:
     with sessions() as s, s.begin():
         existing = {r.name: r for r in s.scalars(select(SpaceRow))}
         for name, sp in spaces.items():
@@ -157,8 +305,6 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Path) ->
             if have is not None and (have.dim != sp["dim"] or have.key_source != sp["key_source"]):
                 raise InvalidInputError(f"space {name!r} exists here with dim {have.dim} / {have.key_source}, the file has {sp['dim']} / {sp['key_source']}")
         ids = [sl["id"] for sl in slots]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError(f"{path.name} repeats slot ids")
         for start in range(0, len(ids), _CHUNK):
             clash = s.scalars(select(SlotRow.id).where(SlotRow.id.in_(ids[start : start + _CHUNK])).limit(5)).all()
             if clash:

@@ -15,9 +15,25 @@ import numpy as np
 from .errors import InvalidInputError, InvalidVectorError
 from .slots import Scope
 
-__all__ = ["MAX_K", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
+__all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_DEPTH", "check_chars", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
 
 MAX_K = 10_000
+# A memory is a statement, not a document: the embedder reads only its first few hundred words,
+# and embedding a 10 MB text took 70 s. Longer texts are refused; split them (add_many) first.
+MAX_TEXT_CHARS = 100_000
+MAX_DEPTH = 32  # nesting of metadata and filters (dicts and lists inside each other)
+
+
+def check_chars(value: str, what: str) -> str:
+    """Refuse what no database stores alike: NUL characters (PostgreSQL refuses them, SQLite kept
+    them) and lone surrogates (not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise InvalidInputError(f"{what} contains a NUL character (\\x00); remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} contains a lone surrogate ({value[exc.start]!r} at {exc.start}), which is not text; fix its decoding") from None
+    return value
 
 
 def check_text(text: Any, what: str = "text") -> str:
@@ -25,15 +41,17 @@ def check_text(text: Any, what: str = "text") -> str:
         raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(f"{what} is empty; pass the words to remember")
-    return text
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"{what} has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it into shorter memories")
+    return check_chars(text, what)
 
 
 def _check_id(value: Any, what: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise InvalidInputError(f"{what} must be a non-empty string of at most 255 characters, or None; got {value!r}")
-    return value
+        raise InvalidInputError(f"{what} must be a non-empty string of at most 255 characters, or None; got {value!r:.80}")
+    return check_chars(value, what)
 
 
 def check_scope(user_id: Any, agent_id: Any, session_id: Any) -> Scope:
@@ -47,11 +65,30 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         raise InvalidInputError(f"metadata must be a dict, not {type(metadata).__name__}")
     if not all(isinstance(k, str) for k in metadata):
         raise InvalidInputError("metadata keys must be strings")
+    _check_nested(metadata, "metadata")
     try:
         # Normalise through JSON so what we hand back is exactly what the database holds.
         return json.loads(json.dumps(dict(metadata), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+
+
+def _check_nested(value: Any, what: str) -> None:
+    """Every string inside ``value`` (keys too) passes :func:`check_chars`, and dicts and lists
+    nest at most ``MAX_DEPTH`` deep. Iterative: deep nesting must not exhaust the call stack."""
+    todo = [(value, 1)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, str):
+            check_chars(v, what)
+        elif isinstance(v, (Mapping, list, tuple)):
+            if depth > MAX_DEPTH:
+                raise InvalidInputError(f"{what} nests dicts or lists more than {MAX_DEPTH} deep; flatten it")
+            items = list(v.items()) if isinstance(v, Mapping) else [(None, x) for x in v]
+            for k, x in items:
+                if isinstance(k, str):
+                    check_chars(k, what)
+                todo.append((x, depth + 1))
 
 
 def check_k(k: Any) -> int:

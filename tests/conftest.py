@@ -137,3 +137,25 @@ def random_keys(n: int, seed: int = 0, dim: int = 8):  # noqa: ANN201 - a float3
     import numpy as np
 
     return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+class HashEmbedder:
+    """A deterministic stand-in for the text embedder, for tests about storage rather than meaning:
+    each text's key is a unit vector seeded by its CRC32, the same in every process. ``fail_at``:
+    the call (1-based) that raises instead; ``calls`` and ``texts`` count what it embedded."""
+
+    def __init__(self, name: str = "test/hash", dim: int = 32, *, fail_at: int | None = None) -> None:
+        self.name, self.dim, self.fail_at = name, dim, fail_at
+        self.calls = self.texts = 0
+
+    def embed(self, texts, *, batch_size: int = 64):  # noqa: ANN001, ANN201 - the Embedder protocol
+        import zlib
+
+        import numpy as np
+
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError(f"embedder failed at call {self.calls}")
+        self.texts += len(texts)
+        v = np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim) for t in texts]).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)

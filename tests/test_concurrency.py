@@ -184,3 +184,116 @@ def test_a_child_forked_after_faiss_ran_in_the_parent_can_use_the_store(sqlite_u
     env.pop("OMP_NUM_THREADS", None)  # the hang needs FAISS's own thread pool
     done = subprocess.run([sys.executable, str(script), sqlite_url, str(tmp_path / "idx")], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# Started with the others, it imports mindstore, says "ready", then for each line (a database
+# URL and an index folder, in JSON) opens the store at once with them, says "open", and on the
+# next line ("go") makes its first adds, again at once with them.
+FIRST_WRITER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    from conftest import HashEmbedder
+    from mindstore import Config, MindStore
+    me = sys.argv[1]
+    print("ready", flush=True)
+    for line in sys.stdin:
+        url, index_dir = json.loads(line)
+        acked = []
+        try:
+            with MindStore(url, embedder=HashEmbedder(), config=Config(index_dir=index_dir)) as store:
+                print(json.dumps({"open": True}), flush=True)
+                sys.stdin.readline()
+                for i in range(8):
+                    acked.append(store.add(f"{me} remembers fact {i}", user_id=me, dedup=False).id)
+            print(json.dumps({"acked": acked}), flush=True)
+        except Exception as exc:
+            print(json.dumps({"acked": acked, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("n", [2, 4])
+def test_processes_starting_at_once_on_a_new_store_all_open_and_write(backend: str, n: int, tmp_path: Path) -> None:
+    # Each round is a store nobody has opened: every process creates the schema, then the text
+    # space, at the same moment as the others. Every one must open, and every add it acknowledged
+    # must be in the store.
+    import json
+
+    from conftest import HashEmbedder, _pg_database
+
+    script = tmp_path / "first.py"
+    script.write_text(FIRST_WRITER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    tests_dir = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, str(script), f"p{i}", tests_dir], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(n)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        for round_ in range(3):
+            databases = None if backend == "sqlite" else _pg_database()
+            url = f"sqlite:///{tmp_path / f'round{round_}.db'}" if databases is None else next(databases)
+            index_dir = tmp_path / f"index{round_}"
+            try:
+                for line in (json.dumps([url, str(index_dir)]), "go"):  # open at once, then add at once
+                    for p in procs:  # the lines go out before any process has read its own
+                        p.stdin.write(line + "\n")
+                        p.stdin.flush()
+                    results = {f"p{i}": json.loads(p.stdout.readline()) for i, p in enumerate(procs)}
+                    if line != "go":
+                        assert [r.get("error") for r in results.values()] == [None] * n, results
+                assert [r.get("error") for r in results.values()] == [None] * n, results
+                with MindStore(url, embedder=HashEmbedder(), config=Config(index_dir=index_dir)) as s:
+                    assert s.count() == 8 * n
+                    assert [sp.name for sp in s.spaces()] == ["chat"]
+                    for me, r in results.items():
+                        assert [s.get(i).text for i in r["acked"]] == [f"{me} remembers fact {i}" for i in range(8)]
+                        assert s.search(f"{me} remembers fact 3", user_id=me, k=1)[0].slot.id == r["acked"][3]
+            finally:
+                if databases is not None:
+                    databases.close()  # drops the round's database
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=60)
+
+
+# The late writer's slot for the lexical test: a text slot whose words no other slot has.
+LATE_TEXT_WRITER = LATE_WRITER.replace('SpaceRow.name == "v"', 'SpaceRow.name == "chat"').replace(
+    "key = np.full(16, -1.0, np.float32).tobytes()", "key = np.full(32, -1.0, np.float32).tobytes()"
+).replace("user_id=\"u\", key=key,", "user_id=\"u\", text=\"the zebra Quentin paints murals\", key=key,")
+
+
+@pytest.mark.postgres
+def test_lexical_search_finds_a_change_committed_out_of_sequence_order(pg_url: str, tmp_path: Path) -> None:
+    from conftest import HashEmbedder
+
+    assert "zebra Quentin" in LATE_TEXT_WRITER  # the replacements above took
+    reader = MindStore(pg_url, embedder=HashEmbedder(), config=Config(index_dir=tmp_path / "reader"))
+    writer = MindStore(pg_url, embedder=HashEmbedder(), config=Config(index_dir=tmp_path / "writer"))
+    try:
+        reader.add("the first memory of all", user_id="u")
+        assert reader.search("first memory", user_id="u", mode="lexical")  # the lexical index is open
+        script = tmp_path / "late.py"
+        script.write_text(LATE_TEXT_WRITER)
+        late = subprocess.Popen([sys.executable, str(script), pg_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        late_slot, _ = map(int, late.stdout.readline().split())
+        # a second writer commits a larger sequence number first; the reader's lexical index passes it
+        early = writer.add("the giraffe Quentin sings opera", user_id="u", dedup=False)
+        assert [h.slot.id for h in reader.search("Quentin", user_id="u", mode="lexical")] == [early.id]
+        late.stdin.write("\n")
+        late.stdin.flush()
+        assert late.stdout.readline().strip() == "committed"
+        late.wait(timeout=30)
+        assert [h.slot.id for h in reader.search("zebra murals", user_id="u", mode="lexical")] == [late_slot]
+        assert {h.slot.id for h in reader.search("Quentin", user_id="u", mode="lexical")} == {early.id, late_slot}
+        # and so does the reader reopened from its saved lexical index
+        reader.close()
+        with MindStore(pg_url, embedder=HashEmbedder(), config=Config(index_dir=tmp_path / "reader")) as again:
+            assert [h.slot.id for h in again.search("zebra murals", user_id="u", mode="lexical")] == [late_slot]
+    finally:
+        reader.close()
+        writer.close()

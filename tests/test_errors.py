@@ -79,6 +79,50 @@ BAD_CALLS = {
 }
 
 
+def _nested_filter(depth: int) -> dict:
+    spec: dict = {"year": 2024}
+    for _ in range(depth):
+        spec = {"$and": [spec]}
+    return spec
+
+
+def _nested_list(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+BAD_CALLS.update({
+    "lone surrogate in text": (InvalidInputError, lambda s: s.add("bad \ud800 text", user_id="alice")),
+    "lone surrogate in a batch": (InvalidInputError, lambda s: s.add_many(["fine words", "bad \udc00"], user_id="alice")),
+    "lone surrogate in query": (InvalidInputError, lambda s: s.search("peanuts \ud800")),
+    "lone surrogate in user id": (InvalidInputError, lambda s: s.add("fine words", user_id="al\ud800ice")),
+    "lone surrogate in a search scope": (InvalidInputError, lambda s: s.search("peanuts", user_id="al\ud800ice")),
+    "lone surrogate in metadata": (InvalidInputError, lambda s: s.add("fine words", metadata={"k": ["\ud800"]})),
+    "lone surrogate in a metadata key": (InvalidInputError, lambda s: s.update(1, metadata={"\ud800": 1})),
+    "NUL in text": (InvalidInputError, lambda s: s.add("nuts\x00bolts", user_id="alice")),
+    "NUL in update text": (InvalidInputError, lambda s: s.update(1, text="nuts\x00bolts")),
+    "NUL in user id": (InvalidInputError, lambda s: s.add("fine words", user_id="al\x00ice")),
+    "NUL in metadata": (InvalidInputError, lambda s: s.add("fine words", metadata={"k": "a\x00"})),
+    "text over the size limit": (InvalidInputError, lambda s: s.add("words " * 20_000, user_id="alice")),
+    "id past 64 bits get": (NotFoundError, lambda s: s.get(2**63)),
+    "id past 64 bits update": (NotFoundError, lambda s: s.update(2**70, text="new words")),
+    "id past 64 bits delete": (NotFoundError, lambda s: s.delete(2**63)),
+    "id below 64 bits delete_many": (NotFoundError, lambda s: s.delete_many([1, -(2**64)])),
+    "id past 64 bits history": (NotFoundError, lambda s: s.history(2**63)),
+    "id past 64 bits keys": (NotFoundError, lambda s: s.keys([2**63])),
+    "keys of strings": (InvalidInputError, lambda s: s.keys(["a"])),
+    "keys not a list": (InvalidInputError, lambda s: s.keys(5)),
+    "update_vectors with a None id": (InvalidInputError, lambda s: s.update_vectors([None], np.eye(4)[:1])),
+    "deeply nested filter": (InvalidFilterError, lambda s: s.search("peanuts", filters=_nested_filter(5000))),
+    "deeply nested filter in list": (InvalidFilterError, lambda s: s.list(filters=_nested_filter(5000))),
+    "deeply nested metadata": (InvalidInputError, lambda s: s.add("fine words", metadata={"x": _nested_list(100_000)})),
+    "deeply nested update metadata": (InvalidInputError, lambda s: s.update(1, metadata={"x": _nested_list(100_000)})),
+    "reranker not a cross-encoder": (InvalidInputError, lambda s: s.search("peanuts", reranker=object())),
+})
+
+
 @pytest.mark.parametrize("case", list(BAD_CALLS), ids=list(BAD_CALLS))
 def test_bad_input_raises_typed_error_and_changes_nothing(filled: MindStore, case: str) -> None:
     error, call = BAD_CALLS[case]
@@ -149,3 +193,160 @@ def test_bad_url_and_config_are_typed_errors(tmp_path) -> None:
         MindStore("postgresql+psycopg://nobody@127.0.0.1:1/none", config=Config(index_dir=tmp_path))
     with pytest.raises(InvalidInputError):
         Config(dedup_threshold=1.5)
+
+
+def _b64(values: list[float]) -> str:
+    import base64
+
+    return base64.b64encode(np.array(values, dtype=np.float32).tobytes()).decode()
+
+
+def _first(kind: str):  # noqa: ANN202 - picks the first line of one type
+    return lambda lines: next(i for i, obj in enumerate(lines) if obj["type"] == kind)
+
+
+def _set(line_type: str, **fields):  # noqa: ANN202 - a mutation of the first line of that type
+    def mutate(lines: list[dict]) -> int:
+        i = _first(line_type)(lines)
+        lines[i].update(fields)
+        return i
+
+    return mutate
+
+
+def _duplicate_id(lines: list[dict]) -> int:
+    slots = [i for i, obj in enumerate(lines) if obj["type"] == "slot"]
+    lines[slots[2]]["id"] = lines[slots[0]]["id"]
+    return slots[2]
+
+
+def _vec_key(values: list[float]):  # noqa: ANN202 - a key for the 4-dim "vec" space
+    def mutate(lines: list[dict]) -> int:
+        i = next(i for i, obj in enumerate(lines) if obj["type"] == "slot" and obj["space"] == "vec")
+        lines[i]["key"] = _b64(values)
+        return i
+
+    return mutate
+
+
+BAD_IMPORT_LINES = {
+    "NaN key": _vec_key([1, math.nan, 0, 0]),
+    "all-zero key": _vec_key([0, 0, 0, 0]),
+    "infinite value vector": _set("slot", value=_b64([math.inf])),
+    "text a number": _set("slot", text=42),
+    "empty text": _set("slot", text="   "),
+    "text with NUL": _set("slot", text="nuts\x00bolts"),
+    "text with a lone surrogate": _set("slot", text="bad \ud800 text"),
+    "int user_id": _set("slot", user_id=7),
+    "over-long user_id": _set("slot", user_id="u" * 300),
+    "user_id with NUL": _set("slot", user_id="al\x00ice"),
+    "list label": _set("slot", label=["a"]),
+    "negative id": _set("slot", id=-3),
+    "float id": _set("slot", id=1.5),
+    "huge id": _set("slot", id=2**70),
+    "duplicate id": _duplicate_id,
+    "metadata a string": _set("slot", metadata="x"),
+    "metadata with NUL": _set("slot", metadata={"a\x00": 1}),
+    "negative reads": _set("slot", reads=-1),
+    "no created_at": _set("slot", created_at=None),
+    "unknown space": _set("slot", space="nope"),
+    "over-long event kind": _set("event", kind="k" * 40),
+    "negative event slot": _set("event", slot_id=-1),
+    "event text with NUL": _set("event", new_text="a\x00b"),
+    "space dim a string": _set("space", dim="4"),
+    "line not an object": lambda lines: (lines.__setitem__(1, [1, 2]), 1)[1],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMPORT_LINES))
+def test_import_refuses_a_bad_line_by_number_and_writes_nothing(filled: MindStore, tmp_path, case: str) -> None:
+    import json
+
+    path = tmp_path / "dump.jsonl"
+    filled.export(path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    at = BAD_IMPORT_LINES[case](lines)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(obj) + "\n" for obj in lines))  # ASCII escapes keep lone surrogates
+    # Into the filled store (every id clashes, which is checked after the lines) and a fresh one.
+    for store in (filled, None):
+        target = store or MindStore(f"sqlite:///{tmp_path / 'fresh.db'}", config=Config(index_dir=tmp_path / "i2"))
+        before = snapshot(target.url)
+        with pytest.raises(InvalidInputError, match=f"broken.jsonl:{at + 1}: ") as info:
+            target.import_(broken)
+        assert "nothing was imported" in str(info.value)
+        assert snapshot(target.url) == before
+        if store is None:
+            target.close()
+
+
+def test_a_clean_export_still_imports_into_a_fresh_store(filled: MindStore, tmp_path) -> None:
+    path = tmp_path / "dump.jsonl"
+    filled.export(path)
+    with MindStore(f"sqlite:///{tmp_path / 'fresh.db'}", config=Config(index_dir=tmp_path / "i2")) as fresh:
+        assert fresh.import_(path) == filled.count() + filled.count(space="vec")
+
+
+@pytest.mark.parametrize("where", ["a folder", "None", "a number", "a missing folder", "an empty path", "a NUL byte"])
+def test_export_and_import_paths_that_name_no_file_are_typed_errors(filled: MindStore, tmp_path, where: str) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path = {"a folder": folder, "None": None, "a number": 3, "a missing folder": tmp_path / "nope" / "deeper",
+            "an empty path": "", "a NUL byte": str(tmp_path / "a\x00b.jsonl")}[where]
+    before = snapshot(filled.url)
+    listing = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(InvalidInputError, match="folder|file|path|exist"):
+        filled.import_(path)
+    if where != "a missing folder":  # export makes the folders a file path names
+        with pytest.raises(InvalidInputError, match="folder|file|path"):
+            filled.export(path)
+    assert snapshot(filled.url) == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == listing  # no <dir>.tmp, nothing else left
+
+
+class _Impostor:
+    """Claims the store's model name but makes keys of another dimension."""
+
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    dim = 64
+
+    def embed(self, texts, *, batch_size=64):
+        v = np.ones((len(texts), 64), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+BAD_OPENS = {
+    "embedder a number": (InvalidInputError, dict(embedder=123)),
+    "space a number": (InvalidInputError, dict(space=5)),
+    "space empty": (InvalidInputError, dict(space="")),
+    "config not a Config": (InvalidInputError, dict(config={"dedup_threshold": 0.9})),
+    "reranker not a cross-encoder": (InvalidInputError, dict(reranker=object())),
+    "reindex not a bool": (InvalidInputError, dict(reindex="yes")),
+    "embedder with the stored name and another dimension": (EmbedderMismatchError, dict(embedder=_Impostor())),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPENS))
+def test_bad_store_arguments_are_typed_errors_and_change_nothing(filled: MindStore, config: Config, case: str) -> None:
+    error, kwargs = BAD_OPENS[case]
+    before = snapshot(filled.url)
+    with pytest.raises(error) as info:
+        MindStore(filled.url, **{"config": config, **kwargs})
+    assert isinstance(info.value, MindStoreError) and len(str(info.value)) > 10
+    assert snapshot(filled.url) == before
+
+
+def test_a_nul_byte_in_a_database_path_is_a_typed_error(tmp_path) -> None:
+    from mindstore import DatabaseError
+
+    with pytest.raises(DatabaseError, match="NUL"):
+        MindStore(f"sqlite:///{tmp_path}/me\x00mory.db", config=Config(index_dir=tmp_path / "index"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field, value", [("dedup_threshold", "x"), ("save_index_every", "x"), ("embed_batch_size", 2.5),
+                                          ("index_context", "yes"), ("index_dir", 5), ("index_dir", "a\x00b"), ("ttl", "60"),
+                                          ("fusion_depth", None), ("approximate_from", 5000.0), ("device", 0)])
+def test_wrongly_typed_config_fails_at_construction(field: str, value: object) -> None:
+    with pytest.raises(InvalidInputError, match=f"Config.{field}"):
+        Config(**{field: value})

@@ -1,4 +1,5 @@
 from .engine import open_database, sqlite_path
-from .models import Base, EventRow, MetaRow, SlotRow, SpaceRow, event_slots, last_seq, slot_count
+from .identity import cache_header, foreign_cache, seq_tip, store_id
+from .models import Base, EventRow, MetaRow, SlotRow, SpaceRow, StagedKeyRow, event_slots, insert_or_get, last_seq, read_changes, slot_count
 
-__all__ = ["open_database", "sqlite_path", "Base", "EventRow", "MetaRow", "SlotRow", "SpaceRow", "event_slots", "last_seq", "slot_count"]
+__all__ = ["open_database", "sqlite_path", "Base", "EventRow", "MetaRow", "SlotRow", "SpaceRow", "StagedKeyRow", "event_slots", "insert_or_get", "last_seq", "read_changes", "slot_count", "cache_header", "foreign_cache", "seq_tip", "store_id"]

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select, text, update
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from ..errors import DatabaseError
 from .models import SCHEMA_VERSION, Base, MetaRow
+from .identity import ensure_store_id
 
 __all__ = ["open_database", "sqlite_path"]
+
+_BUSY_S = 30  # seconds an SQLite connection waits for another process's lock
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -32,9 +37,19 @@ def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connectio
     cur.execute("PRAGMA page_size=16384")
     # WAL: readers never block the writer; synchronous=NORMAL in WAL loses nothing on a process
     # crash (only the last commits on power loss). busy_timeout lets two processes share a file.
-    cur.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL answers "database is locked" at once, without waiting, while
+    # another process holds a lock on it (processes opening a new store together): wait here.
+    deadline = time.monotonic() + _BUSY_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_S * 1000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA cache_size=-16384")  # KiB: the B-tree pages a batch touches stay cached
     cur.close()
@@ -48,20 +63,76 @@ def _restore_autocheckpoint(dbapi_conn, record) -> None:  # noqa: ANN001 - DBAPI
         dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
 
 
-def _add_missing_columns(engine: Engine) -> None:
+# The PostgreSQL advisory lock that serialises schema creation and upgrades (any fixed number;
+# advisory locks are per database).
+_SCHEMA_LOCK = 0x6D696E64
+
+
+def _add_missing_columns(conn: Connection) -> None:
     """Bring a database made by an earlier mindstore up to this schema: columns added since
     (``create_all`` makes missing tables, not missing columns). Each is nullable, so the rows
-    there already stay valid. Two processes may open an old database at once: the loser of the
-    race finds the column there."""
+    there already stay valid. Runs under the schema lock (see :func:`_create_schema`)."""
     for table, column, sql_type in (("events", "slot_last", "BIGINT"), ("slots", "superseded_by", "BIGINT")):
-        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
-            continue
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {'IF NOT EXISTS ' if engine.dialect.name == 'postgresql' else ''}{column} {sql_type}"))
-        except SQLAlchemyError:
-            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
-                raise
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
+def _schema_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(MetaRow.__tablename__):
+        return None
+    value = conn.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        raise DatabaseError(f"this database's schema version is {value!r}, not a number: it is not a mindstore database") from None
+
+
+def _schema_current(conn: Connection) -> bool:
+    """Whether every table, column and index of this mindstore exists at this schema version: an
+    open of such a database takes no lock and writes nothing."""
+    insp = inspect(conn)
+    tables = set(insp.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in tables:
+            return False
+        if not {c.name for c in table.columns} <= {c["name"] for c in insp.get_columns(table.name)}:
+            return False
+        if not {i.name for i in table.indexes} <= {i["name"] for i in insp.get_indexes(table.name)}:
+            return False
+    return _schema_version(conn) == SCHEMA_VERSION
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create the schema, or bring an older one up to date, as one transaction that holds the
+    database's schema lock (PostgreSQL: an advisory lock; SQLite: the write lock, taken by
+    ``BEGIN IMMEDIATE``), so processes opening a new database at once create it once: the others
+    wait, then find it made. A current schema is only inspected."""
+    with engine.connect() as conn:
+        if _schema_current(conn):
+            return
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        elif engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        version = _schema_version(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"this database uses schema version {version}, newer than this mindstore "
+                f"({SCHEMA_VERSION}); upgrade mindstore to open it"
+            )
+        Base.metadata.create_all(conn)
+        _add_missing_columns(conn)
+        # create_all makes missing tables with their indexes, but not indexes added to a table
+        # that already exists: add those to databases made by an earlier mindstore.
+        for table in Base.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+        if version is None:
+            conn.execute(insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif version < SCHEMA_VERSION:  # its missing columns were added above
+            conn.execute(update(MetaRow).where(MetaRow.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        conn.commit()
 
 
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
@@ -81,7 +152,7 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": _BUSY_S}
     else:
         kwargs["pool_pre_ping"] = True
     try:
@@ -93,25 +164,8 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "checkin", _restore_autocheckpoint)
     try:
-        Base.metadata.create_all(engine)
-        _add_missing_columns(engine)
-        # create_all makes missing tables with their indexes, but not indexes added to a table
-        # that already exists: add those to databases made by an earlier mindstore.
-        for table in Base.metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(engine, checkfirst=True)
-        with Session(engine) as s, s.begin():
-            row = s.get(MetaRow, "schema_version")
-            if row is None:
-                s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row.value) < SCHEMA_VERSION:  # its missing columns were added above
-                row.value = str(SCHEMA_VERSION)
-            elif int(row.value) > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"this database uses schema version {row.value}, newer than this mindstore "
-                    f"({SCHEMA_VERSION}); upgrade mindstore to open it"
-                )
-            s.execute(select(MetaRow.key))
+        _create_schema(engine)
+        ensure_store_id(engine)  # what the derived caches are bound to (db/identity.py)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseError(

@@ -32,6 +32,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+# A change sequence number below the newest one seen but not yet visible belongs to a transaction
+# that has not committed or that rolled back: derived indexes look for it again on every catch-up
+# for this long (seconds), then take it as rolled back.
+GAP_WAIT_S = 120.0
+
 # 2: events.slot_last (one event for a range of slots); a version-1 database gains the column on open.
 # 3: slots.superseded_by (a newer version of the fact); older databases gain it on open.
 SCHEMA_VERSION = 3
@@ -131,6 +136,44 @@ class EventRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class StagedKeyRow(Base):
+    """A slot's key from the embedder a re-embedding (``MindStore.reindex``) is moving its space to.
+
+    The new keys wait here, beside the live ones, until every slot has one; one transaction then
+    copies them into ``slots.key`` and switches the space's ``key_source``. A re-embedding cut
+    short leaves the live keys whole (the space searchable with its old model), and a rerun with
+    the same embedder keeps each staged key whose slot has not changed since (``updated_at``)."""
+
+    __tablename__ = "staged_keys"
+
+    slot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no foreign key: a slot deleted meanwhile is skipped
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    key_source: Mapped[str] = mapped_column(String(500))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the slot's, when its text was read
+
+
+def insert_or_get(s: Session, model: type, values: dict[str, Any], unique: str) -> Any:
+    """The row of ``model`` whose ``unique`` column equals ``values[unique]``, inserted from
+    ``values`` if there is none. Race-free: when another process inserts the same row first, the
+    insert does nothing (``ON CONFLICT DO NOTHING``) and its row is returned."""
+    dialect = s.get_bind().dialect.name
+    col = getattr(model, unique)
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        s.execute(dialect_insert(model).values(**values).on_conflict_do_nothing(index_elements=[col.property.columns[0].name]))
+        return s.scalar(select(model).where(col == values[unique]).execution_options(populate_existing=True))
+    row = s.scalar(select(model).where(col == values[unique]))
+    if row is None:
+        row = model(**values)
+        s.add(row)
+        s.flush()
+    return row
+
+
 # Built once: every search asks for it (catch-up), and a prebuilt Core statement skips the
 # statement construction that cost about as much as the query itself.
 _LAST_SEQ = select(func.max(EventRow.__table__.c.id)).where(EventRow.__table__.c.space_id == bindparam("space"))
@@ -144,6 +187,32 @@ def event_slots(slot_id: int, slot_last: int | None) -> range:
 def last_seq(s: Session | Connection, space_id: int) -> int:
     """The space's change sequence: the id of its newest event (0 before any)."""
     return s.execute(_LAST_SEQ, {"space": space_id}).scalar() or 0
+
+
+def read_changes(s: Session | Connection, space_id: int, seq: int, db_seq: int, gaps: dict[int, float], now: float,
+                 own: set[int] | frozenset[int] = frozenset()) -> list[tuple[int, int, int | None]]:
+    """The space's events (id, slot_id, slot_last) after ``seq`` up to ``db_seq``, and those among
+    ``gaps`` that have appeared. ``gaps`` is updated in place: the numbers now seen leave it, and
+    the numbers up to ``db_seq`` still missing (of no other space, not in ``own``) join it at ``now``.
+
+    Sequence numbers can commit out of order (on PostgreSQL a writer takes its number at insert
+    and shows it at commit), so "after the last one seen" alone would skip a late commit for good;
+    a derived index keeps the gaps and asks for them again on each catch-up (see ``GAP_WAIT_S``)."""
+    window = EventRow.id > seq
+    if gaps:
+        window = window | EventRow.id.in_(sorted(gaps))
+    rows = [tuple(r) for r in s.execute(
+        select(EventRow.id, EventRow.slot_id, EventRow.slot_last).where(EventRow.space_id == space_id, window, EventRow.id <= max(db_seq, seq))
+    ).all()]
+    seen = {r[0] for r in rows}
+    for g in [g for g in gaps if g in seen]:
+        del gaps[g]
+    if db_seq > seq:
+        missing = set(range(seq + 1, db_seq + 1)) - seen
+        if missing:  # events of other spaces share the sequence: only numbers of no space are gaps
+            other = s.scalars(select(EventRow.id).where(EventRow.id > seq, EventRow.id <= db_seq, EventRow.space_id != space_id)).all()
+            gaps.update((g, now) for g in missing - set(other) - own)
+    return rows
 
 
 def slot_count(s: Session, space_id: int) -> int:

@@ -40,6 +40,7 @@ _SMALL_BATCH = 16  # queries; up to this many are searched on one thread
 _IVF_REGROW = 8  # retrain the IVF lists when the index has grown this many times since training
 _IVF_SCAN = 16_384  # keys an IVF search scans per query (nprobe = this / mean list length)
 _READ_CHUNK = 16 << 20  # bytes read at a time while checking an index file
+_META_INTS = ("format", "dim", "seq", "count", "bytes", "crc32")  # what a saved index's metadata must hold
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"  # in temp file names: an index folder may be shared
 
 log = logging.getLogger("mindstore")
@@ -152,6 +153,7 @@ class KeyIndex:
         self._replay: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         self.training_progress: tqdm | None = None  # the bar of a background training, while it runs
         self._saving: threading.Thread | None = None  # a save writing a copy of the index
+        self.header: dict[str, object] = {}  # the saved file's other metadata fields, after load
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -444,9 +446,13 @@ class KeyIndex:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path, *, seq: int | None = None, background: bool = False) -> None:
+    def save(self, path: Path, *, seq: int | None = None, background: bool = False, header: dict[str, str] | None = None) -> None:
         """Write the index and its metadata atomically (temp file, then rename). ``seq`` (default:
-        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from.
+        ``self.seq``) is the change sequence recorded as applied, for a reopen to catch up from;
+        ``header``: more fields for the metadata (what binds the file to its database).
+
+        A save that cannot write (the folder is a file, the file a folder, the disk full) logs a
+        warning and leaves the index dirty: the file is a cache, and the next open rebuilds it.
 
         ``background``: write a copy of the index from a thread and return at once. Copying is a
         memory copy (about 1 s and the index's size again in memory at 1e6 keys), the write and
@@ -454,9 +460,14 @@ class KeyIndex:
         Saves run one at a time: each first waits for the one before (:meth:`join_save`)."""
         self.join_save()
         path = Path(path)
-        meta = {"format": _FORMAT, "dim": self.dim, "seq": int(self.seq if seq is None else seq), "count": len(self), "trained_at": self._trained_at}
+        meta = {**(header or {}), "format": _FORMAT, "dim": self.dim, "seq": int(self.seq if seq is None else seq), "count": len(self), "trained_at": self._trained_at}
         if not background:
-            _write_index(self._index, path, meta)
+            try:
+                _write_index(self._index, path, meta)
+            except OSError as exc:
+                log.warning("cannot save the key index to %s (%s); it is rebuilt on the next open", path, exc)
+                self.dirty = True
+                return
             self.dirty = False
             return
         copy = faiss.clone_index(self._index)
@@ -495,6 +506,8 @@ class KeyIndex:
         except (OSError, ValueError) as exc:
             raise IndexFileError(f"cannot read {path}: {exc}") from exc
         with f:
+            if not isinstance(meta, dict) or any(not isinstance(meta.get(k), int) or isinstance(meta.get(k), bool) for k in _META_INTS):
+                raise IndexFileError(f"{path}'s metadata is not a mindstore index's ({str(meta)[:80]})")
             if meta.get("format") != _FORMAT or meta.get("dim") != dim:
                 raise IndexFileError(f"{path} has format {meta.get('format')} / dim {meta.get('dim')}")
             # Streamed twice through one open file (a save renames a new file over this one, and
@@ -519,12 +532,14 @@ class KeyIndex:
         # read_index already hands back the concrete class; a downcast copy would not own it.
         self._index = index
         if isinstance(self._index, faiss.IndexIVF):
-            self._trained_at = int(meta.get("trained_at") or len(self))
+            trained_at = meta.get("trained_at")
+            self._trained_at = trained_at if isinstance(trained_at, int) and trained_at > 0 else len(self)
             self._set_nprobe()
         elif not isinstance(self._index, faiss.IndexIDMap2):
             raise IndexFileError(f"{path} is not an id-mapped index")
         self._max_id = None
         self.seq = int(meta["seq"])
+        self.header = {k: v for k, v in meta.items() if k not in (*_META_INTS, "trained_at")}
         return self
 
 

@@ -81,8 +81,8 @@ async def test_tools_scoped_per_user_with_errors_not_crashes(sqlite_url: str) ->
         assert (await call(s, "list_memories", user_id="bob"))["memories"] == []
 
         # Bad input from an agent's tool call: tool errors it can read, never a dead server.
-        assert "no slot with id" in await error(s, "delete_memory", user_id="bob", memory_id=pixel["id"])
-        assert "no slot with id" in await error(s, "update_memory", user_id="alice", memory_id=999_999, text="x")
+        assert "has no memory with id" in await error(s, "delete_memory", user_id="bob", memory_id=pixel["id"])
+        assert "has no memory with id" in await error(s, "update_memory", user_id="alice", memory_id=999_999, text="x")
         assert "empty" in await error(s, "add_memory", user_id="alice", text="   ")
         await error(s, "add_memory", user_id="alice", text=123)
         await error(s, "add_memory", user_id="", text="x")
@@ -95,6 +95,27 @@ async def test_tools_scoped_per_user_with_errors_not_crashes(sqlite_url: str) ->
         assert "cursor" in await error(s, "list_memories", user_id="alice", cursor="not-a-cursor")
         await error(s, "no_such_tool", user_id="alice")
         assert len((await call(s, "list_memories", user_id="alice"))["memories"]) == 2  # still serving, nothing changed
+
+
+async def test_another_users_id_is_answered_exactly_like_a_missing_one(sqlite_url: str) -> None:
+    """No tool tells a caller whether an id exists when it is not the caller's own."""
+
+    async def answer(s: ClientSession, tool: str, memory_id: int, **extra) -> tuple:
+        result = await s.call_tool(tool, {"user_id": "alice", "memory_id": memory_id, **extra})
+        return result.is_error, [c.text.replace(str(memory_id), "<id>") for c in result.content], result.structured_content
+
+    async with mcp_session(sqlite_url) as s:
+        bobs = await call(s, "add_memory", user_id="bob", text="Bob's cat is called Pixel")
+        gone = await call(s, "add_memory", user_id="alice", text="Alice used to live in Porto")
+        await call(s, "delete_memory", user_id="alice", memory_id=gone["id"])
+        calls = [("update_memory", {"text": "Pixel is a dog"}), ("update_memory", {"metadata": {"a": 1}}), ("update_memory", {}),
+                 ("update_memory", {"text": "   "}), ("delete_memory", {}), ("memory_history", {})]
+        for tool, extra in calls:
+            theirs = await answer(s, tool, bobs["id"], **extra)
+            assert theirs[0] and "has no memory with id <id>" in theirs[1][0], theirs
+            for missing in (999_999, gone["id"], 0, -1, 2**63, 2**80):
+                assert await answer(s, tool, missing, **extra) == theirs, (tool, missing)
+        assert (await call(s, "list_memories", user_id="bob"))["memories"][0]["text"] == "Bob's cat is called Pixel"
 
 
 async def test_memories_outlive_the_server_process(sqlite_url: str) -> None:
