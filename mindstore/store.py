@@ -29,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from ._gc import gc_paused
 from .config import Config, default_index_dir, default_url
-from .db import EventRow, SlotRow, SpaceRow, open_database
+from .db import EventRow, SlotRow, SpaceRow, insert_or_get, open_database
 from .db.bulk import Same, insert_columns, insert_with_ids
 from .embed import Embedder, resolve_embedder
 from .errors import (
@@ -44,7 +44,7 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .index import Prepared, one_thread
 from .lexical import LexicalIndex, tokenize
-from .retrieval import Reranker, check_mode, fuse, fused_scores, occurred_at_value, rerank, time_filter
+from .retrieval import Reranker, check_mode, check_reranker, fuse, fused_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
 from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots, occurred_at_of
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
@@ -83,8 +83,29 @@ _PHATIC = {
 def _check_id(id: Any) -> int:
     """A slot id as an int, or InvalidInputError."""
     if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
-        raise InvalidInputError(f"slot ids are integers, got {id!r}")
+        raise InvalidInputError(f"slot ids are integers, got {id!r:.40}")
+    if not -(2**63) <= int(id) < 2**63:  # what a database integer holds; no slot has such an id
+        raise NotFoundError(f"no slot with id {id}; list ids with store.list() or `mindstore list`")
     return int(id)
+
+
+def _check_options(url: Any, space: Any, embedder: Any, config: Any, reindex: Any, reranker: Any) -> None:
+    """The arguments of ``MindStore(...)``, checked before anything is opened."""
+    if url is not None and not isinstance(url, str):
+        raise InvalidInputError(f"url must be a database URL string such as sqlite:///memory.db, not {type(url).__name__}")
+    if url is not None and "\x00" in url:
+        raise DatabaseError("the database URL contains a NUL character; give a path or URL without one")
+    check_text(space, "space")
+    if len(space) > 200:
+        raise InvalidInputError(f"space names have at most 200 characters, got {len(space)}")
+    # Not isinstance(embedder, Embedder): that reads ``dim``, which loads a sentence-transformers model.
+    if embedder is not None and not isinstance(embedder, str) and not (isinstance(getattr(embedder, "name", None), str) and callable(getattr(embedder, "embed", None))):
+        raise InvalidInputError(f"embedder must be a sentence-transformers model name or an object with name, dim and embed(texts), not {type(embedder).__name__}")
+    if config is not None and not isinstance(config, Config):
+        raise InvalidInputError(f"config must be a mindstore Config, not {type(config).__name__}")
+    if not isinstance(reindex, bool):
+        raise InvalidInputError(f"reindex must be True or False, not {reindex!r:.40}")
+    check_reranker(reranker)
 
 
 def _one_range_event(ids: list[int], texts: list[str | None], metas: list[dict[str, Any]]) -> bool:
@@ -203,6 +224,7 @@ class MindStore:
     ) -> None:
         if resolver is not None and not callable(resolver):
             raise InvalidInputError("resolver must be a function (old_text, new_text) -> 'reinforce', 'supersede' or 'add'")
+        _check_options(url, space, embedder, config, reindex, reranker)
         self.url = url or default_url()
         self.config = config or Config()
         self._retention = Retention(self.config.capacity, self.config.capacity_per_scope, self.config.ttl)
@@ -228,7 +250,19 @@ class MindStore:
         self.resolver = resolver  # decides for near-duplicates that differ (None: they supersede)
         try:
             row = self._space_row(space)
-            if row is not None:
+            if row is not None and not reindex and row.key_source == self.embedder_name and self._impostor(row.dim):
+                raise EmbedderMismatchError(
+                    f"space {space!r} holds {row.dim}-dimensional keys of {row.key_source}, but the embedder given under that "
+                    f"name makes {self._embedder.dim}-dimensional ones. Give the embedder that built the store, or give this one "
+                    f"another name and pass reindex=True to re-embed the slots with it."
+                )
+            if row is not None and reindex and row.key_source == self.embedder_name:
+                from .reindex import has_mixed_keys
+
+                with self._sessions() as s:
+                    if has_mixed_keys(s, row.id, row.dim):  # a re-embedding by an older mindstore, cut short
+                        self.reindex()
+            elif row is not None:
                 if row.key_source != self.embedder_name:
                     if not reindex:
                         # A string embedder is a sentence-transformers model: only such a key source
@@ -248,6 +282,15 @@ class MindStore:
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _impostor(self, dim: int) -> bool:
+        """Whether the embedder object given makes keys of another dimension than ``dim``. A
+        sentence-transformers embedder is its model, whose name the store records: asking its
+        dimension would load the model, which opening a store never does."""
+        from .embed import SentenceTransformerEmbedder
+
+        e = self._embedder
+        return e is not None and not isinstance(e, SentenceTransformerEmbedder) and e.dim != dim
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -390,9 +433,14 @@ class MindStore:
         if row is None:
             if create_dim is None:
                 raise SpaceError(f"no space named {name!r} in this store; spaces: {[s.name for s in self.spaces()]}")
-            with self._sessions() as s, s.begin():
-                s.add(SpaceRow(name=name, dim=create_dim, key_source=key_source or self.embedder_name, created_at=_now()))
-            row = self._space_row(name)
+            key_source = key_source or self.embedder_name
+            with self._sessions() as s, s.begin():  # another process may create it at the same moment
+                row = insert_or_get(s, SpaceRow, {"name": name, "dim": create_dim, "key_source": key_source, "created_at": _now()}, "name")
+            if row.dim != create_dim or row.key_source != key_source:
+                raise SpaceError(
+                    f"space {name!r} was just created by another process with dim {row.dim} and keys from "
+                    f"{row.key_source}; open it with that embedder, or pick another space name"
+                )
         path = self._index_dir / f"{name}.faiss" if self._index_dir is not None else None
         sp = SpaceIndex(row, self._sessions, path, self.config.device, self.config.approximate_from, self.config.train_in_background)
         self._spaces[name] = sp
@@ -943,7 +991,9 @@ class MindStore:
         space in one transaction; history records an ``update`` per slot. Text spaces are keyed by their
         embedder: change their text with :meth:`update` instead."""
         self._check_open()
-        ids = [int(i) for i in ids]
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InvalidInputError(f"ids must be a list of slot ids, not {type(ids).__name__}")
+        ids = [_check_id(i) for i in ids]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("update_vectors takes each slot id once")
         labels = self._optional_strings(labels, len(ids), "labels") if labels is not None else None
@@ -1190,6 +1240,7 @@ class MindStore:
         self._check_open(flush=False)
         check_text(query, "query")
         mode = check_mode(self.config.search_mode if mode is None else mode)
+        check_reranker(reranker)
         if group_by is not None and group_by not in _GROUPS:
             raise InvalidInputError(f"group_by must be one of {', '.join(map(repr, _GROUPS))} or None, not {group_by!r}")
         for name, flag in (("include_superseded", include_superseded), ("newest_first", newest_first)):
@@ -1340,7 +1391,9 @@ class MindStore:
                     words = functools.lru_cache(maxsize=None)(lambda i: frozenset(tokenize(allowed[i].text or "")))
                     order = newest_first(order, dict(zip(allowed, unit)), lambda i: _recency(allowed[i]), words, frozenset(tokenize(query)),
                                          self.config.version_threshold, earliest=hint is not None and hint.order == "earliest",
-                                         change_threshold=self.config.change_threshold, relevance=cosine, k=k)
+                                         # sessions and users are not statements of a fact
+                                         change_threshold=self.config.change_threshold if group_by is None else None,
+                                         relevance=cosine, k=k)
                 order = order[:k]
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
             unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
@@ -1471,9 +1524,7 @@ class MindStore:
     def history(self, id: int) -> list[Event]:
         """Every change of a slot, oldest first; still there after the slot is deleted."""
         self._check_open()
-        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
-            raise InvalidInputError(f"slot ids are integers, got {id!r}")
-        id = int(id)
+        id = _check_id(id)
         with self._sessions() as s:
             rows = list(s.scalars(select(EventRow).where(EventRow.slot_id == id, EventRow.slot_last.is_(None))).all())
             # A bulk add's range event: the one starting at or before this id (ranges never overlap).
@@ -1489,7 +1540,9 @@ class MindStore:
     def keys(self, ids: Iterable[int]) -> np.ndarray:
         """The stored key vectors of these slots, as given (not normalised), in order."""
         self._check_open()
-        ids = [int(i) for i in ids]
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InvalidInputError(f"ids must be a list of slot ids, not {type(ids).__name__}")
+        ids = [_check_id(i) for i in ids]
         with self._sessions() as s:
             rows = dict(s.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.id.in_(ids))).all())
             missing = [i for i in ids if i not in rows]
@@ -1505,9 +1558,13 @@ class MindStore:
     def reindex(self, *, batch_size: int | None = None) -> int:
         """Re-embed every slot of the text space with this store's embedder; returns how many.
 
-        Use after changing the embedding model. Other processes should reopen the store after.
+        Use after changing the embedding model, or to repair a space whose keys are of two sizes
+        (:class:`MixedKeysError`). Atomic: until it ends the space keeps its old keys and model,
+        and a rerun after a failure or a kill resumes. Other processes should reopen the store after.
         """
         from tqdm.auto import tqdm
+
+        from .reindex import stage_keys, switch_keys
 
         self._check_open()
         batch_size = batch_size or self.config.embed_batch_size
@@ -1515,32 +1572,22 @@ class MindStore:
             row = self._space_row(self.space)
             if row is None:
                 return 0
-            dim = self.embedder.dim
+            dim, key_source = self.embedder.dim, self.embedder_name
             with self._sessions() as s:
                 total = s.scalar(select(func.count()).where(SlotRow.space_id == row.id)) or 0
                 texts_missing = s.scalar(select(func.count()).where(SlotRow.space_id == row.id, SlotRow.text.is_(None))) or 0
             if texts_missing:
                 raise SpaceError(f"space {self.space!r} has {texts_missing} slots without text; only text spaces can be re-embedded")
-            done, after = 0, 0
-            self._spaces.pop(self.space, None)
+            # New keys are staged beside the old ones, then switched in one transaction: cut short,
+            # the space keeps its old keys and model, and a rerun embeds only what is left.
             with tqdm(total=total, desc=f"re-embedding {self.space!r}", unit="slot", disable=total < 1000 or None) as bar:
-                while True:
-                    with self._sessions() as s:
-                        batch = s.execute(select(SlotRow.id, SlotRow.text).where(SlotRow.space_id == row.id, SlotRow.id > after).order_by(SlotRow.id).limit(batch_size * 16)).all()
-                    if not batch:
-                        break
-                    keys = self._embed([t for _, t in batch])
-                    with self._sessions() as s, s.begin():
-                        s.execute(sql_update(SlotRow), [{"id": i, "key": keys[j].tobytes()} for j, (i, _) in enumerate(batch)])
-                    after = batch[-1][0]
-                    done += len(batch)
-                    bar.update(len(batch))
-            with self._sessions() as s, s.begin():
-                s.execute(sql_update(SpaceRow).where(SpaceRow.id == row.id).values(dim=dim, key_source=self.embedder_name))
+                stage_keys(self._sessions, row.id, self.space, key_source, dim, self._embed, batch_size * 16, bar.update)
+            switch_keys(self._sessions, row.id, self.space, key_source, dim, self._embed)
+            self._spaces.pop(self.space, None)
             if self._index_dir is not None:
                 (self._index_dir / f"{self.space}.faiss").unlink(missing_ok=True)
             self._text_space(create=False)
-            return done
+            return total
 
     # -- export / import ---------------------------------------------------------------------
 
@@ -1550,7 +1597,7 @@ class MindStore:
 
         self._check_open()
         with self._lock:
-            return export_jsonl(self._sessions, Path(path))
+            return export_jsonl(self._sessions, path)
 
     def import_(self, path: str | Path) -> int:
         """Load a file written by :meth:`export` into this store, keeping ids; returns slots read.
@@ -1561,7 +1608,7 @@ class MindStore:
 
         self._check_open()
         with self._lock:
-            n = import_jsonl(self._sessions, self._engine, Path(path))
+            n = import_jsonl(self._sessions, self._engine, path)
             for sp in list(self._spaces.values()):
                 sp.catch_up()
             return n

@@ -138,6 +138,12 @@ CHANGE_CUES = frozenset({"now", "instead", "anymor", "longer", "chang", "switch"
                          "upgrad", "replac"})
 
 
+# The change rule is for statements of a fact (a memory, a short turn): in a long chat turn
+# "now" or "started" says little about which fact it updates. At most this many distinct words
+# (after stemming and stop words) on both sides.
+STATEMENT_WORDS = 30
+
+
 def states_a_change(words: frozenset[str]) -> bool:
     """Whether a text's stemmed words say that something changed (:data:`CHANGE_CUES`)."""
     return not CHANGE_CUES.isdisjoint(words)
@@ -187,6 +193,7 @@ def newest_first(
         if sims[p, q] >= threshold and q < head:
             return True
         return (change_threshold is not None and sims[p, q] >= change_threshold
+                and len(words(order[p])) <= STATEMENT_WORDS and len(words(order[q])) <= STATEMENT_WORDS
                 and states_a_change(words(max(order[p], order[q], key=when))) and singled_out(p, q))
 
     blocks = [[i] for i in order[:head]]
