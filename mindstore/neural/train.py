@@ -111,10 +111,19 @@ def take_encoder(model: nn.Module, path: str | Path | list) -> None:
     """Copy the encoder of the checkpoint at ``path`` into ``model`` (same encoder settings).
 
     An ensemble (``encoders`` n > 1) takes a list of n paths: member i the encoder of the i-th
-    checkpoint, each a single encoder of width embed / n with the ensemble's other settings.
+    checkpoint, each a single encoder of width embed / n with the ensemble's other settings; or
+    one path to a checkpoint of the same ensemble, whose encoder is taken whole.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     members = model.encoder.singles()
+    if len(paths) == 1 and len(members) > 1:  # one checkpoint holding a whole ensemble like this one
+        blob = torch.load(paths[0], map_location="cpu", weights_only=True)
+        theirs = config_from_dict(blob["model_config"])
+        fields = ("encoder", "image_size", "channels", "blocks", "norm", "standardize", "embed", "encoders")
+        differ = [f for f in fields if getattr(theirs, f) != getattr(model.cfg, f)]
+        if not differ:
+            model.encoder.load_state_dict({k[len("encoder."):]: v for k, v in blob["state_dict"].items() if k.startswith("encoder.")})
+            return
     if len(paths) != len(members):
         raise ValueError(f"the model has {len(members)} encoder(s) and {len(paths)} checkpoint(s) "
                          "were given to take them from; give one checkpoint per encoder")
@@ -303,7 +312,8 @@ def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps
     got = train_controller(model, EmbeddedEpisodes(train_emb), EmbeddedEpisodes(val_emb), steps=cfg.steps,
                            tasks=CONTROLLER_TASKS[cfg.task], ways=(cfg.classes,), presentations=cfg.presentations,
                            batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr_min, clip=cfg.clip, seed=cfg.seed,
-                           eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log)
+                           eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log,
+                           on_validate=lambda got, state: save_checkpoint(cfg.out, cfg, model, {**metrics, **got}, state=state))
     metrics.update(got)
     kept = [r for r in got["history"] if r.get("kept")][-1]  # the weights the model holds
     metrics["kept_step"], metrics["val"] = kept["step"], {k: v for k, v in kept.items() if k.endswith("way")}

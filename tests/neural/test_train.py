@@ -312,3 +312,20 @@ def test_cli_ensemble_takes_one_checkpoint_per_member_and_pretrains_each_member_
     torch.testing.assert_close(model.out.weight, fresh.out.weight)  # --steps 0: heads untouched
     for trained, start in zip(model.encoder.members, fresh.encoder.members):
         assert not torch.allclose(trained.net[0].weight, start.net[0].weight)
+
+
+def test_an_ensemble_encoder_is_taken_whole_from_one_checkpoint_of_the_same_ensemble(tmp_path):
+    from mindstore.neural.train import save_checkpoint, take_encoder
+
+    cfg = MANNConfig(channels=8, embed=16, width=37, label_space=20, image_size=20, encoders=2)
+    torch.manual_seed(0)
+    donor = build_model(cfg)
+    save_checkpoint(tmp_path / "ens.pt", TrainConfig(model=cfg), donor, {})
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    take_encoder(model, str(tmp_path / "ens.pt"))
+    for k, v in model.encoder.state_dict().items():
+        torch.testing.assert_close(v, donor.encoder.state_dict()[k])
+    other = build_model(MANNConfig(channels=16, embed=16, width=37, label_space=20, image_size=20, encoders=2))
+    with pytest.raises(ValueError, match="checkpoint"):
+        take_encoder(other, str(tmp_path / "ens.pt"))  # another ensemble: one checkpoint per member needed
