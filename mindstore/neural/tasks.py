@@ -92,7 +92,9 @@ class EmbeddedEpisodes:
         return self.emb.shape[0]
 
     def sample(self, batch: int, classes: int, presentations: int, label_space: int, gen: torch.Generator,
-               task: str = "standard") -> Episodes:
+               task: str = "standard", *, change: float = 0.5, share: float = 0.5) -> Episodes:
+        """``batch`` episodes of ``classes`` x ``presentations`` steps. Relabel: the change comes
+        at step ``change`` x T, and ``share`` of the classes (at least 2) swap labels."""
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
         K, P, V, _ = self.emb.shape
@@ -115,12 +117,12 @@ class EmbeddedEpisodes:
         after = torch.zeros(B, T, dtype=torch.bool)
         scored = instance > 1
         if task == "relabel":
-            change = T // 2
-            m = max(2, C // 2)
+            at = int(change * T)
+            m = max(2, int(share * C))
             moved = torch.rand(B, C, generator=gen).argsort(1)[:, :m]  # classes that swap labels
             new = labels.clone()
             new.scatter_(1, moved, labels.gather(1, moved.roll(1, dims=1)))  # cyclic shift among them
-            after[:, change:] = True
+            after[:, at:] = True
             y = torch.where(after, new.gather(1, cls), y)
             relabelled = torch.zeros(B, C, dtype=torch.bool).scatter_(1, moved, True).gather(1, cls)
             # the first presentation of a relabelled class after the change: its new label is unknown
@@ -225,10 +227,12 @@ def evaluate_tasks(model: nn.Module, sampler: EmbeddedEpisodes, *, task: str, wa
 def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: EmbeddedEpisodes, *, steps: int,
                      tasks: tuple[str, ...] = TASKS, ways: tuple[int, ...] = (5,), presentations: int = 10,
                      batch: int = 16, lr: float = 1e-3, lr_min: float = 1e-5, clip: float = 5.0, seed: int = 0,
-                     eval_every: int = 250, eval_episodes: int = 200, progress: bool = True, log=None) -> dict:
+                     eval_every: int = 250, eval_episodes: int = 200, progress: bool = True, log=None,
+                     on_validate=None) -> dict:
     """Train everything but the encoder on embedded episodes, the tasks and ways in turn; keep the
     weights that score best on validation (mean over tasks and ways). Returns the metrics with
-    the learning curve; the model holds the kept weights."""
+    the learning curve; the model holds the kept weights. ``on_validate(metrics, best_state)``
+    runs after every validation (e.g. to write a checkpoint, so that a long run loses nothing)."""
     import json
     import math
     import time
@@ -262,6 +266,9 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
         if log is not None:
             with open(log, "a") as f:
                 f.write(json.dumps(row) + "\n")
+        if on_validate is not None:
+            on_validate({"history": history, "val_score": round(best[0], 4), "steps": step,
+                         "seconds": round(time.time() - start)}, best[1])
 
     bar = tqdm(range(1, steps + 1), disable=not progress, desc="train controller")
     validate(0)
