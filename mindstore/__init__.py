@@ -11,6 +11,7 @@ from __future__ import annotations
 from .config import Config
 from .errors import (
     DatabaseError,
+    DataNotFoundError,
     EmbedderMismatchError,
     InvalidFilterError,
     InvalidInputError,
@@ -49,4 +50,5 @@ __all__ = [
     "SpaceError",
     "StoreClosedError",
     "DatabaseError",
+    "DataNotFoundError",
 ]

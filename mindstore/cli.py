@@ -88,10 +88,14 @@ def _parse_meta(items: list[str] | None) -> dict[str, Any] | None:
         if "=" not in item:
             _fail(f"--meta takes key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        if not key.strip():
+            _fail(f"--meta takes key=value with a key before the '=', got {item!r:.60}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
+        except RecursionError:  # the store refuses deep nesting anyway (validate.MAX_DEPTH)
+            _fail(f"--meta {key}: the JSON value nests too deep; flatten it")
     return out
 
 
@@ -102,6 +106,8 @@ def _parse_filter(raw: str | None) -> dict[str, Any] | None:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         _fail(f"--filter takes JSON, e.g. '{{\"role\": \"user\"}}' or '{{\"year\": {{\"$gte\": 2020}}}}': {exc}")
+    except RecursionError:
+        _fail("--filter nests too deep; write it with fewer nested $and / $or")
     return value
 
 
@@ -306,7 +312,10 @@ def stats(
     """Spaces, slot counts, key index state and recall, file sizes and usage."""
     from .db import sqlite_path
     from .store import MindStore
+    from .validate import MAX_K
 
+    if not 0 <= recall_sample <= MAX_K:
+        _fail(f"--recall-sample takes a number of queries from 0 to {MAX_K}, not {recall_sample}")
     with _store(db) as store:
         store: MindStore
         path = sqlite_path(store.url)
@@ -358,6 +367,8 @@ def mcp(
     memories per user (needs the mcp extra: pip install 'mindstore[mcp]')."""
     if transport not in ("stdio", "http"):
         _fail(f"--transport takes stdio or http, not {transport!r}")
+    if not 1 <= port <= 65535:
+        _fail(f"--port takes a TCP port from 1 to 65535, not {port}")
     try:
         from .integrations.mcp import serve
     except ImportError as exc:
@@ -416,7 +427,11 @@ _register_neural()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except MindStoreError as exc:  # one not caught by its command: still a message, not a traceback
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ __all__ = [
     "SpaceError",
     "StoreClosedError",
     "DatabaseError",
+    "DataNotFoundError",
 ]
 
 
@@ -62,3 +63,7 @@ class StoreClosedError(MindStoreError):
 
 class DatabaseError(MindStoreError):
     """The database could not be opened or reached."""
+
+
+class DataNotFoundError(MindStoreError, FileNotFoundError):
+    """A data set (Omniglot) is neither where it was looked for nor downloadable from here."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import InvalidFilterError
-from .validate import MAX_DEPTH
+from .errors import InvalidFilterError, InvalidInputError
+from .validate import MAX_DEPTH, check_chars
 
 __all__ = ["compile_filter", "Predicate"]
 
@@ -44,7 +44,20 @@ def _eq(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
+def _text(value: Any, what: str) -> Any:
+    """A string in a filter passes the checks a stored one does (no NUL, no lone surrogate): one
+    that fails them could never match, so it is a mistake to report."""
+    if isinstance(value, str):
+        try:
+            check_chars(value, what)
+        except InvalidInputError as exc:
+            raise InvalidFilterError(str(exc)) from None
+    return value
+
+
 def _compile_op(key: str, op: str, arg: Any) -> Predicate:
+    for a in arg if isinstance(arg, (list, tuple, set, frozenset)) else (op, arg):
+        _text(a, f"filter {key!r:.40}")
     if op in ("$eq", "$ne"):
         if not isinstance(arg, _SCALARS):
             raise InvalidFilterError(f"{key}: {op} takes a string, number, boolean or null, not {type(arg).__name__}")
@@ -84,7 +97,8 @@ def _compile(spec: Any, where: str, depth: int = 1) -> Predicate:
     parts: list[Predicate] = []
     for key, cond in spec.items():
         if not isinstance(key, str) or not key:
-            raise InvalidFilterError(f"filter keys must be non-empty strings, not {key!r}")
+            raise InvalidFilterError(f"filter keys must be non-empty strings, not {key!r:.40}")
+        _text(key, "a filter key")
         if key in ("$and", "$or"):
             if not isinstance(cond, (list, tuple)) or not cond:
                 raise InvalidFilterError(f"{key} takes a non-empty list of filters")

@@ -50,7 +50,7 @@ from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots, occ
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .timeref import TimeHint, check_now, parse_time, parse_when
 from .versions import Plan, Resolver, newest_first, plan_writes
-from .validate import MAX_K, check_k, check_metadata, check_min_score, check_scope, check_text, check_vectors
+from .validate import MAX_K, check_chars, check_k, check_metadata, check_min_score, check_scope, check_space_name, check_space_ref, check_text, check_vectors
 
 __all__ = ["MindStore"]
 
@@ -65,6 +65,7 @@ _GROUP_DEPTH = 10  # a grouped search looks at this many candidates per group as
 # Whether a space holds any superseded slot: one probe of a partial index, built once.
 _ANY_SUPERSEDED = select(SlotRow.__table__.c.id).where(
     SlotRow.__table__.c.space_id == bindparam("space"), SlotRow.__table__.c.superseded_by.is_not(None)).limit(1)
+_MAX_DIM = 65_536  # key dimensions a space may have (a key row is 4 bytes a dimension)
 _PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 _CHECKPOINT_BEHIND = 1000  # slots: a SQLite bulk add this big leaves its WAL checkpoint to a thread
@@ -93,11 +94,15 @@ def _check_options(url: Any, space: Any, embedder: Any, config: Any, reindex: An
     """The arguments of ``MindStore(...)``, checked before anything is opened."""
     if url is not None and not isinstance(url, str):
         raise InvalidInputError(f"url must be a database URL string such as sqlite:///memory.db, not {type(url).__name__}")
+    if url is not None and not url.strip():
+        raise InvalidInputError("url is empty; give a database URL such as sqlite:///memory.db, or None for the default store")
     if url is not None and "\x00" in url:
         raise DatabaseError("the database URL contains a NUL character; give a path or URL without one")
-    check_text(space, "space")
-    if len(space) > 200:
-        raise InvalidInputError(f"space names have at most 200 characters, got {len(space)}")
+    if url is not None:
+        check_chars(url, "the database URL")
+    check_space_name(space, "space")
+    if isinstance(embedder, str):
+        check_text(embedder, "embedder")
     # Not isinstance(embedder, Embedder): that reads ``dim``, which loads a sentence-transformers model.
     if embedder is not None and not isinstance(embedder, str) and not (isinstance(getattr(embedder, "name", None), str) and callable(getattr(embedder, "embed", None))):
         raise InvalidInputError(f"embedder must be a sentence-transformers model name or an object with name, dim and embed(texts), not {type(embedder).__name__}")
@@ -422,6 +427,7 @@ class MindStore:
             return s.scalar(select(SpaceRow).where(SpaceRow.name == name))
 
     def _space_index(self, name: str, *, create_dim: int | None = None, key_source: str | None = None) -> SpaceIndex:
+        check_space_ref(name)
         with self._lock:  # two threads must not build the same index
             return self._space_index_locked(name, create_dim=create_dim, key_source=key_source)
 
@@ -433,6 +439,7 @@ class MindStore:
         if row is None:
             if create_dim is None:
                 raise SpaceError(f"no space named {name!r} in this store; spaces: {[s.name for s in self.spaces()]}")
+            check_space_name(name)
             key_source = key_source or self.embedder_name
             with self._sessions() as s, s.begin():  # another process may create it at the same moment
                 row = insert_or_get(s, SpaceRow, {"name": name, "dim": create_dim, "key_source": key_source, "created_at": _now()}, "name")
@@ -459,7 +466,7 @@ class MindStore:
     def _space_id(self, space: str | None) -> tuple[int, str] | None:
         """(id, name) of the named space or the text space, without loading its key index: for
         reads that only touch SQL (list, count, scopes). None when the text space does not exist."""
-        name = space or self.space
+        name = self.space if space is None else check_space_ref(space)
         loaded = self._spaces.get(name)
         if loaded is not None:
             return loaded.space_id, name
@@ -479,9 +486,12 @@ class MindStore:
     def create_space(self, name: str, *, dim: int, key_source: str) -> SpaceInfo:
         """Create a space for vectors of another kind (e.g. a neural controller's keys)."""
         self._check_open()
-        check_text(name, "space name")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
+        check_space_name(name)
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= _MAX_DIM:
+            raise InvalidInputError(f"dim must be an integer from 1 to {_MAX_DIM:,}, got {dim!r:.40}")
+        check_text(key_source, "key_source")
+        if len(key_source) > 500:
+            raise InvalidInputError(f"key_source has {len(key_source)} characters, more than 500; name the model or checkpoint briefly")
         with self._lock:
             row = self._space_row(name)
             if row is not None and (row.dim != dim or row.key_source != key_source):
@@ -505,6 +515,8 @@ class MindStore:
         size, change sequence, file. With ``recall_sample`` > 0, also the recall@10 of its search
         against an exhaustive scan, measured with that many of its keys as queries."""
         self._check_open()
+        if isinstance(recall_sample, bool) or not isinstance(recall_sample, int) or not 0 <= recall_sample <= MAX_K:
+            raise InvalidInputError(f"recall_sample must be an integer from 0 to {MAX_K} (queries), got {recall_sample!r:.40}")
         with self._lock:
             sp = self._resolve_space(space)
             if sp is None:
@@ -614,6 +626,8 @@ class MindStore:
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidInputError("texts must be a list of strings; use add() for a single text")
         texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        if not isinstance(dedup, bool):
+            raise InvalidInputError(f"dedup must be True or False, not {dedup!r:.40}")
         scope = check_scope(user_id, agent_id, session_id)
         metas = self._metadata_list(metadata, len(texts))
         if occurred_at is not None:
@@ -666,11 +680,14 @@ class MindStore:
     def _optional_strings(items: Sequence[str | None] | None, n: int, what: str) -> list[str | None]:
         if items is None:
             return [None] * n
-        if isinstance(items, str) or len(items) != n:
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or len(items) != n:
             raise InvalidInputError(f"{what} must be a list with one entry per key ({n})")
+        longest = 500 if what == "labels" else None  # the column's size (db/models.py)
         for i, t in enumerate(items):
             if t is not None:
                 check_text(t, f"{what}[{i}]")
+                if longest is not None and len(t) > longest:
+                    raise InvalidInputError(f"{what}[{i}] has {len(t):,} characters, more than {longest}; a label names a class, keep it short")
         return list(items)
 
     @staticmethod
@@ -1215,6 +1232,7 @@ class MindStore:
         group_by: str | None = None,
         include_superseded: bool = False,
         newest_first: bool = True,
+        count_reads: bool = True,
     ) -> list[Hit]:
         """The ``k`` slots that best answer ``query`` within the scope and filters, best first.
 
@@ -1224,7 +1242,8 @@ class MindStore:
         lies in that range (inclusive). ``reranker`` (or the store's) reorders the head with a
         cross-encoder. ``Hit.score`` is the cosine similarity in every mode; ``min_score`` applies
         to it. Dense and hybrid: a scope with at least ``k`` matching slots always yields ``k``
-        hits. Hits count as reads in the slots' usage statistics.
+        hits. Hits count as reads in the slots' usage statistics (not with ``count_reads=False``:
+        a person looking, as the TUI does, rather than the application recalling).
 
         Time: ``now`` (default the wall clock) is when the question is asked. Time the question
         names ("last Saturday", "two weeks ago", "in May 2023") prefers slots whose
@@ -1243,7 +1262,7 @@ class MindStore:
         check_reranker(reranker)
         if group_by is not None and group_by not in _GROUPS:
             raise InvalidInputError(f"group_by must be one of {', '.join(map(repr, _GROUPS))} or None, not {group_by!r}")
-        for name, flag in (("include_superseded", include_superseded), ("newest_first", newest_first)):
+        for name, flag in (("include_superseded", include_superseded), ("newest_first", newest_first), ("count_reads", count_reads)):
             if not isinstance(flag, bool):
                 raise InvalidInputError(f"{name} must be True or False, not {flag!r}")
         at = check_now(now)
@@ -1259,7 +1278,7 @@ class MindStore:
             return []
         return self._search(sp, self._embed([query]), *args, query=query, mode=mode, reranker=reranker or self.reranker,
                             group_by=_GROUPS.get(group_by), include_superseded=include_superseded, hint=None if hint.empty else hint,
-                            versions=newest_first)[0]
+                            versions=newest_first, count_reads=count_reads)[0]
 
     def search_vector(
         self,
@@ -1272,12 +1291,17 @@ class MindStore:
         session_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        count_reads: bool = True,
     ) -> list[Hit]:
         """Like :meth:`search`, with a key vector instead of text (any space)."""
-        q = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
+        try:
+            q = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
+        except (TypeError, ValueError) as exc:
+            raise InvalidVectorError(f"the query vector must be numbers, one row: {exc}") from None
         if q.ndim == 2 and len(q) != 1:
             raise InvalidVectorError("search_vector takes one query vector; use search_vectors for several")
-        return self.search_vectors(q, space=space, k=k, user_id=user_id, agent_id=agent_id, session_id=session_id, filters=filters, min_score=min_score)[0]
+        return self.search_vectors(q, space=space, k=k, user_id=user_id, agent_id=agent_id, session_id=session_id, filters=filters, min_score=min_score,
+                                   count_reads=count_reads)[0]
 
     def search_vectors(
         self,
@@ -1290,6 +1314,7 @@ class MindStore:
         session_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        count_reads: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`search_vector` for a batch of query vectors (n, dim): one index search, one SQL
         read and one usage count for all of them. A slot hit by several queries counts one read."""
@@ -1300,7 +1325,7 @@ class MindStore:
         if sp is None:
             n = len(np.atleast_2d(np.asarray(vectors)))
             return [[] for _ in range(n)]
-        return self._search(sp, check_vectors(vectors, sp.dim, "query vector"), *args)
+        return self._search(sp, check_vectors(vectors, sp.dim, "query vector"), *args, count_reads=count_reads)
 
     @staticmethod
     def _search_args(k, user_id, agent_id, session_id, filters, min_score):  # noqa: ANN001, ANN205
@@ -1331,7 +1356,7 @@ class MindStore:
     def _search(
         self, sp: SpaceIndex, q: np.ndarray, k: int, scope: Scope, pred: Predicate | None, min_score: float | None,
         *, query: str | None = None, mode: str = "dense", reranker: Reranker | None = None, group_by: str | None = None,
-        include_superseded: bool = False, hint: TimeHint | None = None, versions: bool = True,
+        include_superseded: bool = False, hint: TimeHint | None = None, versions: bool = True, count_reads: bool = True,
     ) -> list[list[Hit]]:
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         # Fusion and reranking look deeper than k: a slot ranked 30th by one index can win.
@@ -1396,6 +1421,8 @@ class MindStore:
                                          relevance=cosine, k=k)
                 order = order[:k]
                 results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
+            if not count_reads:
+                return [[Hit(sc, self._slot(r, sp.name, *self._reads.get(r.id, (0, None)))) for sc, r in ranked] for ranked in results]
             unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
             return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]
 
@@ -1458,8 +1485,9 @@ class MindStore:
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_K}")
         after = 0
         if cursor is not None:
-            if not isinstance(cursor, str) or not cursor.isdigit():
-                raise InvalidInputError(f"cursor {cursor!r} is not one this store handed out; pass page.next_cursor")
+            # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+            if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 or int(cursor) >= 2**63:
+                raise InvalidInputError(f"cursor {cursor!r:.40} is not one this store handed out; pass page.next_cursor")
             after = int(cursor)
         ref = self._space_id(space)
         if ref is None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import EventRow, SlotRow, SpaceRow
 from .errors import DatabaseError, InvalidInputError
-from .validate import MAX_TEXT_CHARS, check_chars, check_metadata, check_text
+from .validate import MAX_TEXT_CHARS, check_chars, check_metadata, check_space_name, check_text
 
 __all__ = ["export_jsonl", "import_jsonl"]
 
@@ -178,6 +178,10 @@ def _metadata(value: Any, field: str, *, required: bool) -> dict[str, Any] | Non
 
 def _space_line(obj: dict[str, Any], spaces: dict[str, dict]) -> None:
     name = _string(obj["name"], "space name", 200, required=True)
+    try:
+        check_space_name(name)  # as create_space: the name is also the space's index file name
+    except InvalidInputError as exc:
+        raise _Bad(str(exc)) from None
     sp = {"name": name, "dim": _count(obj["dim"], "dim", least=1), "key_source": _string(obj["key_source"], "key_source", 500, required=True),
           "created_at": _parse_dt(obj["created_at"], "created_at")}
     if name in spaces and (spaces[name]["dim"], spaces[name]["key_source"]) != (sp["dim"], sp["key_source"]):

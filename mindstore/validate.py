@@ -15,13 +15,16 @@ import numpy as np
 from .errors import InvalidInputError, InvalidVectorError
 from .slots import Scope
 
-__all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_DEPTH", "check_chars", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
+__all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_DEPTH", "MAX_SPACE_BYTES", "check_chars", "check_space_name", "check_space_ref", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
 
 MAX_K = 10_000
 # A memory is a statement, not a document: the embedder reads only its first few hundred words,
 # and embedding a 10 MB text took 70 s. Longer texts are refused; split them (add_many) first.
 MAX_TEXT_CHARS = 100_000
 MAX_DEPTH = 32  # nesting of metadata and filters (dicts and lists inside each other)
+# A space's name is also the name of its index files (``<name>.faiss.json.<host>-<pid>-<thread>.tmp``
+# adds up to 53 bytes), and file names have at most 255 bytes.
+MAX_SPACE_BYTES = 150
 
 
 def check_chars(value: str, what: str) -> str:
@@ -44,6 +47,24 @@ def check_text(text: Any, what: str = "text") -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInputError(f"{what} has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it into shorter memories")
     return check_chars(text, what)
+
+
+def check_space_ref(space: Any, what: str = "space") -> str:
+    """A space name given to look a space up: a string that a database can compare."""
+    if not isinstance(space, str) or not space:
+        raise InvalidInputError(f"{what} must be a space name (a non-empty string), not {space!r:.40}")
+    return check_chars(space, what)
+
+
+def check_space_name(name: Any, what: str = "space name") -> str:
+    """A name for a new space. It names the space's index files too, so it holds no path
+    separator and fits a file name; checked before anything is written."""
+    check_text(name, what)
+    if "/" in name or "\\" in name or name.strip() in (".", ".."):
+        raise InvalidInputError(f"{what} {name!r:.60} is not usable: it also names the space's index files, so it may not hold '/' or '\\' or be '.' or '..'; pick a plain name such as 'omniglot'")
+    if len(name.encode("utf-8")) > MAX_SPACE_BYTES:
+        raise InvalidInputError(f"{what} has {len(name.encode('utf-8'))} bytes in UTF-8, more than {MAX_SPACE_BYTES} (it also names the space's index files); pick a shorter name")
+    return name
 
 
 def _check_id(value: Any, what: str) -> str | None:

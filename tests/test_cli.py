@@ -116,3 +116,41 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "'Alice is allergic to peanuts'" in r.output
     assert "after reopening: 'which city does alice work in?' -> 'Alice works as a nurse in Porto'" in r.output
+
+
+@pytest.mark.parametrize("args", [
+    ["show", str(2**63)], ["rm", str(2**64)], ["edit", str(2**70), "--text", "new words"], ["history", str(2**63)],
+    ["show", "--", "-5"], ["rm", "--", "-1"], ["history", "--", "-3"], ["show", "-5"],
+    ["list", "--cursor", "²"], ["list", "--cursor", str(2**70)], ["list", "--limit", str(2**70)],
+    ["add", "nuts\x00bolts"], ["add", "bad \ud800 text"], ["search", "peanuts \udcff"], ["search", "x", "--user", "al\x00ice"],
+    ["search", "x", "--now", "garbage"], ["search", "x", "--now", "9999999-01-01"], ["search", "x", "--since", "blah blah"],
+    ["search", "x", "--filter", '{"a":' * 3000 + "1" + "}" * 3000], ["add", "x y", "--meta", "a=" + "[" * 3000 + "]" * 3000],
+    ["add", "x y", "--meta", "=1"], ["list", "--space", "bad\ud800"], ["stats", "--recall-sample", "-1"],
+    ["mcp", "--transport", "http", "--port", str(2**70)],
+])
+def test_bad_arguments_are_one_error_line_and_a_non_zero_exit(db: str, args: list[str]) -> None:
+    r = runner.invoke(app, [*args, "--db", db])
+    assert r.exit_code != 0, (args, r.output)
+    assert r.exception is None or isinstance(r.exception, SystemExit), (args, repr(r.exception))
+    assert "Traceback" not in r.output and "error" in r.output.lower(), (args, r.output)
+
+
+@pytest.mark.parametrize("db_arg", ["", "nonsense://", "sqlite:///{tmp}/a-file/x.db", "sqlite:///{tmp}/a-file", "sqlite:///{tmp}",
+                                    "sqlite:///file:{tmp}/u/x.db?mode=ro&uri=true"])
+def test_a_bad_db_is_one_error_line(tmp_path: Path, db_arg: str) -> None:
+    (tmp_path / "a-file").write_text("x")
+    r = runner.invoke(app, ["list", "--db", db_arg.format(tmp=tmp_path)])
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and (tmp_path / "a-file").read_text() == "x"
+
+
+def test_bad_arguments_to_the_real_command_print_no_traceback(db: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MINDSTORE_DB": db}
+    exe = Path(sys.executable).with_name("mindstore")
+    for args in ([b"show", str(2**63).encode()], [b"list", b"--cursor", "²".encode()], [b"add", b"undecodable \xff bytes"],
+                 [b"list", b"--db", f"sqlite:///{tmp_path}/a-file/x.db".encode()], [b"search", b"x", b"--now", b"garbage"]):
+        out = subprocess.run([str(exe).encode(), *args], env=env, capture_output=True, timeout=300)
+        stderr = out.stderr.decode("utf-8", "replace")
+        assert out.returncode == 1, (args, stderr)
+        assert "Traceback" not in stderr and stderr.startswith("error: ") and stderr.count("\n") == 1, (args, stderr)

@@ -350,3 +350,97 @@ def test_a_nul_byte_in_a_database_path_is_a_typed_error(tmp_path) -> None:
 def test_wrongly_typed_config_fails_at_construction(field: str, value: object) -> None:
     with pytest.raises(InvalidInputError, match=f"Config.{field}"):
         Config(**{field: value})
+
+
+def test_a_space_name_that_cannot_name_its_files_is_refused_and_leaves_no_row(filled: MindStore) -> None:
+    before = snapshot(filled.url)
+    for name in ("n" * 300, "é" * 100, "a/b", "..", "a\\b"):
+        with pytest.raises(InvalidInputError, match="space name"):
+            filled.create_space(name, dim=4, key_source="test")
+    assert snapshot(filled.url) == before
+    with pytest.raises(InvalidInputError, match="space"):
+        MindStore(filled.url, space="n" * 300)
+
+
+def _other_app(path, *tables: str) -> bytes:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    for table in tables:
+        conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, what TEXT)")
+        conn.execute(f"INSERT INTO {table} (what) VALUES ('theirs')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("tables", [("events",), ("slots", "spaces"), ("users",), ("mindstore_meta",)])
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path, tables: tuple[str, ...]) -> None:
+    from mindstore import DatabaseError
+
+    path = tmp_path / "app.db"
+    data = _other_app(path, *tables)
+    with pytest.raises(DatabaseError, match="not a mindstore database") as info:
+        MindStore(f"sqlite:///{path}", config=Config(index_dir=tmp_path / "index"))
+    assert "untouched" in str(info.value)
+    assert path.read_bytes() == data  # no WAL switch, no ALTER TABLE, no new table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path) -> None:
+    from mindstore import DatabaseError
+
+    path = tmp_path / "notes.db"
+    path.write_text("x")  # SQLite itself would have taken this over
+    with pytest.raises(DatabaseError, match="not a SQLite database"):
+        MindStore(f"sqlite:///{path}", config=Config(index_dir=tmp_path / "index"))
+    assert path.read_text() == "x"
+
+
+def test_an_empty_file_or_an_empty_sqlite_database_becomes_a_store(tmp_path) -> None:
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    blank = tmp_path / "blank.db"
+    sqlite3.connect(blank).execute("PRAGMA user_version = 1").connection.close()  # a database file with no tables
+    for path in (empty, blank):
+        with MindStore(f"sqlite:///{path}", config=Config(index_dir=tmp_path / f"{path.name}.index")) as s:
+            s.create_space("v", dim=4, key_source="test")
+        with MindStore(f"sqlite:///{path}", config=Config(index_dir=tmp_path / f"{path.name}.index")) as s:  # and opens again
+            assert [sp.name for sp in s.spaces()] == ["v"]
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_with_tables_named_like_ours_is_refused_untouched(pg_url: str, tmp_path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from mindstore import DatabaseError
+
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE events (id SERIAL PRIMARY KEY, what TEXT)"))
+        c.execute(text("CREATE TABLE invoices (id SERIAL PRIMARY KEY)"))
+    columns = "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+    with engine.connect() as c:
+        before = c.execute(text(columns)).all()
+    with pytest.raises(DatabaseError, match=r"not a mindstore database.*events"):
+        MindStore(pg_url, config=Config(index_dir=tmp_path / "index"))
+    with engine.connect() as c:
+        assert c.execute(text(columns)).all() == before
+    # An application's own tables beside a store's are fine when none is named like ours.
+    with engine.begin() as c:
+        c.execute(text("DROP TABLE events"))
+    with MindStore(pg_url, config=Config(index_dir=tmp_path / "index")) as s:
+        s.create_space("v", dim=4, key_source="test")
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["", "   ", "sqlite:///file:{tmp}/sub/x.db?mode=ro&uri=true", "sqlite:///{tmp}/a-file/x.db", "sqlite:///{tmp}"])
+def test_urls_that_name_no_usable_file_are_typed_errors_that_make_nothing(tmp_path, monkeypatch, url: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)  # a relative path made by mistake (./file:...) would land here
+    with pytest.raises(MindStoreError) as info:
+        MindStore(url.format(tmp=tmp_path), config=Config(index_dir=tmp_path / "index"))
+    assert len(str(info.value)) > 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -55,6 +55,83 @@ def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connectio
     cur.close()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _not_ours(where: str, tables: set[str]) -> DatabaseError:
+    shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+    return DatabaseError(
+        f"{where} is not a mindstore database: it has tables of its own ({shown}) and no mindstore_meta "
+        "table. mindstore left it untouched; give a new file (or an empty database) or a store mindstore made"
+    )
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, before any connection changes it, a file that is not a mindstore database: a file
+    that is not SQLite, or a SQLite database with tables and no ``mindstore_meta`` schema version
+    (another application's). A missing or empty file, or a database with no tables, is new: it is
+    made a store. The hooks of every connection switch a file to WAL, so this reads the file
+    read-only through its own connection first."""
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder; give a database file in it, e.g. sqlite:///{path / 'memory.db'}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:  # a parent is a file: reported where the folders are made
+        return
+    except OSError as exc:
+        raise DatabaseError(f"cannot read the database file {path} ({exc.strerror}); check the path and its permissions") from None
+    if not head:
+        return
+    if head != _SQLITE_HEADER:
+        raise DatabaseError(f"{path} is not a SQLite database (it holds other data); mindstore left it untouched. Give a new file name or a store mindstore made")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return  # cannot tell here; the check under the schema lock decides
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+        if not tables:
+            return
+        meta = MetaRow.__tablename__
+        if meta in tables and {"key", "value"} <= {r[1] for r in conn.execute(f"PRAGMA table_info({meta})")} and conn.execute(
+                f"SELECT 1 FROM {meta} WHERE key = 'schema_version'").fetchone() is not None:
+            return
+    except sqlite3.Error:
+        return  # locked, or a hot journal a read-only connection cannot roll back: as above
+    finally:
+        conn.close()
+    raise _not_ours(str(path), tables)
+
+
+def _make_folders(path: Path) -> list[Path]:
+    """The database file's missing folders, made; returns them (deepest first) for undoing."""
+    made = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        made.append(parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_folders(made)
+        raise DatabaseError(
+            f"cannot make the folder {path.parent} for the database ({exc.strerror}: a part of the path is a file, "
+            "or not writable); choose another path"
+        ) from None
+    return made
+
+
+def _remove_folders(made: list[Path]) -> None:
+    for folder in made:  # deepest first; only while empty
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def _restore_autocheckpoint(dbapi_conn, record) -> None:  # noqa: ANN001 - DBAPI connection, pool record
     """A bulk add that left its checkpoint to the store's thread turned the connection's automatic
     checkpoint off (``MindStore._checkpoint_behind``); the next user gets it back."""
@@ -116,6 +193,15 @@ def _create_schema(engine: Engine) -> None:
         elif engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         version = _schema_version(conn)
+        if version is None:
+            # Another application's database: leave it as it is. On SQLite every table counts (a
+            # store is a file of its own); a PostgreSQL database may hold an application's tables
+            # beside a store's, but none named like ours.
+            tables = set(inspect(conn).get_table_names())
+            if engine.dialect.name != "sqlite":
+                tables &= {t.name for t in Base.metadata.sorted_tables}
+            if tables:
+                raise _not_ours(f"database {engine.url.render_as_string(hide_password=True)}", tables)
         if version is not None and version > SCHEMA_VERSION:
             raise DatabaseError(
                 f"this database uses schema version {version}, newer than this mindstore "
@@ -145,19 +231,27 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
             "postgresql+psycopg://user@host/dbname"
         ) from exc
     kwargs: dict = {}
+    made: list[Path] = []  # folders this open made, removed again if it fails
     if u.get_backend_name() == "sqlite":
+        if "uri" in u.query or (u.database or "").startswith("file:"):
+            raise DatabaseError(
+                f"SQLite URI file names ({url!r:.80}) are not supported: mindstore opens the file read-write and makes its "
+                "folders. Give the file's path, e.g. sqlite:////path/to/memory.db"
+            )
         path = sqlite_path(url)
         if path is None:
             kwargs["poolclass"] = StaticPool
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_file(path)
+            made = _make_folders(path)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": _BUSY_S}
     else:
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(u, **kwargs)
-    except (ImportError, SQLAlchemyError) as exc:
+    except (ImportError, SQLAlchemyError, TypeError, ValueError) as exc:  # TypeError, ValueError: a bad URL query argument
+        _remove_folders(made)
         hint = " (install the postgres extra: pip install 'mindstore[postgres]')" if "psycopg" in str(exc) else ""
         raise DatabaseError(f"cannot use database {u.render_as_string(hide_password=True)}: {exc}{hint}") from exc
     if u.get_backend_name() == "sqlite":
@@ -166,10 +260,15 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     try:
         _create_schema(engine)
         ensure_store_id(engine)  # what the derived caches are bound to (db/identity.py)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:  # the driver's own errors: raised in a connect hook
         engine.dispose()
+        _remove_folders(made)
         raise DatabaseError(
             f"cannot open database {u.render_as_string(hide_password=True)}: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}"
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
+    except BaseException:
+        engine.dispose()
+        _remove_folders(made)
+        raise
     return engine, sessionmaker(engine, expire_on_commit=False)
