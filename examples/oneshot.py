@@ -2,29 +2,33 @@
 hand-set prototype-memory heads) binds classes it has never seen from one example each, into a
 SQLite store, and recalls them after the store is reopened.
 
-    python examples/oneshot.py                       # the held-out alphabets if found
+    python examples/oneshot.py --out oneshot.png     # the held-out alphabets; plot saved there
     python examples/oneshot.py --data path/to/omniglot --classes 5 --runs 20
 
 Per run, ``--classes`` classes never seen in training (Sanskrit and Tagalog characters: 2 of the
-8 background alphabets in the local zips, kept out of training) get a fresh space. Each drawing is shown in turn: the learner first recalls it (1st presentation: nothing is
-bound yet), then binds it to its label. Accuracy by presentation is printed beside the LSTM
-baseline and saved as a plot. Then the store is closed, reopened, and unseen drawings recalled.
+8 background alphabets in the local zips, kept out of training) get a fresh space. Each drawing
+is shown in turn: the learner first recalls it (1st presentation: nothing is bound yet), then
+binds it to its label. Accuracy by presentation is printed beside the LSTM baseline, and plotted
+into ``--out`` when given. Then the store is closed, reopened, and unseen drawings recalled.
 Data: ``--data``, else $MINDSTORE_DATA, else ../shared/data/omniglot beside the repository, else
-the user cache (where `mindstore.neural.data.download()` puts it); without any, a synthetic task.
+the user cache (downloaded there on first use, ``mindstore.neural.data.download()``). Offline
+without any of these it says so and runs a synthetic task instead; a ``--data`` without Omniglot
+in it is an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from mindstore import Config, MindStore
+from mindstore import Config, DataNotFoundError, MindStore
 from mindstore.neural import evaluate
-from mindstore.neural.data import EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes, default_data_dir, load_omniglot
+from mindstore.neural.data import EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes, load_omniglot
 from mindstore.neural import DEFAULT_CHECKPOINT, OneShotLearner
 from mindstore.neural.train import load_checkpoint
 
@@ -34,20 +38,21 @@ LATER = 5  # drawings recalled after reopening, never shown before
 
 def classes_to_learn(data: str | None, size: int):
     """(images (C, drawings, S, S) uint8, names, episode sampler, what they are)."""
-    path = Path(data) if data else default_data_dir()
     try:
-        ev = load_omniglot(path, size=size, allow_download=False).split()["eval"]
-    except FileNotFoundError:
-        print(f"No Omniglot data at {path}. Pass --data (a folder with images_background*.zip or "
-              "images_evaluation.zip), set MINDSTORE_DATA, or call mindstore.neural.data.download(). "
-              "Running the synthetic task instead: random patterns, noisy copies of one per class.\n")
+        # a --data given must hold Omniglot; the default place is filled by a download if empty
+        ev = load_omniglot(data, size=size, allow_download=data is None).split()["eval"]
+    except DataNotFoundError as e:
+        if data is not None:
+            sys.exit(f"error: {e}")
+        print(f"{e}.\nFalling back to the synthetic task: random binary patterns, noisy copies of "
+              "one per class (accuracies are not comparable to Omniglot's).\n")
         synth = SyntheticEpisodes(size=size)
         imgs = synth.drawings(60, PRESENTATIONS + LATER, torch.Generator().manual_seed(0))
         return imgs, [f"pattern-{i}" for i in range(60)], synth, "synthetic patterns"
     return ev.images, ev.characters, OmniglotEpisodes(ev, rotate=False), f"{'/'.join(EVAL_ALPHABETS)} characters"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="Omniglot zip or folder")
     ap.add_argument("--db", default=None, help="store URL (default: a SQLite file in a temporary folder)")
@@ -56,8 +61,9 @@ def main() -> None:
                     help="LSTM baseline checkpoint (default: the packaged one)")
     ap.add_argument("--classes", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20, help="independent sets of new classes, averaged")
-    ap.add_argument("--plot", default="oneshot.png")
-    args = ap.parse_args()
+    ap.add_argument("--out", "--plot", dest="out", default=None, metavar="PNG",
+                    help="write the accuracy-by-presentation plot here (default: no plot)")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
     tmp = tempfile.TemporaryDirectory(prefix="mindstore-oneshot-")
@@ -91,8 +97,11 @@ def main() -> None:
     rows.update(baselines(args, model, sampler))
     print(f"Accuracy % by presentation ({args.classes}-way, {args.runs} runs):\n")
     print(evaluate.table(rows, evaluate.INSTANCES))
-    evaluate.plot(rows, args.plot, f"{args.classes}-way one-shot binding, {what}")
-    print(f"\nplot saved to {args.plot}")
+    if args.out:
+        evaluate.plot(rows, args.out, f"{args.classes}-way one-shot binding, {what}")
+        print(f"\nplot saved to {Path(args.out).resolve()}")
+    else:
+        print("\n(no plot written: pass --out FILE.png to save one)")
 
     with MindStore(url, config=config) as store:  # a new store object: only what SQL kept
         after = recall_later(store, args.checkpoint, runs, imgs, names)

@@ -43,6 +43,21 @@ def test_reads_are_written_in_batches_and_before_any_other_call(db_url: str, tmp
     assert _sql_usage(db_url, slot.id)[0] == 4  # close writes what is left
 
 
+def test_a_search_that_does_not_count_reads_leaves_usage_as_it_was(sqlite_url: str, tmp_path) -> None:
+    """A person looking (the TUI) passes count_reads=False: the hits show their usage, reads
+    counted but not yet written included, and nothing changes what eviction sees."""
+    keys = random_keys(3)
+    with vector_store(sqlite_url, tmp_path, usage_flush_s=3600) as s:
+        slot = s.add_vectors(keys, space="v", user_id="u")[0]
+        s.search_vector(keys[0], space="v", user_id="u", k=1)  # the application reads it once
+        hit = s.search_vector(keys[0], space="v", user_id="u", k=1, count_reads=False)[0]
+        assert hit.slot.id == slot.id and hit.slot.usage.reads == 1
+        assert [h.slot.usage.reads for h in s.search_vectors(keys, space="v", k=3, count_reads=False)[0]] == [1, 0, 0]
+        assert s.get(slot.id).usage.reads == 1
+        with pytest.raises(InvalidInputError, match="count_reads"):
+            s.search("anything", count_reads="no")
+
+
 def test_zero_interval_writes_every_search(sqlite_url: str, tmp_path) -> None:
     keys = random_keys(2)
     with vector_store(sqlite_url, tmp_path, usage_flush_s=0) as s:

@@ -44,9 +44,13 @@ class MindStoreApp(App[None]):
         Binding("u", "undo", "Undo delete"),
     ]
 
-    def __init__(self, db: str | None = None, *, store: MindStore | None = None) -> None:
+    def __init__(self, db: str | None = None, *, store: MindStore | None = None, count_reads: bool = False) -> None:
+        """``count_reads``: whether the TUI's searches and neighbour lists count as reads of the
+        slots they show. Off by default: a person looking at memories must not change which ones
+        the store evicts or overwrites; on, the TUI reads as the application does."""
         super().__init__()
         self.db = db
+        self.count_reads = count_reads
         self.store: MindStore | None = store
         self._owns_store = store is None
         self.open_error: str | None = None
@@ -100,9 +104,9 @@ class MindStoreApp(App[None]):
         self.notify(describe_error(exc), title="mindstore", severity="error", timeout=8)
 
     def store_changed(self) -> None:
-        """Reload the browse view after an edit, delete or undo."""
+        """Reload the browse view after an edit, delete or undo, its cursor kept in place."""
         if self.store is not None:
-            self.browse.reload()
+            self.browse.reload(keep_place=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Nothing to undo before a store is open: False also hides the key from the footer.
@@ -143,7 +147,7 @@ class MindStoreApp(App[None]):
                 self._delete(where=where)
 
         self.push_screen(
-            ConfirmScreen(f"Delete {n} slots of {where.describe()}?", "Undo (u) adds them back with new ids.",
+            ConfirmScreen(f"Delete {n} slots of {where.describe()}?", "Undo (u) puts them back as they were, ids included.",
                           confirm_label="Delete all"),
             answered,
         )
@@ -167,7 +171,7 @@ class MindStoreApp(App[None]):
 
     def _deleted(self, record: DeletedSlots, n: int, then: Callable[[], None] | None) -> None:
         self.last_deleted = record
-        hint = "Press u to undo (it comes back with a new id)." if record.restorable else f"This cannot be undone: {record.reason}."
+        hint = "Press u to undo." if record.restorable else f"This cannot be undone: {record.reason}."
         self.notify(f"Deleted {n:,} slot{'s' if n != 1 else ''} ({record.what}). {hint}")
         if then is not None:
             then()
@@ -193,7 +197,7 @@ class MindStoreApp(App[None]):
             return
         ids = ", ".join(str(s.id) for s in slots[:5]) + (" …" if len(slots) > 5 else "")
         self.call_from_thread(
-            self.notify, f"Restored {len(slots):,} slot{'s' if len(slots) != 1 else ''} of {record.what} with new ids: {ids}"
+            self.notify, f"Restored {len(slots):,} slot{'s' if len(slots) != 1 else ''} of {record.what} as they were (ids {ids})"
         )
         self.call_from_thread(self.store_changed)
 

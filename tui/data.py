@@ -97,19 +97,20 @@ def load_space_tree(store: MindStore) -> list[SpaceTree]:
 
 @dataclass(frozen=True)
 class DeletedSlots:
-    """The content of the last delete, enough to add it back (with new ids)."""
+    """The content of the last delete, enough to put it back as it was: ids, keys, usage, times."""
 
     what: str  # "slot 12" or "user 'alice' in chat"
     slots: list[Slot]
     restorable: bool  # False when some slot has no text (vector slots) or the scope was too big
     reason: str = ""
+    keys: Any = None  # the slots' key vectors (n, dim), read before the delete
 
 
 def capture_for_undo(store: MindStore, *, slot: Slot | None = None, where: ScopeFilter | None = None) -> DeletedSlots:
-    """Read what a delete is about to remove, so that undo can add it back."""
+    """Read what a delete is about to remove (its keys included), so that undo can put it back."""
     if slot is not None:
         ok = slot.text is not None and slot.space == store.space
-        return DeletedSlots(f"slot {slot.id}", [slot], ok, "" if ok else "it has no text to re-embed")
+        return DeletedSlots(f"slot {slot.id}", [slot], ok, "" if ok else "it has no text", store.keys([slot.id]) if ok else None)
     assert where is not None
     total = store.count(space=where.space, **where.kwargs())
     if total > MAX_UNDO:
@@ -123,20 +124,45 @@ def capture_for_undo(store: MindStore, *, slot: Slot | None = None, where: Scope
             break
         cursor = page.next_cursor
     ok = where.space == store.space and all(s.text is not None for s in slots)
-    return DeletedSlots(where.describe(), slots, ok, "" if ok else "its slots have no text to re-embed")
+    keys = store.keys([s.id for s in slots]) if ok and slots else None
+    return DeletedSlots(where.describe(), slots, ok, "" if ok else "its slots have no text", keys)
 
 
 def restore(store: MindStore, deleted: DeletedSlots) -> list[Slot]:
-    """Add the deleted slots back: same text, metadata and scope, new ids (dedup off)."""
-    groups: dict[Scope, list[Slot]] = {}
-    for s in deleted.slots:
-        groups.setdefault(s.scope, []).append(s)
-    out: list[Slot] = []
-    for scope, slots in groups.items():
-        out += store.add_many(
-            [s.text or "" for s in slots], metadata=[s.metadata for s in slots], dedup=False, **scope.as_dict()
-        )
-    return out
+    """Put the deleted slots back as they were: same ids, text, metadata, scope, key, usage and
+    times, each with an ``undelete`` event, so that its history goes on under the one id.
+
+    Through :meth:`MindStore.import_`, the store's way to insert slots with their ids: the
+    slots are written as lines of its export format to a temporary file and imported."""
+    import base64
+    import tempfile
+    from datetime import timezone
+    from pathlib import Path
+
+    def iso(dt: datetime | None) -> str | None:
+        return dt.isoformat() if dt is not None else None
+
+    if not deleted.slots:
+        return []
+    now = datetime.now(timezone.utc).isoformat()
+    spaces = {info.name: info for info in store.spaces()}
+    lines = [{"type": "space", "name": name, "dim": spaces[name].dim, "key_source": spaces[name].key_source, "created_at": now}
+             for name in sorted({s.space for s in deleted.slots})]
+    for s, key in zip(deleted.slots, deleted.keys):
+        lines.append({
+            "type": "slot", "id": s.id, "space": s.space, **s.scope.as_dict(), "text": s.text, "label": s.label,
+            "metadata": s.metadata, "reads": s.usage.reads, "writes": s.usage.writes, "last_access": iso(s.usage.last_access),
+            "created_at": iso(s.created_at), "updated_at": iso(s.updated_at),
+            "key": base64.b64encode(key.astype("float32").tobytes()).decode("ascii"), "value": None,
+            **({"superseded_by": s.superseded_by} if s.superseded_by is not None else {}),
+        })
+    lines += [{"type": "event", "slot_id": s.id, "space": s.space, "kind": "undelete", "old_text": None, "new_text": s.text,
+               "old_metadata": None, "new_metadata": s.metadata, "at": now} for s in deleted.slots]
+    with tempfile.TemporaryDirectory(prefix="mindstore-undo-") as tmp:
+        path = Path(tmp) / "undo.jsonl"
+        path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+        store.import_(path)
+    return list(deleted.slots)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

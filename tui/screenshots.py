@@ -109,7 +109,7 @@ async def browse(pilot: Pilot) -> None:
 async def search(pilot: Pilot) -> None:
     pick(pilot.app, ScopeFilter("chat", user_id="alice"))
     await settle(pilot)
-    await pilot.press("slash", *"what can't she eat?", "enter")
+    await pilot.press("slash", *"what can't she eat", "enter")  # "?" in the box opens help
     await settle(pilot)
 
 

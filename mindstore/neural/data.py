@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import DataNotFoundError
+
 # The split, picked once: the two alphabets that sort last are held out for evaluation. The
 # six others train; every 5th character of each training alphabet is kept aside for validation
 # (model choices are made on validation, never on the held-out alphabets).
@@ -36,19 +38,29 @@ HOME_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python
 FULL_ZIPS = ("images_background.zip", "images_evaluation.zip")
 
 
+# Where ../shared/data/omniglot sits when the repository is checked out beside shared/.
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
+
+
 def cache_dir() -> Path:
-    """The user cache dir for downloaded zips and preprocessed tensors."""
+    """Where ``download()`` puts the zips: the user cache dir's omniglot/ folder."""
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("mindstore")) / "omniglot"
 
 
+def preprocessed_dir() -> Path:
+    """Where preprocessed tensors are cached: a folder of their own, beside the downloaded zips
+    and never inside a data folder, so that the cache can never be taken for the data."""
+    return cache_dir().with_name("omniglot-preprocessed")
+
+
 def default_data_dir() -> Path:
-    """$MINDSTORE_DATA, else ../shared/data/omniglot next to the repository, else the cache."""
+    """$MINDSTORE_DATA, else ../shared/data/omniglot next to the repository if it holds the
+    data, else the download folder (``cache_dir``)."""
     if env := os.environ.get("MINDSTORE_DATA"):
         return Path(env)
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "omniglot"
-    return shared if shared.exists() else cache_dir()
+    return SHARED_DATA if find_sources(SHARED_DATA) else cache_dir()
 
 
 @dataclass
@@ -78,23 +90,58 @@ class Omniglot:
         return {k: self.select(v) for k, v in parts.items()}
 
 
-def _sources(path: Path) -> list[Path]:
+def find_sources(path: Path) -> list[Path]:
+    """What ``path`` holds of Omniglot: itself if it is a file, else its zips, else itself if
+    PNG drawings lie under it; [] when it holds none of these (a missing folder, or one of
+    anything else, such as preprocessed tensors, is no data)."""
     if path.is_file():
         return [path]
-    zips = sorted(path.glob("*.zip"))
-    return zips if zips else [path]
+    if not path.is_dir():
+        return []
+    if zips := sorted(path.glob("*.zip")):
+        return zips
+    return [path] if next(path.rglob("*.png"), None) is not None else []
 
 
 def download(dest: Path | None = None) -> Path:
-    """Fetch the full background and evaluation zips from the data set's home into ``dest``."""
+    """Fetch the full background and evaluation zips from the data set's home into ``dest``.
+
+    Raises DataNotFoundError, saying what to do, when they cannot be fetched (offline, say)."""
     dest = dest or cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    for name in FULL_ZIPS:
-        if not (dest / name).exists():
-            tmp = dest / (name + ".part")
-            urllib.request.urlretrieve(HOME_URL + name, tmp)
-            tmp.rename(dest / name)
+    # all or nothing: each zip is fetched aside and renamed into place only once both are in, so
+    # that a folder holding one of the two is never taken for the whole data set
+    parts = {dest / name: dest / (name + ".part") for name in FULL_ZIPS if not (dest / name).exists()}
+    try:
+        for final, tmp in parts.items():
+            urllib.request.urlretrieve(HOME_URL + final.name, tmp)
+    except OSError as e:  # URLError, a timeout, a refused connection: all OSErrors
+        for tmp in parts.values():
+            tmp.unlink(missing_ok=True)
+        raise DataNotFoundError(
+            f"could not download the Omniglot zips from {HOME_URL} ({e}). Go online and retry, "
+            "or set MINDSTORE_DATA (or pass --data) to a folder holding images_background*.zip "
+            "or images_evaluation.zip") from e
+    for final, tmp in parts.items():
+        tmp.rename(final)
     return dest
+
+
+def locate(path: str | Path | None = None, *, allow_download: bool = True) -> list[Path]:
+    """The sources (zips, or folders of PNGs) to load: under ``path``, else under
+    ``default_data_dir()``. Only the download folder is ever filled by downloading; a path
+    given (or $MINDSTORE_DATA) without data is an error, never a silent download elsewhere."""
+    where = Path(path) if path is not None else default_data_dir()
+    if sources := find_sources(where):
+        return sources
+    fetchable = where.resolve() == cache_dir().resolve()
+    if fetchable and allow_download:
+        return find_sources(download(where))
+    hint = ("; or go online: `mindstore.neural.data.download()` fetches them there"
+            if fetchable else "")
+    raise DataNotFoundError(
+        f"no Omniglot data at {where} (no images_*.zip and no PNG drawings). Set MINDSTORE_DATA "
+        f"or pass --data to a folder holding the Omniglot zips{hint}")
 
 
 def _entries(source: Path):
@@ -122,19 +169,16 @@ def prepare_image(data: bytes | str | Path, size: int = 20) -> np.ndarray:
 
 def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: bool = True,
                   allow_download: bool = True) -> Omniglot:
-    """Load every character under ``path`` (a zip, or a folder of zips or of PNGs).
+    """Load every character under ``path`` (a zip, or a folder of zips or of PNGs; default
+    ``default_data_dir()``, downloaded there if it is the empty download folder).
 
     Characters found in several zips (Greek and Latin in the two small sets) are kept once.
-    The preprocessed tensor is cached in the user cache dir, keyed by the sources and ``size``.
+    The preprocessed tensor is cached in ``preprocessed_dir()``, keyed by the sources and
+    ``size``. Raises DataNotFoundError (a FileNotFoundError) when there is no data to load.
     """
-    path = Path(path) if path is not None else default_data_dir()
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        if not allow_download:
-            raise FileNotFoundError(f"no Omniglot data at {path}; set MINDSTORE_DATA or pass --data")
-        path = download()
-    sources = _sources(path)
+    sources = locate(path, allow_download=allow_download)
     stamp = "-".join(f"{s.resolve()}:{s.stat().st_size}" for s in sources)
-    cached = cache_dir() / f"omniglot-{size}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.pt"
+    cached = preprocessed_dir() / f"omniglot-{size}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.pt"
     if use_cache and cached.exists():
         blob = torch.load(cached, weights_only=True)
         return Omniglot(blob["images"], blob["alphabets"], blob["characters"])
@@ -143,6 +187,10 @@ def load_omniglot(path: str | Path | None = None, size: int = 20, *, use_cache: 
         for alphabet, char, fname, data in _entries(source):
             drawings.setdefault((alphabet, char), {})[fname] = prepare_image(data, size)
     keys = sorted(k for k, v in drawings.items() if len(v) == DRAWINGS)
+    if not keys:
+        raise DataNotFoundError(
+            f"no Omniglot character with all {DRAWINGS} drawings in {', '.join(map(str, sources))}. "
+            "Set MINDSTORE_DATA or pass --data to a folder holding the Omniglot zips")
     images = torch.from_numpy(np.stack([np.stack([drawings[k][f] for f in sorted(drawings[k])])
                                         for k in keys]))
     data = Omniglot(images, [a for a, _ in keys], [f"{a}/{c}" for a, c in keys])

@@ -1,12 +1,26 @@
-"""Episode data on the real Omniglot zips (no download) and the synthetic task."""
+"""Episode data on the real Omniglot zips (never downloaded: the network is faked), where the data
+is looked for, and the synthetic task."""
 
 from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
 
-from mindstore.neural.data import (EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes,
-                                   augment, load_omniglot, with_rotations)
+from mindstore import DataNotFoundError
+from mindstore.neural import data
+from mindstore.neural.data import (
+    EVAL_ALPHABETS,
+    OmniglotEpisodes,
+    SyntheticEpisodes,
+    augment,
+    load_omniglot,
+    with_rotations,
+)
 
 from .conftest import DATA, needs_data
 
@@ -111,12 +125,9 @@ def test_training_episodes_are_augmented_only_when_asked(omniglot):
     assert not torch.allclose(a.x, b.x)
 
 
-
 @needs_data
 def test_the_preprocessed_tensor_is_cached_and_read_back(tmp_path, monkeypatch):
-    import mindstore.neural.data as data
-
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(data, "preprocessed_dir", lambda: tmp_path)
     first = load_omniglot(DATA, size=8, allow_download=False)
     assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]
     monkeypatch.setattr(data, "prepare_image", None)  # a second load must not decode the zips
@@ -128,9 +139,7 @@ def test_the_preprocessed_tensor_is_cached_and_read_back(tmp_path, monkeypatch):
 def test_a_load_that_dies_writing_the_cache_leaves_no_cache_to_trust(tmp_path, monkeypatch):
     """The cache is written aside and renamed into place, so a reader (another run started at
     the same moment, or the next run after a crash) never finds half a file under its name."""
-    import mindstore.neural.data as data
-
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(data, "preprocessed_dir", lambda: tmp_path)
     real_save = torch.save
 
     def dies_halfway(obj, f):
@@ -146,3 +155,86 @@ def test_a_load_that_dies_writing_the_cache_leaves_no_cache_to_trust(tmp_path, m
     assert not list(tmp_path.iterdir())  # neither a cache nor the half-written file
     loaded = load_omniglot(DATA, size=8, allow_download=False)  # rebuilt, not a torn read
     assert loaded.images.shape[0] == len(loaded.characters) > 200
+
+
+def test_a_cache_of_preprocessed_tensors_is_not_taken_for_the_data(offline_user):
+    """The state of issue 27: the download folder holds only tensors an older mindstore
+    preprocessed into it. That is no data: it is downloaded, and offline that is an error
+    saying what to do, not `ValueError: need at least one array to stack`."""
+    downloads, calls = offline_user
+    downloads.mkdir(parents=True)
+    torch.save({"images": torch.zeros(1, 20, 20, 20, dtype=torch.uint8)},
+               downloads / "omniglot-20-4d2cb5d1667d.pt")
+    assert data.default_data_dir() == downloads
+    with pytest.raises(DataNotFoundError, match="MINDSTORE_DATA.*--data") as err:
+        load_omniglot()
+    assert "Go online" in str(err.value) and calls  # it tried to download, then said so
+    assert isinstance(err.value, FileNotFoundError)  # callers catching that still do
+    assert sorted(p.name for p in downloads.iterdir()) == ["omniglot-20-4d2cb5d1667d.pt"]  # no .part
+
+
+def test_without_download_an_empty_cache_says_where_the_data_goes(offline_user):
+    _, calls = offline_user
+    with pytest.raises(DataNotFoundError, match="Set MINDSTORE_DATA or pass --data.*go online"):
+        load_omniglot(allow_download=False)
+    assert not calls
+
+
+def test_a_path_given_without_data_is_an_error_not_a_download_elsewhere(offline_user, tmp_path,
+                                                                        monkeypatch):
+    _, calls = offline_user
+    given = tmp_path / "mine"
+    given.mkdir()
+    (given / "notes.txt").write_text("not omniglot")
+    monkeypatch.setenv("MINDSTORE_DATA", str(given))
+    for path in (None, given, tmp_path / "missing"):
+        with pytest.raises(DataNotFoundError, match="no Omniglot data at"):
+            load_omniglot(path)
+    assert not calls
+
+
+def test_a_download_cut_short_leaves_no_zip_behind(offline_user, monkeypatch):
+    downloads, _ = offline_user
+
+    def first_only(url, filename):
+        if url.endswith(data.FULL_ZIPS[1]):
+            raise urllib.error.URLError("connection reset")
+        Path(filename).write_bytes(b"PK")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", first_only)
+    with pytest.raises(DataNotFoundError, match="could not download"):
+        data.download()
+    assert list(downloads.iterdir()) == []  # one zip of two would pass for the whole data set
+
+
+@needs_data
+def test_preprocessed_tensors_are_kept_apart_from_the_data(offline_user):
+    """A load from the download folder caches its tensor elsewhere, so the folder still holds
+    only the data; without the zip, the tensor left behind does not pass for data."""
+    downloads, calls = offline_user
+    downloads.mkdir(parents=True)
+    shutil.copy(DATA / "images_background_small1.zip", downloads)
+    first = load_omniglot(size=8)
+    assert [p.name for p in downloads.iterdir()] == ["images_background_small1.zip"]
+    assert [p.suffix for p in data.preprocessed_dir().iterdir()] == [".pt"]
+    assert not calls
+    (downloads / "images_background_small1.zip").unlink()
+    with pytest.raises(DataNotFoundError):
+        load_omniglot(size=8)
+    assert first.images.shape[1:] == (20, 8, 8)
+
+
+def test_evaluate_offline_with_an_empty_cache_ends_in_a_message(offline_user, monkeypatch, capsys):
+    """`mindstore evaluate` (the packaged checkpoint's data: the default place) offline: the
+    error says what to do, and no URLError traceback reaches the user."""
+    import sys
+
+    from mindstore.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mindstore", "evaluate", "--episodes", "1", "--device", "cpu"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: could not download the Omniglot zips" in err and "MINDSTORE_DATA" in err
+    assert "Traceback" not in err

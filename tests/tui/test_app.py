@@ -180,12 +180,15 @@ async def test_delete_asks_first_and_cancel_keeps_the_slot(store) -> None:
         assert store.get(slot_id).text == FACTS["alice"][0]
 
 
-async def test_delete_confirmed_removes_the_slot_and_undo_adds_it_back(store) -> None:
+async def test_delete_confirmed_removes_the_slot_and_undo_puts_it_back_as_it_was(store) -> None:
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table(app).focus()
         slot_id = table(app).current_id
+        store.search("peanut allergy", user_id="alice", k=1)  # the application reads it: usage to keep
+        before = store.get(slot_id)
+        assert before.usage.reads == 1
         await pilot.press("d")
         await settle(pilot)
         await pilot.press("y")
@@ -196,11 +199,14 @@ async def test_delete_confirmed_removes_the_slot_and_undo_adds_it_back(store) ->
         assert row_texts(table(app), store)[0] == FACTS["alice"][1]
         await pilot.press("u")
         await settle(pilot)
-        back = [s for s in store.list(user_id="alice").slots if s.text == FACTS["alice"][0]]
-        assert len(back) == 1 and back[0].id != slot_id
-        assert back[0].metadata == {"source": "demo"} and back[0].user_id == "alice"
+        back = store.get(slot_id)  # the same id, not a copy under a new one
+        assert (back.text, back.metadata, back.scope) == (before.text, before.metadata, before.scope)
+        assert (back.usage, back.created_at, back.updated_at) == (before.usage, before.created_at, before.updated_at)
+        assert [e.kind for e in store.history(slot_id)] == ["add", "delete", "undelete"]  # one id, one history
+        assert [s.id for s in store.list(user_id="alice").slots if s.text == before.text] == [slot_id]
+        assert store.search("peanut allergy", user_id="alice", k=1)[0].slot.id == slot_id  # searchable again
         assert store.count() == TOTAL
-        assert any("new ids" in n.message for n in app._notifications)
+        assert any("as they were" in n.message for n in app._notifications)
 
 
 async def test_deleting_a_scope_removes_all_its_slots_after_confirmation(store) -> None:
@@ -209,6 +215,7 @@ async def test_deleting_a_scope_removes_all_its_slots_after_confirmation(store) 
         await settle(pilot)
         pick(app, ScopeFilter("chat", user_id="bob"))
         await settle(pilot)
+        bob_ids = sorted(s.id for s in store.list(user_id="bob").slots)
         table(app).focus()
         await pilot.press("D")
         await settle(pilot)
@@ -225,6 +232,7 @@ async def test_deleting_a_scope_removes_all_its_slots_after_confirmation(store) 
         await pilot.press("u")
         await settle(pilot)
         assert sorted(s.text for s in store.list(user_id="bob").slots) == sorted(FACTS["bob"])
+        assert sorted(s.id for s in store.list(user_id="bob").slots) == bob_ids  # with their ids
 
 
 async def test_help_screen_opens_and_closes(store) -> None:
@@ -235,6 +243,113 @@ async def test_help_screen_opens_and_closes(store) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert app.screen is app.browse
+
+
+async def test_question_mark_opens_help_from_the_search_box_without_searching(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"cello", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        box = app.screen.query_one("#query", Input)
+        assert app.screen is app.browse and app.focused is box
+        assert box.value == "cello"  # no "?" typed
+        await pilot.press("ctrl+a", "ctrl+k", "question_mark")  # an empty box: still help
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.6)
+        await settle(pilot)
+        assert box.value == "" and app.browse.query_text == "" and not table(app).searching
+
+
+async def test_down_then_enter_from_the_search_box_opens_the_highlighted_slot(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"what food is alice allergic to", "down")  # before the live search ran
+        await settle(pilot)
+        t = table(app)
+        assert app.focused is t and t.searching and t.cursor_row == 0
+        highlighted = t.current_id
+        assert store.get(highlighted).text == "Alice is allergic to peanuts"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SlotScreen) and app.screen.slot_id == highlighted
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        with pytest.raises(NotFoundError):
+            store.get(highlighted)
+        assert store.count() == TOTAL - 1  # that slot, and only it
+
+
+async def test_down_from_the_search_box_after_the_results_landed_focuses_them(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"cello")
+        await pilot.pause(0.6)
+        await settle(pilot)
+        t = table(app)
+        assert isinstance(app.focused, Input) and t.searching
+        first = t.current_id
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SlotScreen) and app.screen.slot_id == first
+
+
+async def test_a_delete_from_the_table_keeps_the_cursor_in_place(store) -> None:
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        t.focus()
+        await pilot.press("down", "down", "down")
+        assert t.cursor_row == 3
+        following = int(t.coordinate_to_cell_key((4, 0)).row_key.value)
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert t.cursor_row == 3 and t.current_id == following  # the row after the deleted one
+        await pilot.press("ctrl+end")
+        await settle(pilot)
+        t.move_cursor(row=120)  # on the second page: it is loaded again to get back there
+        await pilot.pause()
+        following = int(t.coordinate_to_cell_key((121, 0)).row_key.value)
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert t.cursor_row == 120 and t.current_id == following
+        await pilot.press("u")
+        await settle(pilot)
+        assert t.cursor_row == 120  # undo keeps the place too
+
+
+async def test_browsing_and_searching_do_not_count_as_reads(store) -> None:
+    def usage() -> dict:
+        return {s.id: s.usage for s in store.list(limit=1000).slots}
+
+    before = usage()
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"what food is alice allergic to", "enter")
+        await settle(pilot)
+        await pilot.press("enter")  # open the first hit: its neighbours are searched too
+        await settle(pilot)
+        assert isinstance(app.screen, SlotScreen) and app.screen.query_one("#neighbours", DataTable).row_count
+    assert usage() == before  # looking changed nothing that orders eviction
+    app = MindStoreApp(store=store, count_reads=True)  # configured: the TUI reads as the application does
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"what food is alice allergic to", "enter")
+        await settle(pilot)
+    assert sum(u.reads for u in usage().values()) > sum(u.reads for u in before.values())
 
 
 async def test_a_database_that_cannot_be_opened_shows_a_message_not_a_traceback() -> None:
@@ -364,6 +479,34 @@ async def test_the_ui_keeps_working_while_a_search_is_in_flight(template, tmp_pa
                 gated.gate.set()
             await settle(pilot)
             assert not t.loading and row_texts(t, store)[0] == FACTS["bob"][1]
+
+
+async def test_the_first_search_says_it_is_loading_the_model(template, tmp_path, embedder) -> None:
+    import shutil
+
+    from mindstore import Config, MindStore
+
+    shutil.copy(template / "memory.db", tmp_path / "memory.db")
+    gated = GatedEmbedder(embedder)  # a model that takes as long as the test likes to load
+    with MindStore(f"sqlite:///{tmp_path / 'memory.db'}", embedder=gated, config=Config(index_dir=tmp_path / "i")) as store:
+        app = MindStoreApp(store=store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+
+            def status() -> str:
+                return str(app.screen.query_one("#status", Static).render())
+
+            try:
+                await pilot.press("slash", *"marathon", "enter")
+                await pilot.pause(0.2)
+                assert table(app).loading and "loading the embedding model" in status()
+            finally:
+                gated.gate.set()
+            await settle(pilot)
+            assert "results for 'marathon'" in status() and "model" not in status()
+            await pilot.press("slash", "ctrl+a", "ctrl+k", *"cello", "enter")
+            await pilot.pause(0)
+            assert "model" not in status()  # once per session
 
 
 def test_the_sidebar_lists_the_largest_scopes_and_says_when_there_are_more(tmp_path) -> None:

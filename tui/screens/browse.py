@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header, Input, Static
 from mindstore import Hit, Page
 
 from ..data import ScopeFilter, SpaceTree, load_space_tree, one_at_a_time
-from ..widgets import ScopeTree, SlotTable
+from ..widgets import ScopeTree, SearchBox, SlotTable
 
 PAGE_SIZE = 100
 SEARCH_K = 50
@@ -45,13 +45,15 @@ class BrowseScreen(Screen[None]):
         self._search_timer: Timer | None = None
         self._focus_results = False  # after Enter in the search box, the results take the focus
         self._tree_pending = False
+        self._keep_row: int | None = None  # after a change: the cursor row to return to once rows land
+        self._model_ready = False  # a search has answered, so the embedding model is loaded
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="main"):
             yield ScopeTree(id="scopes")
             with Vertical(id="right"):
-                yield Input(placeholder="Search by meaning: type, results follow (Esc clears)", id="query")
+                yield SearchBox(placeholder="Search by meaning: type, results follow (Esc clears)", id="query")
                 yield Static("Opening the store…", id="status")
                 yield SlotTable(id="slots")
         yield Footer()
@@ -68,10 +70,12 @@ class BrowseScreen(Screen[None]):
 
     # -- loading ------------------------------------------------------------------------------
 
-    def reload(self) -> None:
-        """Re-read the sidebar and the current view (after any change to the store)."""
+    def reload(self, *, keep_place: bool = False) -> None:
+        """Re-read the sidebar and the current view (after any change to the store). With
+        ``keep_place`` the cursor returns to its row (after a delete: the row that followed)."""
         if self.where is None:
             self.where = ScopeFilter(self.app.store.space)
+        self._keep_row = self.table.cursor_row if keep_place and self.table.row_count else None
         self._tree_pending = True  # loaded once the first rows are on screen: they come first
         self._show_view()
 
@@ -162,6 +166,10 @@ class BrowseScreen(Screen[None]):
         self._paging = False
         self.next_cursor = page.next_cursor
         self.table.add_slots(page.slots, has_more=page.next_cursor is not None)
+        if self._keep_row is not None and self._keep_row >= self.table.row_count and self.next_cursor:
+            self._paging = True  # the kept row lies beyond this page: fetch the next one first
+            self._load_page(generation, self.next_cursor)
+            return
         self._results_shown()
 
     def _show_total(self, generation: int, total: int) -> None:
@@ -229,6 +237,10 @@ class BrowseScreen(Screen[None]):
             return
         self.table.reset(search=True)
         self.table.loading = True
+        if not self._model_ready:
+            self.query_one("#status", Static).update(Text(
+                f"Searching for {query!r}: loading the embedding model first (once per session, "
+                "several seconds on a CPU; later searches take milliseconds)…"))
         self._search(self._generation, query)
 
     @work(thread=True, exclusive=True, group="search")
@@ -237,21 +249,27 @@ class BrowseScreen(Screen[None]):
         store, where = self.app.store, self.where
         assert where is not None
         try:
-            hits = store.search(query, k=SEARCH_K, **where.kwargs())
+            hits = store.search(query, k=SEARCH_K, count_reads=self.app.count_reads, **where.kwargs())
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._page_failed, generation, exc)
             return
         self.app.call_from_thread(self._show_hits, generation, hits)
 
     def _show_hits(self, generation: int, hits: list[Hit]) -> None:
+        self._model_ready = True
         if generation != self._generation:
             return
         self.table.add_hits(hits)
         self._results_shown()
 
     def _results_shown(self) -> None:
-        """After a page or a search landed: stop the indicator, focus if asked, update status."""
+        """After a page or a search landed: stop the indicator, return to the kept row, focus if
+        asked, update status."""
         self.table.loading = False
+        if self._keep_row is not None:
+            if self.table.row_count:
+                self.table.move_cursor(row=min(self._keep_row, self.table.row_count - 1), animate=False)
+            self._keep_row = None
         if self._focus_results:
             self._focus_results = False
             self.table.focus()
@@ -260,6 +278,19 @@ class BrowseScreen(Screen[None]):
 
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
+
+    @on(SearchBox.ToResults)
+    def _to_results(self) -> None:
+        """↓ from the search box: a search still waiting for its typing pause runs now, and the
+        table takes the focus, its highlighted row the one Enter opens and d deletes."""
+        box = self.query_one("#query", Input)
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        if box.value.strip() != self.query_text:
+            self._focus_results = True
+            self._set_query(box.value)
+        else:
+            self.table.focus()
 
     def action_clear_search(self) -> None:
         box = self.query_one("#query", Input)

@@ -16,14 +16,14 @@ HELP = """\
 
 | key | does |
 | --- | --- |
-| `/` | search by meaning in the picked space and scope (results update as you type) |
+| `/` | search by meaning in the picked space and scope (results update as you type; `↓` moves to them) |
 | `Esc` | clear the search, back to browsing |
 | `↑ ↓ PgUp PgDn Ctrl+End` | move; more rows load as you reach the end (`n` loads the next page now) |
 | `Enter` | open the highlighted slot |
 | `Tab` | move between the sidebar, the search box and the table |
 | `d` | delete the highlighted slot (asks first) |
 | `D` | delete every slot of the user, agent or session picked in the sidebar (asks first) |
-| `u` | undo the last delete: the slots come back with **new ids** |
+| `u` | undo the last delete: the slots come back as they were (same ids, usage and history) |
 | `r` | reload counts and rows |
 
 **A slot**
@@ -36,7 +36,8 @@ HELP = """\
 | `c` | on a neural binding (a slot with a label and its drawing): recall from the drawing and list the slots the read heads read, with their weights |
 | `Esc` | back |
 
-`q` quits, `?` or `F1` shows this help, `Esc` closes it.
+`q` quits, `?` or `F1` shows this help (from the search box too), `Esc` closes it. Browsing and
+searching here do not count as reads of the slots (`MindStoreApp(count_reads=True)` counts them).
 """
 
 

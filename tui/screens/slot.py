@@ -28,6 +28,8 @@ def _change(e: Event) -> str:
         return f"+ {e.new_text or ''}"
     if e.kind == "delete":
         return f"- {e.old_text or ''}"
+    if e.kind == "undelete":
+        return f"+ {e.new_text or ''} (undo of the delete)"
     if e.kind == "reinforce":
         return f"= {e.new_text or ''}"
     if e.kind in ("supersede", "restore"):
@@ -92,7 +94,7 @@ class SlotScreen(Screen[None]):
             slot = store.get(self.slot_id)
             history = store.history(self.slot_id)
             hits = store.search_vector(
-                store.keys([slot.id]), space=slot.space, k=NEIGHBOURS + 1, **slot.scope.as_dict()
+                store.keys([slot.id]), space=slot.space, k=NEIGHBOURS + 1, count_reads=self.app.count_reads, **slot.scope.as_dict()
             )
             space_count = store.count(space=slot.space) if slot.label is not None else None
         except NotFoundError:

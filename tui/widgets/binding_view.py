@@ -44,7 +44,7 @@ class BindingView(Vertical):
         in_space = f" of {space_count:,} in space {slot.space}" if space_count is not None else ""
         self.query_one("#binding-summary", Static).update(Text(
             f"label {slot.label}   slot {slot.id}{in_space}\n"
-            f"read {_times(u.reads)} (recalls and searches, this screen's neighbours too), "
+            f"read {_times(u.reads)} (recalls and searches; the TUI's own look-ups do not count), "
             f"written {_times(u.writes)} (bind and LRUA updates), "
             f"last access {fmt_time(u.last_access)}"
         ))
