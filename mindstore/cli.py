@@ -152,14 +152,18 @@ def search(
     until: Annotated[Optional[str], typer.Option("--until", help="only memories that happened at or before this")] = None,
     by_session: Annotated[bool, typer.Option("--by-session", help="the best memory of each of the K best sessions")] = False,
     superseded: Annotated[bool, typer.Option("--superseded", help="also return memories a newer version replaced")] = False,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid (meaning and words, the default), dense (meaning only) or lexical (words only, BM25)")] = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the memories that best answer QUERY (meaning and words, newest version first)."""
+    if mode is not None and mode not in ("hybrid", "dense", "lexical"):
+        _fail(f"--mode takes hybrid, dense or lexical, not {mode!r}")
     with _store(db, model) as store:
         try:
             hits = store.search(query, k=k, user_id=user, agent_id=agent, session_id=session, filters=_parse_filter(filter), min_score=min_score,
-                                now=now, since=since, until=until, group_by="session" if by_session else None, include_superseded=superseded)
+                                now=now, since=since, until=until, group_by="session" if by_session else None, include_superseded=superseded,
+                                mode=mode)
         except MindStoreError as exc:
             _fail(str(exc))
         if as_json:
@@ -192,6 +196,8 @@ def list_(
         if as_json:
             _print_json(page)
             return
+        if not page.slots:
+            typer.echo("no memories here" + (" after that cursor" if cursor else ""))
         for slot in page.slots:
             typer.echo(_line(slot))
         if page.next_cursor:
@@ -319,7 +325,9 @@ def stats(
     with _store(db) as store:
         store: MindStore
         path = sqlite_path(store.url)
-        info = {"url": repr(store), "database_bytes": path.stat().st_size if path is not None and path.exists() else None,
+        from sqlalchemy.engine import make_url
+
+        info = {"url": make_url(store.url).render_as_string(hide_password=True), "database_bytes": path.stat().st_size if path is not None and path.exists() else None,
                 "spaces": [dataclasses.asdict(s) for s in store.spaces()]}
         for sp in info["spaces"]:
             sp["index"] = dataclasses.asdict(store.index_info(sp["name"], recall_sample=recall_sample)) if sp["count"] or sp["name"] != store.space else None

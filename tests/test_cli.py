@@ -154,3 +154,17 @@ def test_bad_arguments_to_the_real_command_print_no_traceback(db: str, tmp_path:
         stderr = out.stderr.decode("utf-8", "replace")
         assert out.returncode == 1, (args, stderr)
         assert "Traceback" not in stderr and stderr.startswith("error: ") and stderr.count("\n") == 1, (args, stderr)
+
+
+def test_search_mode_empty_list_and_stats_url(db: str, tmp_path: Path) -> None:
+    assert run("add", "The gate code is 4411", "Alice likes green tea", "--db", db).exit_code == 0
+    lexical = json.loads(run("search", "gate code", "--db", db, "--mode", "lexical", "--json").output)
+    assert [h["slot"]["text"] for h in lexical] == ["The gate code is 4411"]  # words only: tea has none of them
+    dense = json.loads(run("search", "gate code", "--db", db, "--mode", "dense", "--json").output)
+    assert len(dense) == 2 and dense[0]["slot"]["text"] == "The gate code is 4411"
+    r = runner.invoke(app, ["search", "gate", "--db", db, "--mode", "fuzzy"])
+    assert r.exit_code == 1 and "--mode takes hybrid, dense or lexical" in r.output
+    r = run("list", "--db", db, "--user", "nobody")
+    assert r.exit_code == 0 and r.output.strip() == "no memories here"
+    info = json.loads(run("stats", "--db", db, "--json", "--recall-sample", "0").output)
+    assert info["url"] == db  # the URL itself, not a Python repr
