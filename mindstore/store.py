@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 import time
 import unicodedata
@@ -75,10 +76,15 @@ _ADD_READS = (
     .where(SlotRow.__table__.c.id == bindparam("slot"))
     .values(reads=SlotRow.__table__.c.reads + bindparam("n"), last_access=bindparam("at"))
 )
-_PHATIC = {
-    "hi", "hello", "hey", "thanks", "thank you", "thx", "ok", "okay", "k", "yes", "no", "sure",
-    "bye", "goodbye", "cool", "great", "nice", "lol", "hmm", "yep", "nope", "got it", "sounds good",
-}
+# A chat message made only of these words (at most _PHATIC_MAX of them, any punctuation or emoji
+# around) is a greeting or an acknowledgement, not a memory: "Hi there!", "Thanks, great!",
+# "Congratulations!", "ok 👍". One word outside the list keeps the message.
+_PHATIC = frozenset("""
+    hi hello hey there thanks thank you thx ty ok okay k yes yeah yep no nope sure bye goodbye cool great nice
+    lol haha hmm got it sounds good congratulations congrats awesome perfect wow cheers welcome please morning
+    evening night np so much very a lot again
+""".split())
+_PHATIC_MAX = 4
 
 
 def _check_id(id: Any) -> int:
@@ -205,8 +211,8 @@ def _one_per_group(order: Sequence[int], rows: Mapping[int, Any], group_by: str)
 
 def worth_keeping(text: str) -> bool:
     """A chat message worth a slot: not empty, not a bare greeting or acknowledgement."""
-    words = text.strip().lower().strip(" .!?,:;").split()
-    return bool(words) and " ".join(words) not in _PHATIC
+    words = re.findall(r"\w+", text.casefold())
+    return bool(words) and not (len(words) <= _PHATIC_MAX and all(w in _PHATIC for w in words))
 
 
 class MindStore:
