@@ -350,10 +350,23 @@ def stats(
 
 
 @app.command()
-def reindex(db: DbOpt = None, model: ModelOpt = None) -> None:
-    """Re-embed every memory with --model (after changing embedding models)."""
+def reindex(
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="re-embed every memory even when the model is unchanged")] = False,
+) -> None:
+    """Re-embed the memories with --model when it differs from the one they were embedded with
+    (or when their keys are of mixed sizes); --force re-embeds them all."""
     with _store(db, model, reindex=True) as store:
-        typer.echo(f"text space {store.space!r} embedded with {store.embedder_name}: {store.count()} slots")
+        if force:
+            try:
+                n = store.reindex()
+            except MindStoreError as exc:
+                _fail(str(exc))
+            typer.echo(f"re-embedded {n} slots of text space {store.space!r} with {store.embedder_name}")
+        else:
+            typer.echo(f"text space {store.space!r} is embedded with {store.embedder_name}: {store.count()} slots "
+                       "(re-embedded on open only if the model changed; --force re-embeds them all)")
 
 
 @app.command()

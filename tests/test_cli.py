@@ -168,3 +168,13 @@ def test_search_mode_empty_list_and_stats_url(db: str, tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.output.strip() == "no memories here"
     info = json.loads(run("stats", "--db", db, "--json", "--recall-sample", "0").output)
     assert info["url"] == db  # the URL itself, not a Python repr
+
+
+def test_reindex_says_what_it_did_and_force_re_embeds(db: str) -> None:
+    assert run("add", "The gate code is 4411", "--db", db).exit_code == 0
+    r = run("reindex", "--db", db)
+    assert r.exit_code == 0 and "embedded with" in r.output and "--force" in r.output and "re-embedded 1" not in r.output
+    r = run("reindex", "--db", db, "--force")
+    assert r.exit_code == 0 and "re-embedded 1 slots" in r.output, r.output
+    hits = json.loads(run("search", "gate code", "--db", db, "--json").output)
+    assert hits[0]["slot"]["text"] == "The gate code is 4411" and hits[0]["score"] > 0.5
