@@ -44,6 +44,11 @@ def _fail(message: str, code: int = 1) -> None:
 def _store(db: str | None, model: str | None = None, **kwargs: Any) -> Iterator[Any]:
     from .store import MindStore
 
+    if isinstance(db, str) and db.startswith("sqlite:///"):
+        # A typo in --db must not create a folder tree and an empty store: the folder must exist.
+        folder = Path(db.removeprefix("sqlite:///").split("?", 1)[0]).parent
+        if db.removeprefix("sqlite:///") and not folder.is_dir():
+            _fail(f"the folder {folder} of --db does not exist: check the path, or create the folder first (mkdir -p {folder})")
     try:
         with MindStore(db, embedder=model, **kwargs) as store:
             yield store

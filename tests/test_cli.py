@@ -178,3 +178,9 @@ def test_reindex_says_what_it_did_and_force_re_embeds(db: str) -> None:
     assert r.exit_code == 0 and "re-embedded 1 slots" in r.output, r.output
     hits = json.loads(run("search", "gate code", "--db", db, "--json").output)
     assert hits[0]["slot"]["text"] == "The gate code is 4411" and hits[0]["score"] > 0.5
+
+
+def test_a_db_in_a_missing_folder_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["add", "hello world notes", "--db", f"sqlite:///{tmp_path / 'typo' / 'dir' / 'x.db'}"])
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert not (tmp_path / "typo").exists()
