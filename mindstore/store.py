@@ -92,7 +92,7 @@ def _check_id(id: Any) -> int:
     if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
         raise InvalidInputError(f"slot ids are integers, got {id!r:.40}")
     if not -(2**63) <= int(id) < 2**63:  # what a database integer holds; no slot has such an id
-        raise NotFoundError(f"no slot with id {id}; list ids with store.list() or `mindstore list`")
+        raise NotFoundError(f"no slot with id {id}; see the ids with `list()` or `mindstore list`")
     return int(id)
 
 
@@ -631,7 +631,7 @@ class MindStore:
         self._check_open()
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise InvalidInputError("texts must be a list of strings; use add() for a single text")
-        texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        texts = [check_text(t, f"text {i + 1} of {len(texts)}") for i, t in enumerate(texts)]
         if not isinstance(dedup, bool):
             raise InvalidInputError(f"dedup must be True or False, not {dedup!r:.40}")
         scope = check_scope(user_id, agent_id, session_id)
@@ -1091,7 +1091,7 @@ class MindStore:
             missing = set(order) - {r.id for r in rows}
             if missing:
                 shown = ", ".join(map(str, sorted(missing)[:5])) + (" ..." if len(missing) > 5 else "")
-                raise NotFoundError(f"no slot with id {shown}; nothing was deleted (list ids with store.list() or `mindstore list`)")
+                raise NotFoundError(f"no slot with id {shown}; nothing was deleted (see the ids with `list()` or `mindstore list`)")
             by_space: dict[int, list[SlotRow]] = {}
             for r in rows:
                 by_space.setdefault(r.space_id, []).append(r)
@@ -1211,7 +1211,7 @@ class MindStore:
         with self._sessions() as s:
             row = s.get(SlotRow, _check_id(id))
             if row is None:
-                raise NotFoundError(f"no slot with id {id}; list ids with store.list() or `mindstore list`")
+                raise NotFoundError(f"no slot with id {id}; see the ids with `list()` or `mindstore list`")
             return row, self._space_names(s)[row.space_id]
 
     def get(self, id: int) -> Slot:

@@ -43,7 +43,7 @@ def check_text(text: Any, what: str = "text") -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
     if not text.strip():
-        raise InvalidInputError(f"{what} is empty; pass the words to remember")
+        raise InvalidInputError(f"{what} is empty; pass the words to " + ("search for" if what == "query" else "remember"))
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInputError(f"{what} has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it into shorter memories")
     return check_chars(text, what)
