@@ -139,7 +139,7 @@ class EmbeddedEpisodes:
 def _labels_from_votes(scores: Tensor, y_prev: Tensor, label_space: int) -> Tensor:
     """Per step t, the label whose earlier evidence scores best: ``scores`` (B, T, T) where
     [b, t, j] scores the drawing of step j (bound to its label, shown at step j + 1) for the query
-    at step t; only j < t - 0 with a known label count. Returns logits (B, T, label_space)."""
+    at step t; only drawings whose label has arrived (j < t) count. Returns logits (B, T, label_space)."""
     B, T, _ = scores.shape
     label_of = y_prev[:, 1:]  # the label of the drawing of step j is shown at step j + 1
     # the drawing of step j is bound once its label has arrived, i.e. at step j + 1 <= t
@@ -149,7 +149,7 @@ def _labels_from_votes(scores: Tensor, y_prev: Tensor, label_space: int) -> Tens
     best = s.max(-1)
     logits = torch.full((B, T, label_space), float("-inf"))
     idx = best.indices
-    lab = label_of.gather(1, idx.clamp_max(T - 2)).clamp_min(0)  # (B, T)
+    lab = label_of.gather(1, idx).clamp_min(0)  # (B, T)
     logits.scatter_(2, lab.unsqueeze(-1), 0.0)
     logits[..., 0] = torch.where(torch.isinf(best.values), 0.0, logits[..., 0])  # nothing bound yet: label 0
     return logits
@@ -233,11 +233,12 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     weights that score best on validation (mean over tasks and ways). Returns the metrics with
     the learning curve; the model holds the kept weights. ``on_validate(metrics, best_state)``
     runs after every validation (e.g. to write a checkpoint, so that a long run loses nothing)."""
-    import json
     import math
     import time
 
     from tqdm import tqdm
+
+    from .train import report
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -262,10 +263,7 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
         if best is None or score >= best[0]:
             best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
             row["kept"] = True
-        bar.write(json.dumps(row))
-        if log is not None:
-            with open(log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        report(row, bar, log)
         if on_validate is not None:
             on_validate({"history": history, "val_score": round(best[0], 4), "steps": step,
                          "seconds": round(time.time() - start)}, best[1])
