@@ -2,7 +2,8 @@
 readouts of the same frozen encoder, paired on the same episodes (issue 25).
 
 For each task (``standard``: Santoro's episodes; ``relabel``: half the classes swap labels at
-the episode's midpoint, see mindstore/neural/tasks.py) and 5-way / 20-way, on episodes of the
+the episode's midpoint; ``capacity``: standard episodes with a memory of ways + 1 slots, see
+mindstore/neural/tasks.py) and 5-way / 20-way, on episodes of the
 held-out characters (``--split eval``: Sanskrit and Tagalog, 2 of the 8 background alphabets,
 never trained on; not Omniglot's 20 evaluation alphabets), the score is the share of knowable
 steps labelled right (relabel: the steps after the change). Rows:
@@ -11,7 +12,10 @@ steps labelled right (relabel: the steps after the change). Rows:
 - (i) its controller state reset before every step; (ii) its output h_t zeroed; (iii) its
   controller, heads and output re-drawn at random (``--redraws`` seeds, averaged);
 - (iv) nearest prototype, (v) 1-NN, (vi) recency-weighted 1-NN (the weight per step of age chosen
-  on validation episodes, per task and ways) of the same encoder's embeddings;
+  on validation episodes, per task and ways) of the same encoder's embeddings; on capacity
+  episodes they get the MANN's budget, the newest ways + 1 drawings, and one more row shows the
+  nearest prototype of every drawing seen, which pools each class into one slot (the write
+  policy the MANN's head must find; it fits the budget because the labels are given);
 - the LSTM baseline of ``--lstm``, when given.
 
 Each row's difference to the MANN is the mean over episodes of the paired difference, +- its
@@ -39,6 +43,7 @@ from mindstore.neural.tasks import (  # noqa: E402
     accuracy,
     embedding_cache,
     evaluate_tasks,
+    budget,
     nearest_neighbour,
     nearest_prototype,
 )
@@ -90,23 +95,30 @@ def main() -> None:
     L = model.cfg.label_space
     lstm = load_checkpoint(args.lstm)[0] if args.lstm else None
     sections = []
-    for task in ("standard", "relabel"):
+    for task in ("standard", "relabel", "capacity"):
         for ways in (5, 20):
             n = args.episodes if ways == 5 else max(50, args.episodes // 3)
             kw = {"task": task, "ways": ways, "episodes": n}
+            M = budget(task, ways)  # the newest M drawings: what a memory of M slots that keeps the newest holds
             base = evaluate_tasks(model, test, **kw)
             rows = {"MANN": base}
             rows["(i) controller state reset every step"] = evaluate_tasks(model, test, ablate="reset", **kw)
             rows["(ii) controller output h_t zeroed"] = evaluate_tasks(model, test, ablate="zero_h", **kw)
             rows[f"(iii) controller and heads re-drawn ({args.redraws} seeds)"] = torch.stack(
                 [evaluate_tasks(redrawn(model, s), test, **kw) for s in range(args.redraws)]).mean(0)
-            rows["(iv) nearest prototype"] = readout_scores(nearest_prototype, test, label_space=L, **kw)
-            rows["(v) 1-NN"] = readout_scores(nearest_neighbour, test, label_space=L, **kw)
+            newest = f", newest {M}" if M else ""
+            rows[f"(iv) nearest prototype{newest}"] = readout_scores(
+                lambda e, y, L_: nearest_prototype(e, y, L_, window=M), test, label_space=L, **kw)
+            rows[f"(v) 1-NN{newest}"] = readout_scores(
+                lambda e, y, L_: nearest_neighbour(e, y, L_, window=M), test, label_space=L, **kw)
             tuned = max(RECENCY_GRID, key=lambda r: readout_scores(
-                lambda e, y, L_, r=r: nearest_neighbour(e, y, L_, recency=r), val, label_space=L, task=task, ways=ways,
-                episodes=100, seed=99).mean().item())
-            rows[f"(vi) recency-weighted 1-NN (weight {tuned})"] = readout_scores(
-                lambda e, y, L_: nearest_neighbour(e, y, L_, recency=tuned), test, label_space=L, **kw)
+                lambda e, y, L_, r=r: nearest_neighbour(e, y, L_, recency=r, window=M), val, label_space=L, task=task,
+                ways=ways, episodes=100, seed=99).mean().item())
+            rows[f"(vi) recency-weighted 1-NN (weight {tuned}){newest}"] = readout_scores(
+                lambda e, y, L_: nearest_neighbour(e, y, L_, recency=tuned, window=M), test, label_space=L, **kw)
+            if M:
+                rows["nearest prototype of every drawing (one slot per label)"] = readout_scores(
+                    nearest_prototype, test, label_space=L, **kw)
             if lstm is not None:
                 rows["LSTM baseline"] = evaluate_tasks(lstm, test, **kw)
             body = []
@@ -115,6 +127,8 @@ def main() -> None:
                 diff = "-" if name == "MANN" else f"{100 * d.mean():+.1f} +- {100 * d.std() / len(d) ** 0.5:.1f}"
                 body.append([name, f"{100 * acc.mean():.1f}", diff])
             what = "after the change" if task == "relabel" else "2nd-10th presentation"
+            if M:
+                what += f", memory of {M} slots"
             sections.append(f"**{task}, {ways}-way** ({n} episodes; % right, {what}):\n\n"
                             + table(["readout", "accuracy %", "vs MANN (paired, +- s.e.)"], body))
             print(sections[-1], "\n", flush=True)

@@ -135,11 +135,13 @@ def train_command(
                               "mean; the write key's last unit counts writes)."),
     task: str = typer.Option("omniglot", help="omniglot: Santoro's episodes, end to end; synthetic: "
                              "random patterns (fast); relabel: episodes where half the classes swap "
-                             "labels midway (the latest binding must win); mixed: standard and "
-                             "relabel episodes in turn. relabel and mixed train the controller, "
+                             "labels midway (the latest binding must win); capacity: a memory of "
+                             "ways + 1 slots, so the write head must choose what to overwrite; "
+                             "mixed: standard, relabel and capacity episodes in turn. These three "
+                             "train the controller, "
                              "heads and output only, on cached embeddings of a frozen encoder "
                              "(--encoder-from, or pretrained first)."),
-    views: int = typer.Option(2, help="relabel / mixed: embeddings cached per training drawing "
+    views: int = typer.Option(2, help="relabel / capacity / mixed: embeddings cached per training drawing "
                               "(the drawing and views - 1 random distortions)."),
     data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder. Default: "
                                         "$MINDSTORE_DATA, else ../shared/data/omniglot, else "
@@ -149,6 +151,16 @@ def train_command(
                               "as --init set them, as in the packaged checkpoint."),
     batch: int = typer.Option(16, help="Episodes per step."),
     classes: int = typer.Option(5, help="Classes (ways) per training episode."),
+    ways: Optional[List[int]] = typer.Option(None, help="relabel / capacity / mixed: train on "
+                                             "episodes of each of these ways in turn (repeat "
+                                             "the option: --ways 5 --ways 20; default --classes)."),
+    hold: Optional[float] = typer.Option(None, help="relabel / capacity / mixed: keep weights only "
+                                         "while every standard-episode validation accuracy stays "
+                                         "within this of its value at step 0 (e.g. 0.005)."),
+    parts: Optional[List[str]] = typer.Option(None, help="relabel / capacity / mixed: train only "
+                                               "these parts (repeat: --parts controller --parts "
+                                               "write_head --parts out); default all but the "
+                                               "encoder (controller, read_head, write_head, out)."),
     presentations: int = typer.Option(10, help="Presentations of each class per episode."),
     label_space: int = typer.Option(20, help="Output labels; episodes use a random subset, so "
                                     "one model serves 5-way to label-space-way episodes."),
@@ -234,7 +246,8 @@ def train_command(
                       standardize=standardize, init=init, shift_average=shift_average,
                       shift_views=shift_views, encoders=encoders)
     cfg = TrainConfig(model=mcfg, task=task, views=views, data=str(data) if data else None, steps=steps,
-                      batch=batch, classes=classes, presentations=presentations, lr=lr,
+                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()),
+                      presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
                       threads=threads, augment=augment, reflect=reflect,

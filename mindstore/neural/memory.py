@@ -162,15 +162,23 @@ class Memory(nn.Module):
         self.slots, self.width, self.heads, self.gamma = slots, width, heads, gamma
         self.score = Score(score, width)
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MemoryState:
+    def initial_state(self, batch: int, device: torch.device | str = "cpu", slots: int | None = None) -> MemoryState:
+        """Empty memory of ``slots`` slots (default: the configured N; fewer for episodes where
+        the write head must choose what to overwrite)."""
+        n = self.slots if slots is None else slots
+        if not self._min_slots() <= n:
+            raise ValueError(f"a memory of {n} slots is too small: it needs at least {self._min_slots()}")
         # A small constant, not zero: cosine of a zero slot is 0/0 (NaN gradients).
-        M = torch.full((batch, self.slots, self.width), 1e-6, device=device)
-        usage = torch.zeros(batch, self.slots, device=device)
-        w, idx = self._no_reads(batch, device)
+        M = torch.full((batch, n, self.width), 1e-6, device=device)
+        usage = torch.zeros(batch, n, device=device)
+        w, idx = self._no_reads(batch, device, n)
         return MemoryState(M, usage, w, idx)
 
-    def _no_reads(self, batch: int, device: torch.device | str) -> tuple[Tensor, Tensor | None]:
-        return torch.zeros(batch, self.heads, self.slots, device=device), None
+    def _min_slots(self) -> int:
+        return 1
+
+    def _no_reads(self, batch: int, device: torch.device | str, slots: int) -> tuple[Tensor, Tensor | None]:
+        return torch.zeros(batch, self.heads, slots, device=device), None
 
     def address(self, M: Tensor, keys: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
@@ -191,21 +199,21 @@ class Memory(nn.Module):
         The write comes first so that an item bound at step t can be recalled at step t.
         Returns the read vectors (B, H, D) and the new state.
         """
-        B, device = write_key.shape[0], write_key.device
+        B, device, N = write_key.shape[0], write_key.device, state.M.shape[1]
         # w^lu_{t-1}: the least-used slot under u_{t-1} (Santoro et al., eq. for w^lu).
         lu = state.usage.argmin(dim=1)  # (B,)
         # w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu_{t-1}
         g = torch.sigmoid(alpha).view(B, 1)
         prev = state.read_w.flatten(1) / self.heads  # mean over heads, (B, H*K|H*N)
         if state.read_idx is None:
-            prev = prev.view(B, self.heads, self.slots).sum(1)
-            prev_idx = torch.arange(self.slots, device=device).expand(B, -1)
+            prev = prev.view(B, self.heads, N).sum(1)
+            prev_idx = torch.arange(N, device=device).expand(B, -1)
         else:
             prev_idx = state.read_idx.flatten(1)
         w_idx = torch.cat([prev_idx, lu.unsqueeze(1)], dim=1)  # the only slots the write touches
         w_w = torch.cat([g * prev, 1 - g], dim=1)
         # The least-used slot is cleared before the write: M_{t-1}(lu) <- 0.
-        keep = torch.ones(B, self.slots, 1, device=device).scatter(1, lu.view(B, 1, 1), 0.0)
+        keep = torch.ones(B, N, 1, device=device).scatter(1, lu.view(B, 1, 1), 0.0)
         M = state.M * keep
         # M_t(i) = M_{t-1}(i) + w^w_t(i) k_t, summed over the touched slots only.
         delta = w_w.unsqueeze(-1) * write_key.unsqueeze(1)  # (B, T, D)
@@ -258,7 +266,10 @@ class SparseMemory(Memory):
     def written(self, M: Tensor, slots: Tensor) -> None:
         self.index.written(M, slots)
 
-    def _no_reads(self, batch: int, device: torch.device | str) -> tuple[Tensor, Tensor | None]:
+    def _min_slots(self) -> int:
+        return self.k  # every head addresses K distinct slots
+
+    def _no_reads(self, batch: int, device: torch.device | str, slots: int) -> tuple[Tensor, Tensor | None]:
         idx = torch.arange(self.k, device=device).expand(batch, self.heads, -1).contiguous()
         return torch.zeros(batch, self.heads, self.k, device=device), idx
 

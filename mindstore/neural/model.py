@@ -359,10 +359,11 @@ class MANN(nn.Module):
         self.write_head.alpha.bias.fill_(gate * (offset - threshold))
         self.read_head.beta.bias.fill_(beta)
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MANNState:
+    def initial_state(self, batch: int, device: torch.device | str = "cpu", slots: int | None = None) -> MANNState:
+        """A fresh episode's state; ``slots`` sets the memory's size (default ``cfg.slots``)."""
         cfg = self.cfg
         return MANNState(self.controller.initial_state(batch, device),
-                         self.memory.initial_state(batch, device),
+                         self.memory.initial_state(batch, device, slots),
                          torch.zeros(batch, cfg.read_heads * cfg.width, device=device),
                          torch.zeros(batch, cfg.embed, device=device))
 
@@ -386,16 +387,18 @@ class MANN(nn.Module):
         B, T = y_prev.shape
         return self.unroll(self.encoder(x.flatten(0, 1)).view(B, T, -1), y_prev)
 
-    def unroll(self, e: Tensor, y_prev: Tensor, *, ablate: str | None = None) -> Tensor:
+    def unroll(self, e: Tensor, y_prev: Tensor, *, ablate: str | None = None, slots: int | None = None) -> Tensor:
         """Episodes of encoded images e (B, T, embed), y_prev (B, T) -> logits (B, T, label_space).
 
+        ``slots``: the memory's size for these episodes (default ``cfg.slots``; capacity episodes
+        give fewer slots than drawings, so the write head must choose what to overwrite).
         ``ablate`` (to measure what the controller contributes): ``"reset"`` zeroes the
         controller's state before every step (no recurrence), ``"zero_h"`` zeroes its output h_t
         (the heads and the output layer see only the skip of x_t)."""
         if ablate not in (None, "reset", "zero_h"):
             raise ValueError(f"unknown ablation {ablate!r}; choose reset or zero_h")
         B, T = y_prev.shape
-        state = self.initial_state(B, e.device)
+        state = self.initial_state(B, e.device, slots)
         logits = []
         for t in range(T):
             if ablate == "reset":

@@ -76,7 +76,10 @@ class PersistentMemory(Memory):
         self.last_keys: Tensor | None = None  # the read keys of the latest step, (B, H, D)
         self.last_written: list[int] = []
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> MemoryState:
+    def initial_state(self, batch: int, device: torch.device | str = "cpu", slots: int | None = None) -> MemoryState:
+        if slots is not None:
+            raise InvalidInputError("a persisted memory holds what its space holds; bound it with "
+                                    "capacity= when you create it, not per episode")
         w = torch.zeros(batch, self.heads, self.k, device=device)
         idx = torch.full((batch, self.heads, self.k), -1, dtype=torch.long, device=device)
         return MemoryState(None, None, w, idx)

@@ -8,6 +8,11 @@ depends on order, on what to overwrite:
   classes (at least 2) swap labels among themselves (a cyclic shift), so the same drawings now
   mean something else. From then on the latest binding of a class must win over the older ones,
   which a stateless similarity readout cannot tell apart: it sees two labels for one class.
+- ``capacity``: Santoro's episodes with a memory of only ``ways + CAPACITY_SPARE`` slots for
+  ``ways x presentations`` drawings, so the write head must choose what to overwrite (the
+  purpose of Santoro et al.'s least-recently-used-access write). A memory that keeps the newest
+  drawings forgets classes not seen for a while; one that pools each class into one slot keeps
+  them all. The simple readouts get the same budget: they see the newest ``slots`` drawings.
 - ``standard``: Santoro's episodes, every class keeps its label.
 
 Training the controller is cheap once the encoder is frozen: ``embed_characters`` encodes every
@@ -28,7 +33,15 @@ from torch import Tensor, nn
 
 from .data import augment, with_rotations
 
-TASKS = ("standard", "relabel")
+TASKS = ("standard", "relabel", "capacity")
+# capacity episodes: memory slots = ways + CAPACITY_SPARE (one per class, and one the LRUA write
+# clears at every step)
+CAPACITY_SPARE = 1
+
+
+def budget(task: str, ways: int) -> int | None:
+    """Memory slots an episode of ``task`` allows (None: the model's own, no limit)."""
+    return ways + CAPACITY_SPARE if task == "capacity" else None
 
 
 @torch.no_grad()
@@ -67,7 +80,7 @@ class Episodes:
     label shown with step t (y_{t-1}; -1 at t = 0), ``instance`` (B, T) which presentation of its
     class step t is (1-based), ``scored`` (B, T) whether the label is knowable, ``after`` (B, T)
     whether the step is at or after the change (all False for standard episodes), ``cls`` (B, T)
-    the class index within the episode."""
+    the class index within the episode, ``slots`` the memory budget (None: unlimited)."""
 
     e: Tensor
     y: Tensor
@@ -76,9 +89,11 @@ class Episodes:
     scored: Tensor
     after: Tensor
     cls: Tensor
+    slots: int | None = None
 
     def to(self, device: torch.device | str) -> Episodes:
-        return Episodes(*(t.to(device) for t in (self.e, self.y, self.y_prev, self.instance, self.scored, self.after, self.cls)))
+        tensors = (self.e, self.y, self.y_prev, self.instance, self.scored, self.after, self.cls)
+        return Episodes(*(t.to(device) for t in tensors), slots=self.slots)
 
 
 class EmbeddedEpisodes:
@@ -130,21 +145,29 @@ class EmbeddedEpisodes:
             first_after = after & ((seen_after * onehot).sum(-1) == 1)
             scored = scored & ~(relabelled & first_after)
         y_prev = torch.cat([torch.full((B, 1), -1, dtype=torch.long), y[:, :-1]], dim=1)
-        return Episodes(e, y, y_prev, instance, scored, after, cls)
+        return Episodes(e, y, y_prev, instance, scored, after, cls, budget(task, C))
 
 
 # -- readouts of the same encoder, no controller -------------------------------------------------
 
 
-def _labels_from_votes(scores: Tensor, y_prev: Tensor, label_space: int) -> Tensor:
+def _bound(T: int, window: int | None) -> Tensor:
+    """(1, T, T-1): whether the drawing of step j is in memory at step t. It is bound once its
+    label has arrived (step j + 1 <= t); with ``window``, only the newest ``window`` bindings are
+    kept (j + 1 > t - window)."""
+    j = torch.arange(T - 1).view(1, 1, -1)
+    t = torch.arange(T).view(1, -1, 1)
+    known = j + 1 <= t
+    return known & (j + 1 > t - window) if window is not None else known
+
+
+def _labels_from_votes(scores: Tensor, y_prev: Tensor, label_space: int, window: int | None = None) -> Tensor:
     """Per step t, the label whose earlier evidence scores best: ``scores`` (B, T, T) where
     [b, t, j] scores the drawing of step j (bound to its label, shown at step j + 1) for the query
-    at step t; only drawings whose label has arrived (j < t) count. Returns logits (B, T, label_space)."""
+    at step t; only drawings in memory (``_bound``) count. Returns logits (B, T, label_space)."""
     B, T, _ = scores.shape
     label_of = y_prev[:, 1:]  # the label of the drawing of step j is shown at step j + 1
-    # the drawing of step j is bound once its label has arrived, i.e. at step j + 1 <= t
-    j = torch.arange(T - 1)
-    known = j.view(1, 1, -1) < torch.arange(T).view(1, -1, 1)  # (1, T, T-1): j + 1 <= t
+    known = _bound(T, window)
     s = scores[..., : T - 1].masked_fill(~known, float("-inf"))
     best = s.max(-1)
     logits = torch.full((B, T, label_space), float("-inf"))
@@ -155,18 +178,21 @@ def _labels_from_votes(scores: Tensor, y_prev: Tensor, label_space: int) -> Tens
     return logits
 
 
-def nearest_neighbour(e: Tensor, y_prev: Tensor, label_space: int, recency: float = 0.0) -> Tensor:
+def nearest_neighbour(e: Tensor, y_prev: Tensor, label_space: int, recency: float = 0.0,
+                      window: int | None = None) -> Tensor:
     """1-NN over the drawings bound so far (squared distance; ``recency`` > 0 subtracts
-    ``recency`` x age in steps: the most recent of two equally near drawings wins)."""
+    ``recency`` x age in steps: the most recent of two equally near drawings wins; ``window``:
+    over the newest ``window`` drawings only, a memory of that many slots that keeps the newest)."""
     d = torch.cdist(e, e).pow(2)  # (B, T, T)
     T = e.shape[1]
     age = (torch.arange(T).view(-1, 1) - torch.arange(T).view(1, -1)).float()  # t - j
-    return _labels_from_votes(-d - recency * age, y_prev, label_space)
+    return _labels_from_votes(-d - recency * age, y_prev, label_space, window)
 
 
-def nearest_prototype(e: Tensor, y_prev: Tensor, label_space: int) -> Tensor:
+def nearest_prototype(e: Tensor, y_prev: Tensor, label_space: int, window: int | None = None) -> Tensor:
     """Nearest prototype (Snell et al. 2017): each label's prototype is the mean of the drawings
-    bound to it so far; the query takes the nearest. Logits (B, T, label_space)."""
+    bound to it so far (with ``window``, of those among the newest ``window`` drawings); the query
+    takes the nearest. Logits (B, T, label_space)."""
     B, T, E = e.shape
     label_of = y_prev[:, 1:]  # label of the drawing of step j
     onehot = nn.functional.one_hot(label_of.clamp_min(0), label_space).float() * (label_of >= 0).unsqueeze(-1)
@@ -175,6 +201,10 @@ def nearest_prototype(e: Tensor, y_prev: Tensor, label_space: int) -> Tensor:
     counts = torch.zeros(B, T, label_space)
     sums[:, 1:] = torch.cumsum(onehot.unsqueeze(-1) * e[:, :-1].unsqueeze(2), 1)
     counts[:, 1:] = torch.cumsum(onehot, 1)
+    if window is not None and window < T:  # drop what was bound before step t - window + 1
+        sums[:, window + 1:] = sums[:, window + 1:] - sums[:, 1:T - window].clone()
+        counts[:, window + 1:] = counts[:, window + 1:] - counts[:, 1:T - window].clone()
+        counts = counts.round()  # cumsum differences of 0/1 counts: exact integers
     protos = sums / counts.clamp_min(1).unsqueeze(-1)
     d = (protos - e.unsqueeze(2)).pow(2).sum(-1)
     return torch.where(counts > 0, -d, torch.full_like(d, float("-inf")))
@@ -203,9 +233,12 @@ def embedding_cache(checkpoint: str, *, data: str | None = None, views: int = 2,
             "eval": embed_characters(model.encoder, parts["eval"].images, progress=progress)}
 
 
-def unroll(model: nn.Module, e: Tensor, y_prev: Tensor, ablate: str | None = None) -> Tensor:
-    """Logits of a MANN (with an optional ablation, ``MANN.unroll``) or of the LSTM baseline."""
-    return model.unroll(e, y_prev, ablate=ablate) if ablate else model.unroll(e, y_prev)
+def unroll(model: nn.Module, ep: Episodes, ablate: str | None = None) -> Tensor:
+    """Logits of a MANN (with its memory cut to the episodes' budget and an optional ablation,
+    ``MANN.unroll``) or of the LSTM baseline (no external memory: its state is its budget)."""
+    if getattr(model.cfg, "model", "mann") == "lstm":
+        return model.unroll(ep.e, ep.y_prev)
+    return model.unroll(ep.e, ep.y_prev, ablate=ablate, slots=ep.slots)
 
 
 @torch.no_grad()
@@ -219,7 +252,7 @@ def evaluate_tasks(model: nn.Module, sampler: EmbeddedEpisodes, *, task: str, wa
     out = []
     for start in range(0, episodes, batch):
         ep = sampler.sample(min(batch, episodes - start), ways, presentations, model.cfg.label_space, gen, task)
-        out.append(accuracy(unroll(model, ep.e, ep.y_prev, ablate), ep, after_only=task == "relabel"))
+        out.append(accuracy(unroll(model, ep, ablate), ep, after_only=task == "relabel"))
     model.train(was)
     return torch.cat(out)
 
@@ -228,11 +261,15 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
                      tasks: tuple[str, ...] = TASKS, ways: tuple[int, ...] = (5,), presentations: int = 10,
                      batch: int = 16, lr: float = 1e-3, lr_min: float = 1e-5, clip: float = 5.0, seed: int = 0,
                      eval_every: int = 250, eval_episodes: int = 200, progress: bool = True, log=None,
-                     on_validate=None) -> dict:
+                     on_validate=None, hold: float | None = None, parts: tuple[str, ...] = ()) -> dict:
     """Train everything but the encoder on embedded episodes, the tasks and ways in turn; keep the
     weights that score best on validation (mean over tasks and ways). Returns the metrics with
     the learning curve; the model holds the kept weights. ``on_validate(metrics, best_state)``
-    runs after every validation (e.g. to write a checkpoint, so that a long run loses nothing)."""
+    runs after every validation (e.g. to write a checkpoint, so that a long run loses nothing).
+    ``hold``: weights are kept only while every standard-episode validation score stays within
+    ``hold`` of where it started (what training for the other tasks may cost standard episodes).
+    ``parts``: train only these modules of the MANN (e.g. ``("controller", "write_head", "out")``,
+    keeping the read head that recalls); empty: everything but the encoder."""
     import math
     import time
 
@@ -242,7 +279,13 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in parts if not any(n.startswith(p + ".") for n in names)]
+    if unknown or "encoder" in parts:
+        raise ValueError(f"cannot train {', '.join(unknown) or 'encoder'} here; choose among "
+                         f"{', '.join(sorted({n.split('.')[0] for n in names} - {'encoder'}))}")
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
+              and (not parts or n.split(".")[0] in parts)]
     opt = torch.optim.Adam(params, lr=lr)
     span = max(steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / lr)
@@ -250,6 +293,7 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     history: list[dict] = []
     best: tuple[float, dict] | None = None
     running, start = None, time.time()
+    start_row: dict = {}
 
     def validate(step: int) -> None:
         nonlocal best
@@ -259,8 +303,13 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
                                                      episodes=eval_episodes).mean().item(), 4)
         score = sum(row[f"{t}_{w}way"] for t, w in combos) / len(combos)
         row["val_score"] = round(score, 4)
+        if not history:
+            start_row.update(row)
+        held = hold is None or len(history) == 0 or all(row[k] >= start_row[k] - hold for k in row if k.startswith("standard_"))
+        if not held:
+            row["held"] = False
         history.append(row)
-        if best is None or score >= best[0]:
+        if held and (best is None or score >= best[0]):
             best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
             row["kept"] = True
         report(row, bar, log)
@@ -275,7 +324,7 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
         model.encoder.eval()
         t, w = combos[step % len(combos)]
         ep = train_eps.sample(batch, w, presentations, model.cfg.label_space, gen, t)
-        logits = model.unroll(ep.e, ep.y_prev)
+        logits = unroll(model, ep)
         loss = nn.functional.cross_entropy(logits[ep.scored], ep.y[ep.scored])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -29,15 +29,22 @@ class TrainConfig:
     """A training run; saved inside the checkpoint next to the model's config."""
 
     model: MANNConfig = field(default_factory=MANNConfig)
-    # omniglot: Santoro's episodes, end to end | synthetic | relabel, mixed: the controller and
-    # heads alone, on episodes of a frozen encoder's cached embeddings (tasks.py): relabel
-    # episodes only, or standard and relabel episodes in turn
+    # omniglot: Santoro's episodes, end to end | synthetic | relabel, capacity, mixed: the
+    # controller and heads alone, on episodes of a frozen encoder's cached embeddings (tasks.py):
+    # relabel or capacity episodes only, or standard, relabel and capacity episodes in turn
     task: str = "omniglot"
-    views: int = 2  # relabel / mixed: embeddings cached per training drawing (itself + distortions)
+    views: int = 2  # relabel / capacity / mixed: embeddings cached per training drawing (itself + distortions)
     data: str | None = None  # Omniglot zip or folder; None: data.default_data_dir()
     steps: int = 10_000
     batch: int = 16
     classes: int = 5  # ways per training episode
+    # relabel / capacity / mixed: train on episodes of each of these ways in turn (empty: classes)
+    ways: tuple[int, ...] = ()
+    # relabel / capacity / mixed: keep weights only while standard-episode validation stays within
+    # this of its start (None: no such limit; tasks.train_controller)
+    hold: float | None = None
+    # relabel / capacity / mixed: the MANN's modules to train (empty: all but the encoder)
+    parts: tuple[str, ...] = ()
     presentations: int = 10  # drawings of each class per episode
     lr: float = 2e-5  # small: the matching init is already a good start (docs/neural.md)
     lr_min: float = 2e-6  # cosine decay from lr to lr_min over the run
@@ -72,7 +79,8 @@ class TrainConfig:
 
 
 # Tasks that train the controller and heads on a frozen encoder's cached embeddings.
-CONTROLLER_TASKS = {"relabel": ("relabel",), "mixed": ("standard", "relabel")}
+CONTROLLER_TASKS = {"relabel": ("relabel",), "capacity": ("capacity",),
+                    "mixed": ("standard", "relabel", "capacity")}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -301,7 +309,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
 
 def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps: OmniglotEpisodes,
                     val_eps: OmniglotEpisodes, *, progress: bool, log: Path | None) -> dict:
-    """--task relabel / mixed: embed every drawing once with the frozen encoder, then train the
+    """--task relabel / capacity / mixed: embed every drawing once with the frozen encoder, then train the
     controller, heads and output on episodes of embeddings (``tasks.train_controller``)."""
     from .tasks import EmbeddedEpisodes, embed_characters, train_controller
 
@@ -310,7 +318,8 @@ def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps
     train_emb = embed_characters(model.encoder, train_eps.images, views=cfg.views, seed=cfg.seed, progress=progress)
     val_emb = embed_characters(model.encoder, val_eps.images, progress=progress)
     got = train_controller(model, EmbeddedEpisodes(train_emb), EmbeddedEpisodes(val_emb), steps=cfg.steps,
-                           tasks=CONTROLLER_TASKS[cfg.task], ways=(cfg.classes,), presentations=cfg.presentations,
+                           tasks=CONTROLLER_TASKS[cfg.task], ways=tuple(cfg.ways) or (cfg.classes,), presentations=cfg.presentations,
+                           hold=cfg.hold, parts=tuple(cfg.parts),
                            batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr_min, clip=cfg.clip, seed=cfg.seed,
                            eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log,
                            on_validate=lambda got, state: save_checkpoint(cfg.out, cfg, model, {**metrics, **got}, state=state))
