@@ -41,9 +41,9 @@ from mindstore.neural.model import build_model  # noqa: E402
 from mindstore.neural.tasks import (  # noqa: E402
     EmbeddedEpisodes,
     accuracy,
+    budget,
     embedding_cache,
     evaluate_tasks,
-    budget,
     nearest_neighbour,
     nearest_prototype,
 )
@@ -136,7 +136,7 @@ def main() -> None:
         return
     cmd = f"python bench/neural_ablations.py --checkpoint {args.checkpoint}" + (f" --lstm {args.lstm}" if args.lstm else "")
     write_section("neural_ablations", "Ablations: what the controller contributes (issue 25)", cmd,
-                  "\n\n".join(sections), doc=Path(__file__).resolve().parent.parent / "docs" / "neural.md")
+                  "\n\n".join(sections), doc=Path(__file__).resolve().parent.parent / "docs" / "neural.md", level=4)
 
 
 if __name__ == "__main__":

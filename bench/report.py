@@ -38,13 +38,14 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
-def write_section(name: str, title: str, command: str, body: str, *, machine_note: str = "", doc: Path = DOC) -> None:
+def write_section(name: str, title: str, command: str, body: str, *, machine_note: str = "", doc: Path = DOC,
+                  level: int = 2) -> None:
     """Replace (or append) the section between <!-- bench:NAME --> markers of ``doc`` (default
-    docs/benchmarks.md); ``machine_note`` is added to the machine line (e.g. how loaded the
-    machine was)."""
+    docs/benchmarks.md), titled at heading ``level``; ``machine_note`` is added to the machine
+    line (e.g. how loaded the machine was)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     section = (
-        f"<!-- bench:{name} -->\n## {title}\n\n"
+        f"<!-- bench:{name} -->\n{'#' * level} {title}\n\n"
         f"Command: `{command}`  \nMachine: {machine()}{machine_note}  \nMeasured: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
     )
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from ..clitools import JsonOpt, fail, open_store, print_json
 from . import DEFAULT_CHECKPOINT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -48,15 +49,14 @@ def image_files(paths: list[Path]) -> list[Path]:
 def _learner(db: Optional[str], checkpoint: Optional[Path], space: str, *, create: bool) -> Iterator:
     """The learner over ``space`` of the store at ``db``; any MindStoreError ends the command
     with its message."""
-    from ..cli import _fail, _store
     from ..errors import MindStoreError
     from .learner import OneShotLearner
 
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             yield OneShotLearner.load(checkpoint, store=store, space=space, create=create, device="cpu")
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
 
 
 def _read_images(files: list[Path], learner, invert: bool):  # noqa: ANN001, ANN202 - ndarray
@@ -84,18 +84,16 @@ def bind_command(
     checkpoint: Optional[Path] = CheckpointArg,
     invert: bool = InvertArg,
     db: Optional[str] = DbArg,
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Bind images to labels from one example each, in the store's neural space (lasts)."""
-    from ..cli import _print_json
-
     files = image_files(paths)
     labels = [label if label is not None else f.parent.name for f in files]
     with _learner(db, checkpoint, space, create=True) as learner:
         ids = learner.bind(_read_images(files, learner, invert), labels)
         rows = [{"file": str(f), "label": lab, "slot": i} for f, lab, i in zip(files, labels, ids)]
-        if json_out:
-            _print_json(rows)
+        if as_json:
+            print_json(rows)
         else:
             for r in rows:
                 typer.echo(f"[{r['slot']}] {r['label']}  <- {r['file']}")
@@ -108,16 +106,14 @@ def recall_command(
     checkpoint: Optional[Path] = CheckpointArg,
     invert: bool = InvertArg,
     db: Optional[str] = DbArg,
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Recall the label each image was bound to (by this or any earlier process)."""
-    from ..cli import _print_json
-
     files = image_files(paths)
     with _learner(db, checkpoint, space, create=False) as learner:
         preds = learner.recall(_read_images(files, learner, invert))
-        if json_out:
-            _print_json([{"file": str(f), **dataclasses.asdict(p)} for f, p in zip(files, preds)])
+        if as_json:
+            print_json([{"file": str(f), **dataclasses.asdict(p)} for f, p in zip(files, preds)])
             return
         for f, p in zip(files, preds):
             slots = ",".join(map(str, p.slots[:4]))
@@ -161,6 +157,9 @@ def train_command(
                                                "these parts (repeat: --parts controller --parts "
                                                "write_head --parts out); default all but the "
                                                "encoder (controller, read_head, write_head, out)."),
+    keep_agreement: bool = typer.Option(False, help="relabel / capacity / mixed: leave the "
+                                        "controller's agreement units (set by --init prototype to "
+                                        "drive the LRUA gate) as set; train its other units."),
     presentations: int = typer.Option(10, help="Presentations of each class per episode."),
     label_space: int = typer.Option(20, help="Output labels; episodes use a random subset, so "
                                     "one model serves 5-way to label-space-way episodes."),
@@ -246,7 +245,7 @@ def train_command(
                       standardize=standardize, init=init, shift_average=shift_average,
                       shift_views=shift_views, encoders=encoders)
     cfg = TrainConfig(model=mcfg, task=task, views=views, data=str(data) if data else None, steps=steps,
-                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()),
+                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()), keep_agreement=keep_agreement,
                       presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
@@ -281,7 +280,7 @@ def evaluate_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-by-instance plot here "
                                         "(e.g. docs/neural_5way.png)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Accuracy by instance (1st, 2nd, ... presentation) on the held-out alphabets.
 
@@ -289,7 +288,7 @@ def evaluate_command(
     """
     from . import evaluate
     from .model import config_from_dict
-    from .train import load_checkpoint, make_sampler, resolve_device, TrainConfig
+    from .train import TrainConfig, load_checkpoint, make_sampler, resolve_device
 
     dev = resolve_device(device)
     model, blob = load_checkpoint(checkpoint, dev, **({"slots": slots} if slots else {}))
@@ -302,7 +301,7 @@ def evaluate_command(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     name = f"{Path(checkpoint).stem} ({ways}-way)"
-    if json_out:
+    if as_json:
         typer.echo(json.dumps({"checkpoint": str(checkpoint), "ways": ways, "episodes": episodes,
                                "accuracy": acc}))
     else:

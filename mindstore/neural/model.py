@@ -359,6 +359,15 @@ class MANN(nn.Module):
         self.write_head.alpha.bias.fill_(gate * (offset - threshold))
         self.read_head.beta.bias.fill_(beta)
 
+    def agreement_rows(self) -> dict[str, Tensor]:
+        """The controller rows ``init_as_prototype_memory`` sets by hand: every gate's row of the
+        first ``label_space`` units (the agreement units that drive the LRUA gate). Training can
+        keep them (``train_controller(keep_agreement=True)``) and learn only the other units."""
+        cfg, hid = self.cfg, self.cfg.hidden
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.controller]
+        rows = torch.cat([g * hid + torch.arange(cfg.label_space) for g in range(gates)])
+        return {f"controller.cell.{n}": rows for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+
     def initial_state(self, batch: int, device: torch.device | str = "cpu", slots: int | None = None) -> MANNState:
         """A fresh episode's state; ``slots`` sets the memory's size (default ``cfg.slots``)."""
         cfg = self.cfg

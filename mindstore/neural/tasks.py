@@ -223,8 +223,8 @@ def embedding_cache(checkpoint: str, *, data: str | None = None, views: int = 2,
     """{"train", "val", "eval"} embeddings of the Omniglot split (``data.Omniglot.split``) by the
     frozen encoder of ``checkpoint``: train with rotations as classes and ``views`` views (the
     drawing and ``views - 1`` distortions), val and eval the drawings only."""
+    from .checkpoint import load_checkpoint
     from .data import load_omniglot
-    from .train import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint)
     parts = load_omniglot(data, size=model.cfg.image_size).split()
@@ -261,7 +261,8 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
                      tasks: tuple[str, ...] = TASKS, ways: tuple[int, ...] = (5,), presentations: int = 10,
                      batch: int = 16, lr: float = 1e-3, lr_min: float = 1e-5, clip: float = 5.0, seed: int = 0,
                      eval_every: int = 250, eval_episodes: int = 200, progress: bool = True, log=None,
-                     on_validate=None, hold: float | None = None, parts: tuple[str, ...] = ()) -> dict:
+                     on_validate=None, hold: float | None = None, parts: tuple[str, ...] = (),
+                     keep_agreement: bool = False) -> dict:
     """Train everything but the encoder on embedded episodes, the tasks and ways in turn; keep the
     weights that score best on validation (mean over tasks and ways). Returns the metrics with
     the learning curve; the model holds the kept weights. ``on_validate(metrics, best_state)``
@@ -269,13 +270,14 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     ``hold``: weights are kept only while every standard-episode validation score stays within
     ``hold`` of where it started (what training for the other tasks may cost standard episodes).
     ``parts``: train only these modules of the MANN (e.g. ``("controller", "write_head", "out")``,
-    keeping the read head that recalls); empty: everything but the encoder."""
+    keeping the read head that recalls); empty: everything but the encoder. ``keep_agreement``:
+    the controller's hand-set agreement units (``MANN.agreement_rows``) get no updates."""
     import math
     import time
 
     from tqdm import tqdm
 
-    from .train import report
+    from .checkpoint import report
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -286,6 +288,10 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
                          f"{', '.join(sorted({n.split('.')[0] for n in names} - {'encoder'}))}")
     params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
               and (not parts or n.split(".")[0] in parts)]
+    if keep_agreement:  # a zero gradient is a zero Adam update (no weight decay)
+        named = dict(model.named_parameters())
+        for name, rows in model.agreement_rows().items():
+            named[name].register_hook(lambda g, rows=rows: g.index_fill(0, rows, 0.0))
     opt = torch.optim.Adam(params, lr=lr)
     span = max(steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / lr)

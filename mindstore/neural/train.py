@@ -9,16 +9,17 @@ training alphabets) and a checkpoint is written: {"config", "model_config", "sta
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import load_checkpoint as load_checkpoint  # re-exported: the name callers know
+from .checkpoint import report, save_checkpoint
 from .data import OmniglotEpisodes, SyntheticEpisodes, augment, load_omniglot
 from .evaluate import accuracy_by_instance, prototype_accuracy, prototype_distances
 from .model import MANNConfig, build_model, config_from_dict
@@ -45,6 +46,7 @@ class TrainConfig:
     hold: float | None = None
     # relabel / capacity / mixed: the MANN's modules to train (empty: all but the encoder)
     parts: tuple[str, ...] = ()
+    keep_agreement: bool = False  # relabel / capacity / mixed: the prototype init's agreement units stay as set
     presentations: int = 10  # drawings of each class per episode
     lr: float = 2e-5  # small: the matching init is already a good start (docs/neural.md)
     lr_min: float = 2e-6  # cosine decay from lr to lr_min over the run
@@ -87,32 +89,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def save_checkpoint(path: str | Path, cfg: TrainConfig, model: nn.Module, metrics: dict, *,
-                    state: dict | None = None) -> None:
-    """Write ``state`` (default: the model's current weights) with both configs and metrics."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"config": asdict(cfg), "model_config": asdict(model.cfg),
-            "state_dict": {k: v.detach().cpu() for k, v in (state or model.state_dict()).items()},
-            "metrics": metrics}
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    **overrides) -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint (weights_only: no code runs on load).
-
-    ``overrides`` change config fields that hold no weights, e.g. ``slots``: the memory size is
-    not a parameter, so a model trained with 128 slots can run with more.
-    """
-    blob = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(config_from_dict(blob["model_config"], **overrides))
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob
 
 
 def take_encoder(model: nn.Module, path: str | Path | list) -> None:
@@ -163,14 +139,6 @@ def make_sampler(cfg: TrainConfig, split: str):
     return OmniglotEpisodes(parts[split], rotate=split == "train",
                             reflect=cfg.reflect and split == "train",
                             augment=cfg.augment == "all" and split == "train")
-
-
-def report(row: dict, bar, log: Path | None) -> None:
-    """One evaluation row: printed above the progress bar, appended to ``log`` as a JSON line."""
-    bar.write(json.dumps(row))
-    if log is not None:
-        with open(log, "a") as f:
-            f.write(json.dumps(row) + "\n")
 
 
 def check_pretraining(cfg: TrainConfig) -> None:
@@ -319,7 +287,7 @@ def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps
     val_emb = embed_characters(model.encoder, val_eps.images, progress=progress)
     got = train_controller(model, EmbeddedEpisodes(train_emb), EmbeddedEpisodes(val_emb), steps=cfg.steps,
                            tasks=CONTROLLER_TASKS[cfg.task], ways=tuple(cfg.ways) or (cfg.classes,), presentations=cfg.presentations,
-                           hold=cfg.hold, parts=tuple(cfg.parts),
+                           hold=cfg.hold, parts=tuple(cfg.parts), keep_agreement=cfg.keep_agreement,
                            batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr_min, clip=cfg.clip, seed=cfg.seed,
                            eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log,
                            on_validate=lambda got, state: save_checkpoint(cfg.out, cfg, model, {**metrics, **got}, state=state))

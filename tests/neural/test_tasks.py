@@ -215,3 +215,24 @@ def test_parts_train_only_the_named_modules() -> None:
         train_controller(model, EmbeddedEpisodes(emb[:30]), EmbeddedEpisodes(emb[30:]), parts=("encoder",), **kw)
     with pytest.raises(ValueError, match="cannot train heads"):
         train_controller(model, EmbeddedEpisodes(emb[:30]), EmbeddedEpisodes(emb[30:]), parts=("heads",), **kw)
+
+
+def test_keep_agreement_trains_the_other_controller_units_only() -> None:
+    model = small_mann()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = model.agreement_rows()
+    emb = clusters(dim=16)
+    seen: dict[str, tuple[bool, bool]] = {}
+
+    def look(metrics, best) -> None:
+        if metrics["steps"]:
+            for name, r in rows.items():
+                now, was = model.state_dict()[name], start[name]
+                other = torch.ones(len(was), dtype=torch.bool).index_fill(0, r, False)
+                seen[name] = (torch.equal(now[r], was[r]), torch.equal(now[other], was[other]))
+
+    train_controller(model, EmbeddedEpisodes(emb[:30]), EmbeddedEpisodes(emb[30:]), steps=2, batch=4, lr=1e-2,
+                     tasks=("relabel",), eval_every=100, eval_episodes=4, progress=False, parts=("controller",),
+                     keep_agreement=True, on_validate=look)
+    assert len(rows) == 4 and len(rows["controller.cell.weight_ih"]) == 4 * 20  # LSTM: 4 gates x label_space
+    assert seen and all(kept and not moved for kept, moved in seen.values()), seen
