@@ -36,9 +36,9 @@ from report import replace_block, table, write_section  # noqa: E402
 from mindstore import Config, MindStore  # noqa: E402
 from mindstore.neural import DEFAULT_CHECKPOINT  # noqa: E402
 from mindstore.neural.data import DRAWINGS, load_omniglot, with_rotations  # noqa: E402
-from mindstore.neural.model import config_from_dict  # noqa: E402
 from mindstore.neural.learner import OneShotLearner  # noqa: E402
 from mindstore.neural.memory import DenseMemory, SparseMemory  # noqa: E402
+from mindstore.neural.model import config_from_dict  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 START, END = "<!-- lifelong:start -->", "<!-- lifelong:end -->"

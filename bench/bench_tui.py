@@ -11,7 +11,6 @@ rows, and presses PgDn repeatedly while pages load by cursor.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess

@@ -28,7 +28,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table, write_section  # noqa: E402
-
 from sqlalchemy import select  # noqa: E402
 
 from mindstore import Config, MindStore  # noqa: E402

@@ -107,7 +107,7 @@ def main() -> None:
             history.append({"role": "user", "content": line})
             recalled = memory.recall(history)
             for hit in recalled:
-                print(f"  (recalled [{hit.slot.id}] {hit.slot.text}, {hit.score:.2f})")
+                print(f"  (recalled [{hit.slot.id}] {hit.slot.text}, {hit.rank_score:.2f})")
             prompt = memory.prepare(history, hits=recalled)
             if base_url:
                 reply = openai_reply(prompt, base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "none"), model=model)

@@ -27,9 +27,8 @@ from pathlib import Path
 import torch
 
 from mindstore import Config, DataNotFoundError, MindStore
-from mindstore.neural import evaluate
+from mindstore.neural import DEFAULT_CHECKPOINT, OneShotLearner, evaluate
 from mindstore.neural.data import EVAL_ALPHABETS, OmniglotEpisodes, SyntheticEpisodes, load_omniglot
-from mindstore.neural import DEFAULT_CHECKPOINT, OneShotLearner
 from mindstore.neural.train import load_checkpoint
 
 PRESENTATIONS = 10

@@ -11,6 +11,7 @@ is the namespace joined by ``.`` (LangGraph forbids dots in labels, so the join 
 namespace, key and value also live in the slot's metadata, where prefix searches and filters
 reach them through MindStore's structured filters. A put on an existing key updates the slot
 (the history grows); ``index=False`` items are stored and listed but never scored by a query.
+Being metadata, a value may have up to 64 KiB as JSON (``validate.MAX_METADATA_BYTES``).
 
 Several indexed fields (``fields=["title", "body"]`` or ``index=[...]``) are embedded as one text
 (joined), giving one key per item rather than one per field as ``InMemoryStore`` does.
@@ -41,6 +42,7 @@ from langgraph.store.base import (
 )
 
 from mindstore import InvalidFilterError, InvalidInputError, MindStore, Slot
+from mindstore.validate import check_metadata
 
 from ._pages import scan
 
@@ -161,6 +163,10 @@ class MindStoreGraphStore(BaseStore):
             "langgraph": {"namespace": {str(i): label for i, label in enumerate(op.namespace)}, "key": op.key, "indexed": indexed},
             "value": dict(op.value),
         }
+        try:  # here, so that a value too large for metadata stops the batch before any put applies
+            check_metadata(meta)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"the value of key {op.key!r} cannot be stored (it is kept as the slot's metadata): {exc}") from None
         return session, text, meta
 
     def _put_many(self, puts: Sequence[PutOp]) -> None:

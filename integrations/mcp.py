@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from mindstore import InvalidInputError, MindStore, MindStoreError, NotFoundError, Slot, Written
+from mindstore.validate import check_scope
 
 __all__ = ["Memory", "MemoryHit", "MemoryPage", "MemoryEvent", "create_server", "serve"]
 
@@ -98,6 +99,7 @@ def _tool_errors() -> Iterator[None]:
 
 def create_server(store: MindStore, *, agent_id: str | None = None, name: str = "mindstore") -> MCPServer:
     """An MCP server whose tools read and write ``store`` (within ``agent_id`` when given)."""
+    check_scope(None, agent_id, None)  # a bad agent_id would otherwise fail every tool call
 
     # WARNING: the SDK logs every tool error at INFO; on stdio that is noise in the client's log.
     server = MCPServer(name, log_level="WARNING", instructions=(
@@ -184,6 +186,9 @@ def serve(url: str | None = None, *, transport: Literal["stdio", "http"] = "stdi
     process is stopped (http, on 127.0.0.1 only: memories are private)."""
     if transport not in ("stdio", "http"):
         raise InvalidInputError(f"transport must be 'stdio' or 'http', not {transport!r}")
+    if transport == "http" and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise InvalidInputError(f"port must be a TCP port from 1 to 65535, not {port!r:.40}")
+    check_scope(None, agent_id, None)  # before the store is opened (or made)
     with MindStore(url) as store:
         server = create_server(store, agent_id=agent_id)
         if transport == "stdio":

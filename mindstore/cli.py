@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from .clitools import DbOpt, JsonOpt, check_folder, fail, open_store, print_json
 from .errors import MindStoreError
+from .neural.cli import register as register_neural
 
 app = typer.Typer(
     name="mindstore",
@@ -26,50 +26,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", envvar="MINDSTORE_DB", help="SQLAlchemy URL, e.g. sqlite:///memory.db or postgresql+psycopg://user@host/db. Default: a SQLite file in the user data dir.")]
 UserOpt = Annotated[Optional[str], typer.Option("--user", "-u", help="user_id scope")]
 AgentOpt = Annotated[Optional[str], typer.Option("--agent", "-a", help="agent_id scope")]
 SessionOpt = Annotated[Optional[str], typer.Option("--session", "-s", help="session_id scope")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
 SpaceOpt = Annotated[Optional[str], typer.Option("--space", help="space name (default: the text space 'chat')")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, bundled)")]
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _store(db: str | None, model: str | None = None, **kwargs: Any) -> Iterator[Any]:
-    from .store import MindStore
-
-    if isinstance(db, str) and db.startswith("sqlite:///"):
-        # A typo in --db must not create a folder tree and an empty store: the folder must exist.
-        folder = Path(db.removeprefix("sqlite:///").split("?", 1)[0]).parent
-        if db.removeprefix("sqlite:///") and not folder.is_dir():
-            _fail(f"the folder {folder} of --db does not exist: check the path, or create the folder first (mkdir -p {folder})")
-    try:
-        with MindStore(db, embedder=model, **kwargs) as store:
-            yield store
-    except MindStoreError as exc:
-        _fail(str(exc))
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return obj
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(_jsonable(obj), ensure_ascii=False, indent=2))
 
 
 def _scope_str(slot: Any) -> str:
@@ -77,11 +38,12 @@ def _scope_str(slot: Any) -> str:
     return " ".join(parts) or "-"
 
 
-def _line(slot: Any, score: float | None = None) -> str:
+def _line(slot: Any, score: float | None = None, cosine: float | None = None) -> str:
     head = f"[{slot.id}]" + (f" {score:.3f}" if score is not None else "")
     body = slot.text if slot.text is not None else f"label={slot.label}"
     when = slot.occurred_at
-    tail = (f", occurred {when:%Y-%m-%d}" if when is not None else "") + (f", superseded by [{slot.superseded_by}]" if slot.superseded_by is not None else "")
+    tail = ((f", occurred {when:%Y-%m-%d}" if when is not None else "") + (f", superseded by [{slot.superseded_by}]" if slot.superseded_by is not None else "")
+            + (f", cosine {cosine:.3f}" if cosine is not None else ""))
     return f"{head} {body}  ({_scope_str(slot)}{tail})"
 
 
@@ -91,16 +53,16 @@ def _parse_meta(items: list[str] | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            _fail(f"--meta takes key=value, got {item!r}")
+            fail(f"--meta takes key=value, got {item!r}")
         key, raw = item.split("=", 1)
         if not key.strip():
-            _fail(f"--meta takes key=value with a key before the '=', got {item!r:.60}")
+            fail(f"--meta takes key=value with a key before the '=', got {item!r:.60}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
         except RecursionError:  # the store refuses deep nesting anyway (validate.MAX_DEPTH)
-            _fail(f"--meta {key}: the JSON value nests too deep; flatten it")
+            fail(f"--meta {key}: the JSON value nests too deep; flatten it")
     return out
 
 
@@ -110,9 +72,9 @@ def _parse_filter(raw: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        _fail(f"--filter takes JSON, e.g. '{{\"role\": \"user\"}}' or '{{\"year\": {{\"$gte\": 2020}}}}': {exc}")
+        fail(f"--filter takes JSON, e.g. '{{\"role\": \"user\"}}' or '{{\"year\": {{\"$gte\": 2020}}}}': {exc}")
     except RecursionError:
-        _fail("--filter nests too deep; write it with fewer nested $and / $or")
+        fail("--filter nests too deep; write it with fewer nested $and / $or")
     return value
 
 
@@ -130,13 +92,13 @@ def add(
 ) -> None:
     """Remember text."""
     texts = [line.rstrip("\n") for line in sys.stdin if line.strip()] if text == ["-"] else text
-    with _store(db, model) as store:
+    with open_store(db, model) as store:
         try:
             slots = store.add_many(texts, user_id=user, agent_id=agent, session_id=session, metadata=_parse_meta(meta), dedup=not no_dedup)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
-            _print_json(slots)
+            print_json(slots)
         else:
             for slot in slots:
                 typer.echo(f"{slot.change} {_line(slot)}" + (f" (newer version of [{slot.supersedes}])" if slot.supersedes is not None else ""))
@@ -161,23 +123,26 @@ def search(
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the memories that best answer QUERY (meaning and words, newest version first)."""
+    """Find the memories that best answer QUERY (meaning and words, newest version first).
+
+    Each line: [id], the score the hits are ranked by (fused in hybrid mode), the text, then
+    the scope and the cosine similarity (what --min-score applies to)."""
     if mode is not None and mode not in ("hybrid", "dense", "lexical"):
-        _fail(f"--mode takes hybrid, dense or lexical, not {mode!r}")
-    with _store(db, model) as store:
+        fail(f"--mode takes hybrid, dense or lexical, not {mode!r}")
+    with open_store(db, model) as store:
         try:
             hits = store.search(query, k=k, user_id=user, agent_id=agent, session_id=session, filters=_parse_filter(filter), min_score=min_score,
                                 now=now, since=since, until=until, group_by="session" if by_session else None, include_superseded=superseded,
                                 mode=mode)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
-            _print_json(hits)
+            print_json(hits)
         elif not hits:
             typer.echo("no memories found")
         else:
             for hit in hits:
-                typer.echo(_line(hit.slot, hit.score))
+                typer.echo(_line(hit.slot, hit.rank_score, hit.score))
 
 
 @app.command("list")
@@ -193,13 +158,13 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored memories, oldest first, a page at a time."""
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             page = store.list(user_id=user, agent_id=agent, session_id=session, space=space, filters=_parse_filter(filter), limit=limit, cursor=cursor)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
-            _print_json(page)
+            print_json(page)
             return
         if not page.slots:
             typer.echo("no memories here" + (" after that cursor" if cursor else ""))
@@ -212,13 +177,13 @@ def list_(
 @app.command()
 def show(id: Annotated[int, typer.Argument(help="slot id")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Show one memory with its metadata and usage."""
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             slot = store.get(id)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
-            _print_json(slot)
+            print_json(slot)
             return
         typer.echo(f"id:       {slot.id}\nspace:    {slot.space}\nscope:    {_scope_str(slot)}")
         if slot.text is not None:
@@ -240,12 +205,12 @@ def edit(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a memory's text and/or metadata (history keeps the old version)."""
-    with _store(db, model) as store:
+    with open_store(db, model) as store:
         try:
             slot = store.update(id, text=text, metadata=_parse_meta(meta))
         except MindStoreError as exc:
-            _fail(str(exc))
-        _print_json(slot) if as_json else typer.echo(f"updated {_line(slot)}")
+            fail(str(exc))
+        print_json(slot) if as_json else typer.echo(f"updated {_line(slot)}")
 
 
 @app.command()
@@ -261,12 +226,12 @@ def rm(
 ) -> None:
     """Delete memories by id, or a whole scope with --all."""
     if not ids and not all_in_scope:
-        _fail("give slot ids, or --all with --user/--agent/--session")
-    with _store(db) as store:
+        fail("give slot ids, or --all with --user/--agent/--session")
+    with open_store(db) as store:
         try:
             if all_in_scope:
                 if not (user or agent or session):
-                    _fail("--all needs --user, --agent or --session")
+                    fail("--all needs --user, --agent or --session")
                 n = store.count(user_id=user, agent_id=agent, session_id=session)
                 if not yes and not typer.confirm(f"delete {n} memories?"):
                     raise typer.Exit(1)
@@ -274,20 +239,20 @@ def rm(
             else:
                 deleted = store.delete_many(ids or [])  # all or none: one unknown id deletes nothing
         except MindStoreError as exc:
-            _fail(str(exc))
-        _print_json({"deleted": deleted}) if as_json else typer.echo(f"deleted {deleted}")
+            fail(str(exc))
+        print_json({"deleted": deleted}) if as_json else typer.echo(f"deleted {deleted}")
 
 
 @app.command()
 def history(id: Annotated[int, typer.Argument(help="slot id (deleted slots keep their history)")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Show every change of a memory, oldest first."""
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             events = store.history(id)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if as_json:
-            _print_json(events)
+            print_json(events)
             return
         for e in events:
             by = (e.new_metadata or {}).get("superseded_by")
@@ -299,18 +264,18 @@ def history(id: Annotated[int, typer.Argument(help="slot id (deleted slots keep 
 @app.command("export")
 def export_(path: Annotated[Path, typer.Argument(help="JSON Lines file to write")], db: DbOpt = None) -> None:
     """Write the whole store (slots, keys, history) to a JSON Lines file."""
-    with _store(db) as store:
+    with open_store(db) as store:
         typer.echo(f"exported {store.export(path)} slots to {path}")
 
 
 @app.command("import")
 def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written by export")], db: DbOpt = None) -> None:
     """Load a file written by export (ids are kept; nothing is loaded if any line is bad)."""
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             n = store.import_(path)
         except MindStoreError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"imported {n} slots from {path}")
 
 
@@ -326,8 +291,8 @@ def stats(
     from .validate import MAX_K
 
     if not 0 <= recall_sample <= MAX_K:
-        _fail(f"--recall-sample takes a number of queries from 0 to {MAX_K}, not {recall_sample}")
-    with _store(db) as store:
+        fail(f"--recall-sample takes a number of queries from 0 to {MAX_K}, not {recall_sample}")
+    with open_store(db) as store:
         store: MindStore
         path = sqlite_path(store.url)
         from sqlalchemy.engine import make_url
@@ -338,7 +303,7 @@ def stats(
             sp["index"] = dataclasses.asdict(store.index_info(sp["name"], recall_sample=recall_sample)) if sp["count"] or sp["name"] != store.space else None
             sp["usage"] = store.usage_histogram(sp["name"])
         if as_json:
-            _print_json(info)
+            print_json(info)
             return
         typer.echo(info["url"] + (f" ({info['database_bytes'] / 2**20:.1f} MiB)" if info["database_bytes"] is not None else ""))
         for sp in info["spaces"]:
@@ -362,12 +327,12 @@ def reindex(
 ) -> None:
     """Re-embed the memories with --model when it differs from the one they were embedded with
     (or when their keys are of mixed sizes); --force re-embeds them all."""
-    with _store(db, model, reindex=True) as store:
+    with open_store(db, model, reindex=True) as store:
         if force:
             try:
                 n = store.reindex()
             except MindStoreError as exc:
-                _fail(str(exc))
+                fail(str(exc))
             typer.echo(f"re-embedded {n} slots of text space {store.space!r} with {store.embedder_name}")
         else:
             typer.echo(f"text space {store.space!r} is embedded with {store.embedder_name}: {store.count()} slots "
@@ -392,17 +357,18 @@ def mcp(
     """Serve the store as a Model Context Protocol server: add, search, list, update and delete
     memories per user (needs the mcp extra: pip install 'mindstore[mcp]')."""
     if transport not in ("stdio", "http"):
-        _fail(f"--transport takes stdio or http, not {transport!r}")
+        fail(f"--transport takes stdio or http, not {transport!r}")
     if not 1 <= port <= 65535:
-        _fail(f"--port takes a TCP port from 1 to 65535, not {port}")
+        fail(f"--port takes a TCP port from 1 to 65535, not {port}")
     try:
         from .integrations.mcp import serve
     except ImportError as exc:
-        _fail(f"the MCP server needs the mcp package: pip install -e '.[mcp]' ({exc})")
+        fail(f"the MCP server needs the mcp package: pip install -e '.[mcp]' ({exc})")
+    check_folder(db)
     try:
         serve(db, transport=transport, port=port, agent_id=agent)  # type: ignore[arg-type]
     except MindStoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -412,8 +378,6 @@ def demo(
     """Show MindStore at work: remember facts for two users, search, update, reopen."""
     import tempfile
 
-    from .store import MindStore
-
     tmp = None
     if db is None:
         tmp = tempfile.TemporaryDirectory(prefix="mindstore-demo-")
@@ -422,8 +386,8 @@ def demo(
         "alice": ["Alice is allergic to peanuts", "Alice works as a nurse in Lisbon", "Alice's daughter Mia turns six in March", "Alice prefers trains to planes"],
         "bob": ["Bob is vegetarian", "Bob plays bass in a jazz trio", "Bob is training for the Berlin marathon", "Bob's cat is called Pixel"],
     }
-    typer.echo(f"store: {db}")
-    with MindStore(db) as store:
+    with open_store(db) as store:
+        typer.echo(f"store: {store.url}")  # once opened: an unusable --db (a lone surrogate, say) is an error line, not a crash here
         for user, texts in facts.items():
             store.add_many(texts, user_id=user)
             typer.echo(f"remembered {len(texts)} facts for {user}")
@@ -434,22 +398,18 @@ def demo(
         slot = store.search("where does alice work?", user_id="alice", k=1)[0].slot
         store.update(slot.id, text="Alice works as a nurse in Porto")
         typer.echo(f"updated [{slot.id}] {slot.text!r} -> 'Alice works as a nurse in Porto'; history: {[e.kind for e in store.history(slot.id)]}")
-    with MindStore(db) as store:
+    with open_store(db) as store:
         hit = store.search("which city does alice work in?", user_id="alice", k=1)[0]
         typer.echo(f"after reopening: 'which city does alice work in?' -> {hit.slot.text!r}; {store.count()} slots in all")
     if tmp is not None:
         tmp.cleanup()
 
 
-def _register_neural() -> None:
-    try:
-        from .neural.cli import register
-    except ImportError:
-        return
-    register(app)
-
-
-_register_neural()
+# The neural-memory commands (train, evaluate, bind, recall). Registering them imports no torch
+# (each command imports it when run), so nothing here is optional and nothing is caught: an
+# ImportError is a bug and surfaces. torch is a dependency of mindstore; without it those four
+# commands fail with its ModuleNotFoundError when run, and every other command works.
+register_neural(app)
 
 
 def main() -> None:

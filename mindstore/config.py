@@ -90,14 +90,15 @@ class Config:
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
         from .retrieval import FUSIONS, MODES
+        from .validate import MAX_BATCH, MAX_K
 
         self._check_types(InvalidInputError)
         for name in ("dedup_threshold", "version_threshold", "change_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
                 raise InvalidInputError(f"{name} must be a number in (0, 1], got {v!r}; pass dedup=False to add() to store every text as new")
-        if self.embed_batch_size < 1:
-            raise InvalidInputError("embed_batch_size must be a positive integer")
+        if not 1 <= self.embed_batch_size <= MAX_BATCH:
+            raise InvalidInputError(f"embed_batch_size must be an integer from 1 to {MAX_BATCH:,} (texts embedded at once)")
         if self.approximate_from is not None and (isinstance(self.approximate_from, bool) or not isinstance(self.approximate_from, int) or self.approximate_from < 1000):
             raise InvalidInputError("approximate_from must be None or an integer of at least 1000 (keys)")
         if self.search_mode not in MODES:
@@ -106,14 +107,14 @@ class Config:
             raise InvalidInputError("fusion must be 'weighted' or 'rrf', and dense_weight a number from 0 to 1")
         if isinstance(self.time_weight, bool) or not isinstance(self.time_weight, (int, float)) or not 0.0 <= self.time_weight <= 1.0:
             raise InvalidInputError(f"time_weight must be a number from 0 to 1, got {self.time_weight!r}")
-        if self.fusion_depth < 1 or self.rerank_depth < 1:
-            raise InvalidInputError("fusion_depth and rerank_depth must be positive integers")
+        if not 1 <= self.fusion_depth <= MAX_K or not 1 <= self.rerank_depth <= MAX_K:
+            raise InvalidInputError(f"fusion_depth and rerank_depth must be integers from 1 to {MAX_K:,} (candidates)")
         for name in ("capacity", "capacity_per_scope"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise InvalidInputError(f"{name} must be None or a positive integer (slots)")
-        if self.ttl is not None and (isinstance(self.ttl, bool) or not isinstance(self.ttl, (int, float)) or not self.ttl > 0):
-            raise InvalidInputError("ttl must be None or a positive number of seconds")
+        if self.ttl is not None and (isinstance(self.ttl, bool) or not isinstance(self.ttl, (int, float)) or not 0 < self.ttl <= _MAX_TTL_S):
+            raise InvalidInputError(f"ttl must be a positive number of seconds up to {_MAX_TTL_S:,} (100 years), or None to keep slots forever")
         if isinstance(self.usage_flush_s, bool) or not isinstance(self.usage_flush_s, (int, float)) or not self.usage_flush_s >= 0:
             raise InvalidInputError("usage_flush_s must be a number of seconds, 0 or more")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -135,6 +136,9 @@ class Config:
                 raise error(f"Config.{f.name} must be {what}, got {value!r:.40}")
             if "Path" in names and "\x00" in str(value):
                 raise error(f"Config.{f.name} contains a NUL character; give a folder path without one")
+
+
+_MAX_TTL_S = 100 * 365 * 86_400  # ttl: past it, "now - ttl" leaves the calendar; None is forever
 
 
 def default_url() -> str:

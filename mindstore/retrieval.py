@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from .errors import InvalidInputError
 
-__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "check_reranker", "fuse", "fused_scores", "indexed_text", "occurred_at_value", "rerank", "time_filter"]
+__all__ = ["FUSIONS", "MODES", "RRF_K", "Reranker", "check_mode", "check_reranker", "fuse", "fused_scores", "indexed_text", "occurred_at_value", "rerank",
+           "reranked", "rrf_scores", "time_filter"]
 
 FUSIONS = ("weighted", "rrf")
 
@@ -58,7 +59,10 @@ def occurred_at_value(when: Any, what: str = "occurred_at") -> str:
         raise InvalidInputError(f"{what} must be a datetime or an ISO 8601 string, not {type(when).__name__}")
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+    try:
+        return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+    except OverflowError:  # e.g. 9999-12-31T23:59-01:00 is in the year 10000 in UTC
+        raise InvalidInputError(f"{what} {when.isoformat()!r} lies outside the years 1 to 9999 in UTC; pass a date within them") from None
 
 
 def time_filter(filters: Mapping[str, Any] | None, since: Any, until: Any) -> Mapping[str, Any] | None:
@@ -92,12 +96,18 @@ def indexed_text(text: str, metadata: Mapping[str, Any]) -> str:
     return f"{head}: {text}" if head else text
 
 
-def fuse(rankings: Sequence[Sequence[int]], limit: int | None = None) -> list[int]:
-    """Reciprocal rank fusion of id rankings (best first); ties go to the smaller id."""
+def rrf_scores(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
+    """The reciprocal rank fusion score of every id of ``rankings`` (each best first)."""
     score: dict[int, float] = {}
     for ranking in rankings:
         for rank, i in enumerate(ranking):
             score[i] = score.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return score
+
+
+def fuse(rankings: Sequence[Sequence[int]], limit: int | None = None) -> list[int]:
+    """Reciprocal rank fusion of id rankings (best first); ties go to the smaller id."""
+    score = rrf_scores(rankings)
     order = sorted(score, key=lambda i: (-score[i], i))
     return order if limit is None else order[:limit]
 
@@ -119,12 +129,18 @@ def fused_scores(dense: Mapping[int, float], lexical: Mapping[int, float], dense
     return {i: norm(i) for i in dense}
 
 
-def rerank(reranker: Reranker, query: str, ids: Sequence[int], texts: Mapping[int, str]) -> list[int]:
-    """``ids`` reordered by the cross-encoder's score of (query, text), best first; ties keep the
-    given order."""
+def reranked(reranker: Reranker, query: str, ids: Sequence[int], texts: Mapping[int, str]) -> list[tuple[int, float]]:
+    """``(id, score)`` for ``ids`` by the cross-encoder's score of (query, text), best first; ties
+    keep the given order."""
     if not ids:
         return []
     scores = [float(s) for s in reranker.predict([(query, texts[i]) for i in ids])]
     if len(scores) != len(ids):
         raise InvalidInputError(f"the reranker returned {len(scores)} scores for {len(ids)} pairs; pass a sentence-transformers CrossEncoder")
-    return [i for _, _, i in sorted(zip([-s for s in scores], range(len(ids)), ids))]
+    return [(i, -s) for s, _, i in sorted(zip([-s for s in scores], range(len(ids)), ids))]
+
+
+def rerank(reranker: Reranker, query: str, ids: Sequence[int], texts: Mapping[int, str]) -> list[int]:
+    """``ids`` reordered by the cross-encoder's score of (query, text), best first; ties keep the
+    given order."""
+    return [i for i, _ in reranked(reranker, query, ids, texts)]

@@ -124,10 +124,22 @@ def new_slots(
 
 @dataclass(frozen=True)
 class Hit:
-    """A search result: the slot and its similarity to the query (cosine, higher is closer)."""
+    """A search result: the slot and its similarity to the query (cosine, higher is closer).
+
+    ``score`` is the cosine in every search mode (what ``min_score`` applies to). ``rank_score``
+    is what the list is ordered by, so it never grows down a search's hits: the fused score in
+    hybrid search, BM25 scaled by the best in lexical, the cosine scaled over the candidates in
+    dense, each plus the time weight; a reranker's own score; where a newer version takes an
+    older one's place, that place's score. It is relative to one search's candidates: compare
+    it within a list, not across searches. A hit made by hand ranks by its ``score``."""
 
     score: float
     slot: Slot
+    rank_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rank_score is None:
+            object.__setattr__(self, "rank_score", self.score)
 
     @property
     def occurred_at(self) -> datetime | None:

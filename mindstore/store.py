@@ -13,18 +13,19 @@ import re
 import threading
 import time
 import unicodedata
-from dataclasses import fields, replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import bindparam, func, insert, select, update as sql_update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -45,13 +46,26 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .index import Prepared, one_thread
 from .lexical import LexicalIndex, tokenize
-from .retrieval import Reranker, check_mode, check_reranker, fuse, fused_scores, occurred_at_value, rerank, time_filter
 from .retention import Retention, any_expired, lock_space, to_evict
+from .retrieval import Reranker, check_mode, check_reranker, fused_scores, occurred_at_value, reranked, rrf_scores, time_filter
 from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots, occurred_at_of
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
 from .timeref import TimeHint, check_now, parse_time, parse_when
+from .validate import (
+    MAX_BATCH,
+    MAX_DIM,
+    MAX_K,
+    check_chars,
+    check_k,
+    check_metadata,
+    check_min_score,
+    check_scope,
+    check_space_name,
+    check_space_ref,
+    check_text,
+    check_vectors,
+)
 from .versions import Plan, Resolver, newest_first, plan_writes
-from .validate import MAX_K, check_chars, check_k, check_metadata, check_min_score, check_scope, check_space_name, check_space_ref, check_text, check_vectors
 
 __all__ = ["MindStore"]
 
@@ -66,7 +80,7 @@ _GROUP_DEPTH = 10  # a grouped search looks at this many candidates per group as
 # Whether a space holds any superseded slot: one probe of a partial index, built once.
 _ANY_SUPERSEDED = select(SlotRow.__table__.c.id).where(
     SlotRow.__table__.c.space_id == bindparam("space"), SlotRow.__table__.c.superseded_by.is_not(None)).limit(1)
-_MAX_DIM = 65_536  # key dimensions a space may have (a key row is 4 bytes a dimension)
+_MAX_WAIT_S = 10**6  # wait_trained(timeout=...): longer than any training, short of what threading takes
 _PREPARE_IN_THREAD = 2048  # keys: smaller adds prepare them inline (a thread hand-off costs more)
 _READS_PENDING_MAX = 4096  # slots with unwritten reads that trigger a flush however recent
 _CHECKPOINT_BEHIND = 1000  # slots: a SQLite bulk add this big leaves its WAL checkpoint to a thread
@@ -107,6 +121,8 @@ def _check_options(url: Any, space: Any, embedder: Any, config: Any, reindex: An
     if url is not None:
         check_chars(url, "the database URL")
     check_space_name(space, "space")
+    if isinstance(embedder, str) and not embedder.strip():
+        raise InvalidInputError("embedder is empty; give a sentence-transformers model name such as 'all-MiniLM-L6-v2', or None for the bundled one")
     if isinstance(embedder, str):
         check_text(embedder, "embedder")
     # Not isinstance(embedder, Embedder): that reads ``dim``, which loads a sentence-transformers model.
@@ -423,7 +439,7 @@ class MindStore:
     def embedder_name(self) -> str:
         if self._embedder is not None:
             return self._embedder.name
-        from .embed import SentenceTransformerEmbedder, DEFAULT_MODEL
+        from .embed import DEFAULT_MODEL, SentenceTransformerEmbedder
 
         arg = self._embedder_arg
         return SentenceTransformerEmbedder(arg if isinstance(arg, str) else DEFAULT_MODEL).name
@@ -493,8 +509,8 @@ class MindStore:
         """Create a space for vectors of another kind (e.g. a neural controller's keys)."""
         self._check_open()
         check_space_name(name)
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= _MAX_DIM:
-            raise InvalidInputError(f"dim must be an integer from 1 to {_MAX_DIM:,}, got {dim!r:.40}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+            raise InvalidInputError(f"dim must be an integer from 1 to {MAX_DIM:,}, got {dim!r:.40}")
         check_text(key_source, "key_source")
         if len(key_source) > 500:
             raise InvalidInputError(f"key_source has {len(key_source)} characters, more than 500; name the model or checkpoint briefly")
@@ -535,6 +551,8 @@ class MindStore:
         text space; see ``Config.train_in_background``) has finished and its lists serve
         searches. True when none is under way; False if ``timeout`` seconds passed first."""
         self._check_open()
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= _MAX_WAIT_S):
+            raise InvalidInputError(f"timeout must be a number of seconds from 0 to {_MAX_WAIT_S:,}, or None to wait until the training ends; got {timeout!r:.40}")
         with self._lock:
             sp = self._resolve_space(space)
         if sp is None:
@@ -676,7 +694,11 @@ class MindStore:
             texts = self._optional_strings(texts, n, "texts")
             vals = None
             if values is not None:
-                vals = np.ascontiguousarray(values, dtype=np.float32).reshape(n, -1)
+                try:
+                    with np.errstate(over="ignore"):  # past float32's range is inf, refused below
+                        vals = np.ascontiguousarray(values, dtype=np.float32).reshape(n, -1)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidVectorError(f"values must be numbers, one row per key ({n} keys): {exc}") from None
                 if not np.isfinite(vals).all():
                     raise InvalidVectorError("values hold NaN or infinite numbers")
             with gc_paused(n):  # as in add
@@ -957,6 +979,7 @@ class MindStore:
                 continue  # e.g. an assistant turn that only calls tools
             if not isinstance(content, str):
                 raise InvalidInputError(f"messages[{i}]['content'] must be a string (multi-part content: pass its text)")
+            check_chars(content, f"messages[{i}]['content']")  # malformed even in a turn not worth keeping
             if role not in _ROLES_KEPT or not worth_keeping(content):
                 continue
             meta = {**base, "role": role}
@@ -967,8 +990,7 @@ class MindStore:
                 meta["speaker"] = speaker
             texts.append(content)
             metas.append(meta)
-        if not texts:
-            return []
+        # Even with no message worth keeping: add_many checks the scope, dedup and occurred_at.
         return self.add_many(texts, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metas, dedup=dedup, occurred_at=occurred_at)
 
     def update(self, id: int, *, text: str | None = None, metadata: Mapping[str, Any] | None = None) -> Slot:
@@ -1247,9 +1269,11 @@ class MindStore:
         alone, ``"lexical"`` words alone. ``since`` / ``until`` keep slots whose ``occurred_at``
         lies in that range (inclusive). ``reranker`` (or the store's) reorders the head with a
         cross-encoder. ``Hit.score`` is the cosine similarity in every mode; ``min_score`` applies
-        to it. Dense and hybrid: a scope with at least ``k`` matching slots always yields ``k``
-        hits. Hits count as reads in the slots' usage statistics (not with ``count_reads=False``:
-        a person looking, as the TUI does, rather than the application recalling).
+        to it. ``Hit.rank_score`` is what the hits are ordered by (in hybrid, the fused score), so
+        it never grows down the list: show it beside a ranked list. Dense and hybrid: a scope
+        with at least ``k`` matching slots always yields ``k`` hits. Hits count as reads in the
+        slots' usage statistics (not with ``count_reads=False``: a person looking, as the TUI
+        does, rather than the application recalling).
 
         Time: ``now`` (default the wall clock) is when the question is asked. Time the question
         names ("last Saturday", "two weeks ago", "in May 2023") prefers slots whose
@@ -1326,6 +1350,8 @@ class MindStore:
         read and one usage count for all of them. A slot hit by several queries counts one read."""
         self._check_open(flush=False)
         args = self._search_args(k, user_id, agent_id, session_id, filters, min_score)
+        if not isinstance(count_reads, bool):
+            raise InvalidInputError(f"count_reads must be True or False, not {count_reads!r:.40}")
         with self._lock:
             sp = self._resolve_space(space)
         if sp is None:
@@ -1410,10 +1436,12 @@ class MindStore:
                 cosine = dict(zip(allowed, (unit @ q[qi]).tolist()))
                 dense = sorted((i for i in cand if i in allowed), key=lambda i: (-cosine[i], i))
                 words = [i for i in lexical[qi][0] if i in allowed] if lexical else []
-                order = self._rank(mode, dense, words, cosine, lexical[qi][1] if lexical else {}, allowed, hint)
+                rank = self._rank(mode, dense, words, cosine, lexical[qi][1] if lexical else {}, allowed, hint)
+                order = sorted(rank, key=lambda i: (-rank[i], i))
                 if reranker is not None and query is not None and mode != "dense":
                     head = order[: max(k, self.config.rerank_depth)]
-                    order = rerank(reranker, query, head, {i: allowed[i].text or "" for i in head})
+                    rank = dict(reranked(reranker, query, head, {i: allowed[i].text or "" for i in head}))
+                    order = list(rank)
                 if group_by is not None:
                     order = _one_per_group(order, allowed, group_by)
                 if query is not None and versions:
@@ -1426,20 +1454,23 @@ class MindStore:
                                          change_threshold=self.config.change_threshold if group_by is None else None,
                                          relevance=cosine, k=k)
                 order = order[:k]
-                results.append([(cosine[i], allowed[i]) for i in order if min_score is None or cosine[i] >= min_score])
+                # Hit.rank_score: a newer version moved into an older one's place takes that
+                # place's score, so the scores go down the list as the order does.
+                places = sorted((rank[i] for i in order), reverse=True)
+                results.append([(cosine[i], place, allowed[i]) for i, place in zip(order, places) if min_score is None or cosine[i] >= min_score])
             if not count_reads:
-                return [[Hit(sc, self._slot(r, sp.name, *self._reads.get(r.id, (0, None)))) for sc, r in ranked] for ranked in results]
-            unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, r in ranked}))
-            return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now)) for sc, r in ranked] for ranked in results]
+                return [[Hit(sc, self._slot(r, sp.name, *self._reads.get(r.id, (0, None))), at) for sc, at, r in ranked] for ranked in results]
+            unwritten, now = self._count_reads(sorted({r.id for ranked in results for _, _, r in ranked}))
+            return [[Hit(sc, self._slot(r, sp.name, unwritten[r.id], now), at) for sc, at, r in ranked] for ranked in results]
 
     def _rank(self, mode: str, dense: list[int], words: list[int], cosine: dict[int, float], bm25: dict[int, float],
-              rows: Mapping[int, Any], hint: TimeHint | None) -> list[int]:
-        """The candidates in the order a search returns them (before reranking and versions):
-        each mode's score in [0, 1], plus ``Config.time_weight`` for a slot whose ``occurred_at``
-        lies in the window the question names (half of it within the window's length after it:
-        a conversation often tells of something days after it happened)."""
+              rows: Mapping[int, Any], hint: TimeHint | None) -> dict[int, float]:
+        """The score a search orders the candidates by (before reranking and versions; ties go to
+        the smaller id): each mode's score in [0, 1], plus ``Config.time_weight`` for a slot whose
+        ``occurred_at`` lies in the window the question names (half of it within the window's
+        length after it: a conversation often tells of something days after it happened)."""
         if mode == "hybrid" and self.config.fusion == "rrf":
-            return fuse([dense, words])
+            return rrf_scores([dense, words])
         if mode == "lexical":
             top = max((bm25[i] for i in words), default=0.0) or 1.0
             scores = {i: bm25[i] / top for i in words}
@@ -1453,7 +1484,7 @@ class MindStore:
             weight = self.config.time_weight * (1.0 - sum(v == 1.0 for v in inside.values()) / len(inside))
             for i in scores:
                 scores[i] += weight * inside[i]
-        return sorted(scores, key=lambda i: (-scores[i], i))
+        return scores
 
     def _read_connection(self) -> Connection:
         """A connection for a search's reads. On SQLite they share one transaction, so that the
@@ -1601,6 +1632,8 @@ class MindStore:
         from .reindex import stage_keys, switch_keys
 
         self._check_open()
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH):
+            raise InvalidInputError(f"batch_size must be an integer from 1 to {MAX_BATCH:,} (texts embedded at once), or None for Config.embed_batch_size; got {batch_size!r:.40}")
         batch_size = batch_size or self.config.embed_batch_size
         with self._lock:
             row = self._space_row(self.space)

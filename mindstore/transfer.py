@@ -11,23 +11,24 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import EventRow, SlotRow, SpaceRow
 from .errors import DatabaseError, InvalidInputError
-from .validate import MAX_TEXT_CHARS, check_chars, check_metadata, check_space_name, check_text
+from .validate import MAX_DIM, MAX_TEXT_CHARS, check_chars, check_metadata, check_space_name, check_text
 
 __all__ = ["export_jsonl", "import_jsonl"]
 
 _CHUNK = 5_000
+_INT32 = 2**31  # reads, writes and dim are INTEGER columns: PostgreSQL refuses more, SQLite would keep it
 
 
 def _dt(value: datetime | None) -> str | None:
@@ -121,9 +122,14 @@ def _parse_dt(value: Any, field: str, *, required: bool = True) -> datetime | No
     if not isinstance(value, str):
         raise _Bad(f"{field} must be an ISO date-time string, got {value!r:.40}")
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise _Bad(f"{field}: {value!r:.40} is not an ISO date-time") from None
+    try:  # PostgreSQL stores an instant in UTC, and would keep the years 0 and 10000 but never read them back
+        (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:
+        raise _Bad(f"{field}: {value!r:.40} lies outside the years 1 to 9999 in UTC") from None
+    return when
 
 
 def _parse_vec(value: Any, field: str, dim: int | None, *, required: bool) -> bytes | None:
@@ -159,9 +165,9 @@ def _string(value: Any, field: str, max_len: int, *, required: bool = False) -> 
         raise _Bad(str(exc)) from None
 
 
-def _count(value: Any, field: str, *, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**63:
-        raise _Bad(f"{field} must be an integer of at least {least}, got {value!r:.40}")
+def _count(value: Any, field: str, *, least: int, below: int = 2**63) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < below:
+        raise _Bad(f"{field} must be an integer from {least} to {below - 1:,}, got {value!r:.40}")
     return value
 
 
@@ -182,7 +188,7 @@ def _space_line(obj: dict[str, Any], spaces: dict[str, dict]) -> None:
         check_space_name(name)  # as create_space: the name is also the space's index file name
     except InvalidInputError as exc:
         raise _Bad(str(exc)) from None
-    sp = {"name": name, "dim": _count(obj["dim"], "dim", least=1), "key_source": _string(obj["key_source"], "key_source", 500, required=True),
+    sp = {"name": name, "dim": _count(obj["dim"], "dim", least=1, below=MAX_DIM + 1), "key_source": _string(obj["key_source"], "key_source", 500, required=True),
           "created_at": _parse_dt(obj["created_at"], "created_at")}
     if name in spaces and (spaces[name]["dim"], spaces[name]["key_source"]) != (sp["dim"], sp["key_source"]):
         raise _Bad(f"space {name!r} is declared twice, with different dimensions or key sources")
@@ -215,7 +221,7 @@ def _slot_line(obj: dict[str, Any], spaces: dict[str, dict], seen: dict[int, int
         "user_id": _string(obj["user_id"], "user_id", 255), "agent_id": _string(obj["agent_id"], "agent_id", 255),
         "session_id": _string(obj["session_id"], "session_id", 255), "text": text, "label": _string(obj["label"], "label", 500),
         "metadata_": _metadata(obj["metadata"], "metadata", required=True),
-        "reads": _count(obj["reads"], "reads", least=0), "writes": _count(obj["writes"], "writes", least=0),
+        "reads": _count(obj["reads"], "reads", least=0, below=_INT32), "writes": _count(obj["writes"], "writes", least=0, below=_INT32),
         "last_access": _parse_dt(obj["last_access"], "last_access", required=False), "created_at": _parse_dt(obj["created_at"], "created_at"),
         "updated_at": _parse_dt(obj["updated_at"], "updated_at"),
         "key": _parse_vec(obj["key"], "key", sp["dim"], required=True), "value": _parse_vec(obj["value"], "value", None, required=False),
@@ -247,45 +253,48 @@ def _event_line(obj: dict[str, Any], spaces: dict[str, dict]) -> dict[str, Any]:
     }
 
 
-def _read(path: Path) -> tuple[dict[str, dict], list[dict], list[dict]]:
-    """Every line of the file, checked: the spaces, slots and events to insert. Raises on the
-    first line that is not usable, naming it; nothing has been written then."""
+def _read(path: Path) -> tuple[dict[str, dict], list[dict], list[dict], dict[Any, int]]:
+    """Every line of the file, checked: the spaces, slots and events to insert, and the line of
+    each slot id and space name. Raises on the first line that is not usable, naming it; nothing
+    has been written then."""
     spaces: dict[str, dict] = {}
     slots: list[dict] = []
     events: list[dict] = []
-    seen: dict[int, int] = {}  # slot id -> the line that gave it
+    seen: dict[Any, int] = {}  # slot id or space name -> the line that gave it
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")  # decoded line by line, so that a line that is not UTF-8 is named by its number
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path} ({exc.strerror}); give the file written by export") from None
     with f:
-        n = 0
-        try:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    if not isinstance(obj, dict):
-                        raise _Bad("a line must be a JSON object")
-                    kind = obj["type"]
-                    if kind == "space":
-                        _space_line(obj, spaces)
-                    elif kind == "slot":
-                        slots.append(_slot_line(obj, spaces, seen, n))
-                    elif kind == "event":
-                        events.append(_event_line(obj, spaces))
-                    else:
-                        raise _Bad(f"unknown line type {kind!r:.40}")
-                except _Bad as exc:
-                    raise InvalidInputError(f"{path.name}:{n}: {exc}; nothing was imported") from None
-                except KeyError as exc:
-                    raise InvalidInputError(f"{path.name}:{n}: field {exc} is missing; nothing was imported") from None
-                except (ValueError, TypeError, RecursionError) as exc:
-                    raise InvalidInputError(f"{path.name}:{n}: not a mindstore export line ({exc.__class__.__name__}); nothing was imported") from None
-        except UnicodeDecodeError:
-            raise InvalidInputError(f"{path.name}:{n + 1}: not UTF-8 text; give the file written by export") from None
-    return spaces, slots, events
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInputError(f"{path.name}:{n}: not UTF-8 text; give the file written by export; nothing was imported") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise _Bad("a line must be a JSON object")
+                kind = obj["type"]
+                if kind == "space":
+                    _space_line(obj, spaces)
+                    seen.setdefault(obj["name"], n)
+                elif kind == "slot":
+                    slots.append(_slot_line(obj, spaces, seen, n))
+                elif kind == "event":
+                    events.append(_event_line(obj, spaces))
+                else:
+                    raise _Bad(f"unknown line type {kind!r:.40}")
+            except _Bad as exc:
+                raise InvalidInputError(f"{path.name}:{n}: {exc}; nothing was imported") from None
+            except KeyError as exc:
+                raise InvalidInputError(f"{path.name}:{n}: field {exc} is missing; nothing was imported") from None
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise InvalidInputError(f"{path.name}:{n}: not a mindstore export line ({exc.__class__.__name__}: {str(exc)[:80]}); "
+                                        "give the file written by export; nothing was imported") from None
+    return spaces, slots, events, seen
 
 
 def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Any) -> int:
@@ -294,25 +303,31 @@ def import_jsonl(sessions: sessionmaker[Session], engine: Engine, path: Any) -> 
         raise InvalidInputError(f"{path} does not exist; give the file written by export")
     if path.is_dir():
         raise InvalidInputError(f"{path} is a folder; give the file written by export")
-    spaces, slots, events = _read(path)
+    spaces, slots, events, lines = _read(path)
     try:
-        return _insert(sessions, engine, spaces, slots, events)
+        return _insert(sessions, engine, spaces, slots, events, lambda key: f"{path.name}:{lines[key]}")
     except SQLAlchemyError as exc:  # the checks above are meant to leave nothing for the database to refuse
         raise DatabaseError(f"the database refused the import of {path.name}, and nothing was imported: {str(exc).splitlines()[0]}") from exc
 
 
-def _insert(sessions: sessionmaker[Session], engine: Engine, spaces: dict[str, dict], slots: list[dict], events: list[dict]) -> int:
+def _insert(sessions: sessionmaker[Session], engine: Engine, spaces: dict[str, dict], slots: list[dict], events: list[dict],
+            where: Callable[[Any], str]) -> int:
+    """Insert what :func:`_read` checked, in one transaction; ``where`` names the line of a slot id
+    or space name that clashes with this store's own."""
     with sessions() as s, s.begin():
         existing = {r.name: r for r in s.scalars(select(SpaceRow))}
         for name, sp in spaces.items():
             have = existing.get(name)
             if have is not None and (have.dim != sp["dim"] or have.key_source != sp["key_source"]):
-                raise InvalidInputError(f"space {name!r} exists here with dim {have.dim} / {have.key_source}, the file has {sp['dim']} / {sp['key_source']}")
+                raise InvalidInputError(f"{where(name)}: space {name!r} exists here with dim {have.dim} / {have.key_source}, the file has {sp['dim']} / "
+                                        f"{sp['key_source']}; import into a store without it; nothing was imported")
         ids = [sl["id"] for sl in slots]
         for start in range(0, len(ids), _CHUNK):
-            clash = s.scalars(select(SlotRow.id).where(SlotRow.id.in_(ids[start : start + _CHUNK])).limit(5)).all()
+            chunk_ids = ids[start : start + _CHUNK]
+            clash = sorted(s.scalars(select(SlotRow.id).where(SlotRow.id.in_(chunk_ids)).limit(5)).all(), key=chunk_ids.index)  # in file order
             if clash:
-                raise InvalidInputError(f"slot ids {clash} already exist in this store; import into an empty store or one without them")
+                raise InvalidInputError(f"{where(clash[0])}: slot ids {clash} already exist in this store; import into an empty store or one "
+                                        "without them; nothing was imported")
         for name, sp in spaces.items():
             if name not in existing:
                 row = SpaceRow(**sp)

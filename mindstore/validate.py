@@ -15,13 +15,18 @@ import numpy as np
 from .errors import InvalidInputError, InvalidVectorError
 from .slots import Scope
 
-__all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_DEPTH", "MAX_SPACE_BYTES", "check_chars", "check_space_name", "check_space_ref", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
+__all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_METADATA_BYTES", "MAX_DEPTH", "MAX_DIM", "MAX_BATCH", "MAX_SPACE_BYTES", "check_chars", "check_space_name", "check_space_ref", "check_text", "check_scope", "check_metadata", "check_k", "check_min_score", "check_vectors"]
 
 MAX_K = 10_000
 # A memory is a statement, not a document: the embedder reads only its first few hundred words,
 # and embedding a 10 MB text took 70 s. Longer texts are refused; split them (add_many) first.
 MAX_TEXT_CHARS = 100_000
+# Metadata describes a memory (a topic, a source, a date); it is stored with every slot and every
+# history event and read with every hit. Content belongs in the text, large blobs elsewhere.
+MAX_METADATA_BYTES = 65_536  # as UTF-8 JSON
 MAX_DEPTH = 32  # nesting of metadata and filters (dicts and lists inside each other)
+MAX_DIM = 65_536  # key dimensions a space may have (a key row is 4 bytes a dimension)
+MAX_BATCH = 100_000  # texts embedded at once (Config.embed_batch_size, reindex): more only costs memory
 # A space's name is also the name of its index files (``<name>.faiss.json.<host>-<pid>-<thread>.tmp``
 # adds up to 53 bytes), and file names have at most 255 bytes.
 MAX_SPACE_BYTES = 150
@@ -40,12 +45,17 @@ def check_chars(value: str, what: str) -> str:
 
 
 def check_text(text: Any, what: str = "text") -> str:
+    """A non-blank string of at most ``MAX_TEXT_CHARS`` characters that a database can store.
+    ``what`` names it in the message: a memory's text, a query, or a name (space, embedder...)."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
+    memory = what == "text" or what.startswith(("text ", "texts["))
     if not text.strip():
-        raise InvalidInputError(f"{what} is empty; pass the words to " + ("search for" if what == "query" else "remember"))
+        todo = "pass the words to search for" if what == "query" else "pass the words to remember" if memory else f"give a non-blank {what}"
+        raise InvalidInputError(f"{what} is empty; {todo}")
     if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInputError(f"{what} has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; split it into shorter memories")
+        todo = "split it into shorter memories" if memory else "shorten it"
+        raise InvalidInputError(f"{what} has {len(text):,} characters, more than {MAX_TEXT_CHARS:,}; {todo}")
     return check_chars(text, what)
 
 
@@ -88,10 +98,19 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         raise InvalidInputError("metadata keys must be strings")
     _check_nested(metadata, "metadata")
     try:
-        # Normalise through JSON so what we hand back is exactly what the database holds.
-        return json.loads(json.dumps(dict(metadata), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+        encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's own limit, 4,300 digits
+            raise InvalidInputError("metadata holds an integer too long to write as JSON; store it as a string") from None
+        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, finite numbers, lists, dicts): {exc}") from None
+    except TypeError as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable (strings, finite numbers, lists, dicts): {exc}") from None
+    size = len(encoded.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInputError(f"metadata has {size:,} bytes as JSON, more than {MAX_METADATA_BYTES:,}; keep large content elsewhere "
+                                "(in the text, or in a file) and store a short reference to it")
+    # Normalised through JSON, so what we hand back is exactly what the database holds.
+    return json.loads(encoded)
 
 
 def _check_nested(value: Any, what: str) -> None:
@@ -121,9 +140,10 @@ def check_k(k: Any) -> int:
 def check_min_score(min_score: Any) -> float | None:
     if min_score is None:
         return None
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score):
-        raise InvalidInputError(f"min_score must be a number (cosine similarity, -1 to 1), got {min_score!r}")
-    return float(min_score)
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or (isinstance(min_score, float) and not math.isfinite(min_score)):
+        raise InvalidInputError(f"min_score must be a number (cosine similarity, -1 to 1) or None for no threshold, got {min_score!r:.40}")
+    # Clamped before float(): an int past 1e308 would overflow it. Past +-1 it keeps no hit or every one, as given.
+    return float(max(-2, min(min_score, 2)))
 
 
 def check_vectors(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:

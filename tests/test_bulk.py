@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from mindstore import Config, DatabaseError, MindStore, NotFoundError
+from mindstore.db.models import SCHEMA_VERSION
 from mindstore.index import KeyIndex, Prepared, normalize
 from mindstore.slots import Scope, Slot, Usage, new_slots
-from mindstore.db.models import SCHEMA_VERSION
 
 
 def test_ids_of_deleted_slots_are_never_handed_out_again(db_url: str, tmp_path) -> None:

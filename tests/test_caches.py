@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from conftest import PG_ADMIN_URL, random_keys
 from mindstore import Config, MindStore
+
+from conftest import PG_ADMIN_URL, random_keys
 
 NAMES = ["Biscuit", "Waffles", "Ziggy", "Pepper", "Mango", "Olive", "Rocket", "Juniper", "Pickles", "Nova"]
 PETS = ["dog", "cat", "parrot", "rabbit", "turtle", "hamster", "goldfish", "pony"]

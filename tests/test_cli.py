@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from mindstore.cli import app
 
+from conftest import FUSION_QUERY, FUSION_TEXTS
+
 runner = CliRunner()
 
 
@@ -168,6 +170,21 @@ def test_search_mode_empty_list_and_stats_url(db: str, tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.output.strip() == "no memories here"
     info = json.loads(run("stats", "--db", db, "--json", "--recall-sample", "0").output)
     assert info["url"] == db  # the URL itself, not a Python repr
+
+
+def test_search_scores_go_down_the_list_as_the_hits_do(db: str) -> None:
+    assert run("add", *FUSION_TEXTS, "--db", db, "--user", "u").exit_code == 0
+    hits = json.loads(run("search", FUSION_QUERY, "--db", db, "--user", "u", "-k", "4", "--json").output)
+    cosines, ranks = [h["score"] for h in hits], [h["rank_score"] for h in hits]
+    assert cosines[0] < cosines[1]  # hybrid ranks a hit with the lower cosine first here
+    assert all(a >= b for a, b in zip(ranks, ranks[1:]))
+    for mode in ("hybrid", "dense", "lexical"):
+        lines = run("search", FUSION_QUERY, "--db", db, "--user", "u", "-k", "4", "--mode", mode).output.splitlines()
+        shown = [float(line.split()[1]) for line in lines]  # "[id] score text  (scope, cosine c)"
+        assert len(shown) >= 1 and all(a >= b for a, b in zip(shown, shown[1:])), (mode, lines)
+        if mode == "hybrid":
+            assert [float(line.rsplit("cosine ", 1)[1].rstrip(")")) for line in lines] == pytest.approx(cosines, abs=1e-3)
+            assert shown == pytest.approx(ranks, abs=1e-3)
 
 
 def test_reindex_says_what_it_did_and_force_re_embeds(db: str) -> None:

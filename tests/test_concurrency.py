@@ -7,15 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, insert, select
 
 from mindstore import Config, MindStore
-from mindstore.db import EventRow, SlotRow, SpaceRow
 
 DIM = 16
 

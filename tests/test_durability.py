@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import kill_after_acks
-
 from mindstore import Config, MindStore
+
+from conftest import kill_after_acks
 
 WRITER = textwrap.dedent(
     """

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from conftest import snapshot
 from mindstore import (
     Config,
     EmbedderMismatchError,
@@ -20,6 +19,8 @@ from mindstore import (
     SpaceError,
     StoreClosedError,
 )
+
+from conftest import snapshot
 
 
 @pytest.fixture

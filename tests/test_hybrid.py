@@ -4,6 +4,7 @@ and a lexical index that stays true to SQL through restarts, other processes and
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ import pytest
 from mindstore import Config, MindStore
 from mindstore.errors import InvalidInputError
 from mindstore.lexical import Bm25, tokenize
-from mindstore.retrieval import fuse, indexed_text, rerank
+from mindstore.retrieval import MODES, fuse, indexed_text, rerank
 
-from conftest import kill_after_acks, snapshot
+from conftest import FUSION_QUERY, FUSION_TEXTS, kill_after_acks, snapshot
 
 PETS = [
     ("Caroline", "We adopted a corgi and named her Biscuit."),
@@ -52,6 +53,42 @@ def test_hit_score_is_cosine_in_every_mode(store: MindStore) -> None:
     for mode in ("lexical", "hybrid"):
         for h in store.search("a dog named Luna", k=5, user_id="u1", mode=mode):
             assert h.score == pytest.approx(dense[h.slot.id], abs=1e-6)
+
+
+def _non_increasing(xs: list[float]) -> bool:
+    return all(a >= b for a, b in zip(xs, xs[1:]))
+
+
+def test_rank_score_goes_down_the_list_where_fusion_and_cosine_disagree(store: MindStore) -> None:
+    puppy, invoice = (s.id for s in store.add_many(list(FUSION_TEXTS), user_id="u")[:2])
+    hits = store.search(FUSION_QUERY, k=4, user_id="u")
+    assert [h.slot.id for h in hits[:2]] == [invoice, puppy] and hits[0].score < hits[1].score  # cosine out of order
+    assert _non_increasing([h.rank_score for h in hits]) and hits[0].rank_score > hits[1].rank_score
+    dense = store.search(FUSION_QUERY, k=4, user_id="u", mode="dense")
+    assert dense[0].slot.id == puppy and _non_increasing([h.score for h in dense])  # dense order is cosine order
+    for config in (store.config, replace(store.config, fusion="rrf")):
+        with MindStore(store.url, config=config) as other:
+            for mode in MODES:
+                found = other.search(FUSION_QUERY, k=4, user_id="u", mode=mode)
+                assert found and _non_increasing([h.rank_score for h in found]), (config.fusion, mode)
+
+
+def test_a_newer_version_moved_up_takes_the_rank_score_of_its_place(store: MindStore) -> None:
+    store.add_many(list(FUSION_TEXTS), user_id="u")
+    old, new = store.add_many(["My manager is Priya Shah.", "Priya left the company, so I report to Daniel Okafor now."], user_id="u")
+    assert new.change == "added"
+    ranked = store.search("who is my manager?", k=4, user_id="u", newest_first=False)
+    hits = store.search("who is my manager?", k=4, user_id="u")
+    assert [h.slot.id for h in ranked[:2]] == [old.id, new.id] and [h.slot.id for h in hits[:2]] == [new.id, old.id]
+    assert [h.rank_score for h in hits] == [h.rank_score for h in ranked]  # the places keep their scores
+    assert [h.score for h in hits[:2]] == [h.score for h in ranked[1::-1]]  # the cosines go with the slots
+
+
+def test_a_hit_made_by_hand_ranks_by_its_score(store: MindStore) -> None:
+    from mindstore import Hit
+
+    slot = store.add("Alice is allergic to peanuts", user_id="alice")
+    assert Hit(0.5, slot).rank_score == 0.5 and Hit(0.5, slot, 0.9).rank_score == 0.9
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
@@ -206,6 +243,7 @@ def test_reranker_reorders_the_fused_head(store: MindStore) -> None:
 
     hits = store.search("pets", k=5, user_id="u1", reranker=ByLength())
     assert [h.slot.id for h in hits] == sorted(ids.values(), key=lambda i: -len(store.get(i).text))
+    assert [h.rank_score for h in hits] == [float(len(h.slot.text)) for h in hits]  # the reranker's scores
     with MindStore(store.url, config=store.config, reranker=ByLength()) as other:
         assert [h.slot.id for h in other.search("pets", k=5, user_id="u1")] == [h.slot.id for h in hits]
     assert [h.slot.id for h in store.search("pets", k=5, user_id="u1", mode="dense", reranker=ByLength())] == [

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select, update
 
-from conftest import HashEmbedder, kill_after_acks, snapshot
-
 from mindstore import Config, MindStore, MixedKeysError
 from mindstore.db import SlotRow, StagedKeyRow
+
+from conftest import HashEmbedder, kill_after_acks, snapshot
 
 N = 200  # slots; embed_batch_size=4 makes a reindex batch of 64, so 4 batches (64, 64, 64, 8)
 QUERIES = [f"memory number {i} about topic {i % 7}" for i in (0, 5, 70, 150, 199)]

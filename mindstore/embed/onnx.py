@@ -148,11 +148,11 @@ def export_onnx(model_dir: Path, dest: Path | None = None) -> Path:
     import torch
     from transformers import AutoModel
 
-    from . import _quiet_transformers
+    from .quiet import quiet_transformers
 
     dest = dest if dest is not None else onnx_file(model_dir)
     # eager attention traces to plain ONNX ops whatever the mask; local_files_only: never the hub
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager", local_files_only=True)
     model.eval()
     # the reference vectors come first: tracing leaves the torch model unfit to run again

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mindstore.neural.memory import SCORES, DenseMemory, SparseMemory
 from mindstore.neural.data import SyntheticEpisodes
 from mindstore.neural.evaluate import accuracy_by_instance
+from mindstore.neural.memory import SCORES, DenseMemory, SparseMemory
 from mindstore.neural.model import MANN, MANNConfig, build_model
 
 B, H, N, D = 3, 2, 8, 6

@@ -13,8 +13,7 @@ from mindstore.neural.cli import register
 from mindstore.neural.data import SyntheticEpisodes
 from mindstore.neural.evaluate import accuracy_by_instance, prototype_accuracy
 from mindstore.neural.model import MANNConfig, build_model, config_from_dict
-from mindstore.neural.train import (TrainConfig, load_checkpoint, make_sampler, pretrain_encoder,
-                                    train)
+from mindstore.neural.train import TrainConfig, load_checkpoint, make_sampler, pretrain_encoder, train
 
 from .conftest import DATA, needs_data
 

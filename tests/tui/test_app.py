@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from textual.widgets import DataTable, Input, Static, TextArea
+
+from mindstore import NotFoundError
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.data import ScopeFilter
 from mindstore.tui.screens import (
@@ -16,9 +19,8 @@ from mindstore.tui.screenshots import DEMO as FACTS
 from mindstore.tui.screenshots import DEMO_FILLER as FILLER
 from mindstore.tui.screenshots import pick, settle
 from mindstore.tui.widgets import ScopeTree, SlotTable
-from textual.widgets import DataTable, Input, Static, TextArea
 
-from mindstore import NotFoundError
+from conftest import FUSION_QUERY, FUSION_TEXTS
 
 pytestmark = pytest.mark.anyio
 TOTAL = sum(len(v) for v in FACTS.values()) + FILLER
@@ -97,6 +99,24 @@ async def test_search_shows_the_closest_slot_first_with_scores(store) -> None:
         await pilot.press("escape")
         await settle(pilot)
         assert not t.searching and t.row_count == 100
+
+
+async def test_the_score_column_goes_down_the_rows_as_hybrid_search_ranks_them(store) -> None:
+    query = FUSION_QUERY.rstrip("?")  # "?" in the search box opens the help
+    puppy, invoice = (s.id for s in store.add_many(list(FUSION_TEXTS), user_id="fusion")[:2])
+    cosine = {h.slot.id: h.score for h in store.search(query, k=len(FUSION_TEXTS), user_id="fusion", count_reads=False)}
+    assert cosine[invoice] < cosine[puppy]  # hybrid search ranks the invoice first all the same
+    app = MindStoreApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pick(app, ScopeFilter("chat", user_id="fusion"))
+        await settle(pilot)
+        await pilot.press("slash", *query, "enter")
+        await settle(pilot)
+        t = table(app)
+        assert t.searching and [cell(t, r, 1) for r in range(2)] == [str(invoice), str(puppy)]
+        shown = [float(cell(t, r, 0)) for r in range(t.row_count)]
+        assert t.row_count >= 2 and all(a >= b for a, b in zip(shown, shown[1:])), shown
 
 
 async def test_opening_a_slot_shows_text_metadata_history_and_neighbours(store) -> None:
@@ -511,9 +531,9 @@ async def test_the_first_search_says_it_is_loading_the_model(template, tmp_path,
 
 def test_the_sidebar_lists_the_largest_scopes_and_says_when_there_are_more(tmp_path) -> None:
     import numpy as np
-    from mindstore.tui.data import MAX_SCOPES_SHOWN, load_space_tree
 
     from mindstore import Config, MindStore
+    from mindstore.tui.data import MAX_SCOPES_SHOWN, load_space_tree
 
     with MindStore(f"sqlite:///{tmp_path / 'v.db'}", config=Config(index_dir=tmp_path / "index")) as store:
         store.create_space("v", dim=4, key_source="test")

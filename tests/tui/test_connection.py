@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mindstore.tui.app import MindStoreApp
-from mindstore.tui.screens import SlotScreen
-from mindstore.tui.screenshots import settle
-from mindstore.tui.widgets import SlotTable
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mindstore import Config, MindStore
+from mindstore.tui.app import MindStoreApp
+from mindstore.tui.screens import SlotScreen
+from mindstore.tui.screenshots import settle
+from mindstore.tui.widgets import SlotTable
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable, Static
+
+from mindstore import Config, MindStore
+from mindstore.neural.drawing import render_blocks
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.data import ScopeFilter
 from mindstore.tui.screens import SlotScreen
 from mindstore.tui.screenshots import bind_glyphs, glyphs, pick, settle
 from mindstore.tui.widgets import BindingView, SlotTable
-from textual.widgets import DataTable, Static
-
-from mindstore import Config, MindStore
-from mindstore.neural.drawing import render_blocks
 from tests.conftest import packaged_image_size
 
 pytestmark = pytest.mark.anyio

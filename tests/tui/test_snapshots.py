@@ -11,6 +11,7 @@ change, look at the report pytest writes for a failure, then record the new scre
 from __future__ import annotations
 
 import pytest
+
 from mindstore.tui import data
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.screenshots import SCENES, SIZE, settle, stage

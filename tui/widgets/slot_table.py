@@ -48,8 +48,10 @@ class SlotTable(DataTable):
         self.has_more = has_more
 
     def add_hits(self, hits: list[Hit]) -> None:
+        # The score the rows are ordered by (fused in hybrid search), not the cosine: the column
+        # must go down as the rows do.
         for h in hits:
-            self.add_row(fmt_score(h.score), *self._cells(h.slot), key=str(h.slot.id))
+            self.add_row(fmt_score(h.rank_score), *self._cells(h.slot), key=str(h.slot.id))
         self.has_more = False
 
     @staticmethod
