@@ -104,7 +104,7 @@ def main() -> None:
             rows = {"MANN": base}
             rows["(i) controller state reset every step"] = evaluate_tasks(model, test, ablate="reset", **kw)
             rows["(ii) controller output h_t zeroed"] = evaluate_tasks(model, test, ablate="zero_h", **kw)
-            rows[f"(iii) controller and heads re-drawn ({args.redraws} seeds)"] = torch.stack(
+            rows[f"(iii) controller and heads re-drawn ({args.redraws} seed{'s' if args.redraws > 1 else ''})"] = torch.stack(
                 [evaluate_tasks(redrawn(model, s), test, **kw) for s in range(args.redraws)]).mean(0)
             newest = f", newest {M}" if M else ""
             rows[f"(iv) nearest prototype{newest}"] = readout_scores(
@@ -135,6 +135,8 @@ def main() -> None:
     if args.no_write:
         return
     cmd = f"python bench/neural_ablations.py --checkpoint {args.checkpoint}" + (f" --lstm {args.lstm}" if args.lstm else "")
+    cmd += "".join(f" --{k} {v}" for k, v in (("episodes", args.episodes), ("redraws", args.redraws), ("split", args.split))
+                   if v != ap.get_default(k))
     write_section("neural_ablations", "Ablations: what the controller contributes (issue 25)", cmd,
                   "\n\n".join(sections), doc=Path(__file__).resolve().parent.parent / "docs" / "neural.md", level=4)
 

@@ -6,9 +6,11 @@ reranking, and the time of a memory.
   the text the lexical index sees, so a question naming a person or a month finds the turn without
   the user repeating either. The slot's own text, and the dense key made from it, are left as
   given (folded into the key, the context blurred it: see docs/benchmarks.md).
-- **Fusion.** Dense and lexical rankings are merged by reciprocal rank fusion (Cormack et al.
-  2009): ``score(d) = sum_r 1 / (RRF_K + rank_r(d))``, which needs no score calibration between
-  cosine similarities and BM25.
+- **Fusion.** Dense and lexical candidates are merged by a weighted sum of the two scores, each
+  min-max scaled over the candidates (``Config.fusion="weighted"``, the default: ``fused_scores``),
+  or by reciprocal rank fusion (Cormack et al. 2009; ``fusion="rrf"``):
+  ``score(d) = sum_r 1 / (RRF_K + rank_r(d))``, which needs no score calibration between cosine
+  similarities and BM25.
 - **Reranking.** When the caller supplies a cross-encoder (anything with sentence-transformers'
   ``CrossEncoder.predict([(query, text), ...])``), the fused head is reordered by its scores.
 """

@@ -157,6 +157,9 @@ def train_command(
                                                "these parts (repeat: --parts controller --parts "
                                                "write_head --parts out); default all but the "
                                                "encoder (controller, read_head, write_head, out)."),
+    optimizer: str = typer.Option("adam", help="relabel / capacity / mixed: adam, or sgd "
+                                  "(momentum 0.9: steps follow the gradient's size, so the hand-set "
+                                  "heads' near-zero weights stay near zero)."),
     keep_agreement: bool = typer.Option(False, help="relabel / capacity / mixed: leave the "
                                         "controller's agreement units (set by --init prototype to "
                                         "drive the LRUA gate) as set; train its other units."),
@@ -245,7 +248,7 @@ def train_command(
                       standardize=standardize, init=init, shift_average=shift_average,
                       shift_views=shift_views, encoders=encoders)
     cfg = TrainConfig(model=mcfg, task=task, views=views, data=str(data) if data else None, steps=steps,
-                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()), keep_agreement=keep_agreement,
+                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()), keep_agreement=keep_agreement, optimizer=optimizer,
                       presentations=presentations, lr=lr,
                       lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
                       eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),

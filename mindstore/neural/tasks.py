@@ -262,7 +262,7 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
                      batch: int = 16, lr: float = 1e-3, lr_min: float = 1e-5, clip: float = 5.0, seed: int = 0,
                      eval_every: int = 250, eval_episodes: int = 200, progress: bool = True, log=None,
                      on_validate=None, hold: float | None = None, parts: tuple[str, ...] = (),
-                     keep_agreement: bool = False) -> dict:
+                     keep_agreement: bool = False, optimizer: str = "adam") -> dict:
     """Train everything but the encoder on embedded episodes, the tasks and ways in turn; keep the
     weights that score best on validation (mean over tasks and ways). Returns the metrics with
     the learning curve; the model holds the kept weights. ``on_validate(metrics, best_state)``
@@ -271,7 +271,9 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     ``hold`` of where it started (what training for the other tasks may cost standard episodes).
     ``parts``: train only these modules of the MANN (e.g. ``("controller", "write_head", "out")``,
     keeping the read head that recalls); empty: everything but the encoder. ``keep_agreement``:
-    the controller's hand-set agreement units (``MANN.agreement_rows``) get no updates."""
+    the controller's hand-set agreement units (``MANN.agreement_rows``) get no updates.
+    ``optimizer``: adam, or sgd (momentum 0.9), whose steps follow the gradient's size: Adam moves
+    every weight about ``lr`` a step, the hand-set heads' many near-zero weights too."""
     import math
     import time
 
@@ -292,7 +294,9 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
         named = dict(model.named_parameters())
         for name, rows in model.agreement_rows().items():
             named[name].register_hook(lambda g, rows=rows: g.index_fill(0, rows, 0.0))
-    opt = torch.optim.Adam(params, lr=lr)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or sgd")
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
     span = max(steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / lr)
     combos = [(t, w) for t in tasks for w in ways]

@@ -46,6 +46,7 @@ class TrainConfig:
     hold: float | None = None
     # relabel / capacity / mixed: the MANN's modules to train (empty: all but the encoder)
     parts: tuple[str, ...] = ()
+    optimizer: str = "adam"  # relabel / capacity / mixed: adam | sgd (tasks.train_controller)
     keep_agreement: bool = False  # relabel / capacity / mixed: the prototype init's agreement units stay as set
     presentations: int = 10  # drawings of each class per episode
     lr: float = 2e-5  # small: the matching init is already a good start (docs/neural.md)
@@ -287,7 +288,7 @@ def _train_embedded(cfg: TrainConfig, model: nn.Module, metrics: dict, train_eps
     val_emb = embed_characters(model.encoder, val_eps.images, progress=progress)
     got = train_controller(model, EmbeddedEpisodes(train_emb), EmbeddedEpisodes(val_emb), steps=cfg.steps,
                            tasks=CONTROLLER_TASKS[cfg.task], ways=tuple(cfg.ways) or (cfg.classes,), presentations=cfg.presentations,
-                           hold=cfg.hold, parts=tuple(cfg.parts), keep_agreement=cfg.keep_agreement,
+                           hold=cfg.hold, parts=tuple(cfg.parts), keep_agreement=cfg.keep_agreement, optimizer=cfg.optimizer,
                            batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr_min, clip=cfg.clip, seed=cfg.seed,
                            eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes, progress=progress, log=log,
                            on_validate=lambda got, state: save_checkpoint(cfg.out, cfg, model, {**metrics, **got}, state=state))

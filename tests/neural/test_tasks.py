@@ -236,3 +236,21 @@ def test_keep_agreement_trains_the_other_controller_units_only() -> None:
                      keep_agreement=True, on_validate=look)
     assert len(rows) == 4 and len(rows["controller.cell.weight_ih"]) == 4 * 20  # LSTM: 4 gates x label_space
     assert seen and all(kept and not moved for kept, moved in seen.values()), seen
+
+
+def test_sgd_moves_weights_by_their_gradient_and_unknown_optimizers_are_refused() -> None:
+    model = small_mann()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    emb = clusters(dim=16)
+    moved: list[float] = []
+
+    def look(metrics, best) -> None:
+        if metrics["steps"]:
+            moved.append(max((v - start[k]).abs().max().item() for k, v in model.state_dict().items()))
+
+    kw = dict(steps=2, batch=4, tasks=("relabel",), eval_every=100, eval_episodes=4, progress=False)
+    train_controller(model, EmbeddedEpisodes(emb[:30]), EmbeddedEpisodes(emb[30:]), lr=1e-2, optimizer="sgd",
+                     on_validate=look, **kw)
+    assert moved and moved[0] > 0
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train_controller(model, EmbeddedEpisodes(emb[:30]), EmbeddedEpisodes(emb[30:]), optimizer="rmsprop", **kw)
