@@ -56,39 +56,39 @@ class CachedEmbedder:
     def __init__(self, inner, path: Path) -> None:  # noqa: ANN001 - any Embedder
         self.inner, self.name = inner, inner.name
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB)")
-        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, check_same_thread=False, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB)")
+        self.lock = threading.Lock()
 
     @property
     def dim(self) -> int:
         return self.inner.dim
 
-    def _hash(self, text: str) -> bytes:
+    def hash_of(self, text: str) -> bytes:
         return hashlib.sha1(f"{self.name}\0{text}".encode("utf-8", "surrogatepass")).digest()
 
     def cached(self, texts: Sequence[str]) -> dict[bytes, np.ndarray]:
-        hashes = list({self._hash(t) for t in texts})
+        hashes = list({self.hash_of(t) for t in texts})
         found: dict[bytes, np.ndarray] = {}
-        with self._lock:
+        with self.lock:
             for i in range(0, len(hashes), 900):
                 part = hashes[i : i + 900]
-                rows = self._db.execute(f"SELECT h, v FROM vec WHERE h IN ({','.join('?' * len(part))})", part).fetchall()
+                rows = self.db.execute(f"SELECT h, v FROM vec WHERE h IN ({','.join('?' * len(part))})", part).fetchall()
                 found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)
         return found
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         found = self.cached(texts)
-        missing = list(dict.fromkeys(t for t in texts if self._hash(t) not in found))
+        missing = list(dict.fromkeys(t for t in texts if self.hash_of(t) not in found))
         if missing:
             vecs = self.inner.embed(missing, batch_size=batch_size)
-            rows = [(self._hash(t), v.astype(np.float32).tobytes()) for t, v in zip(missing, vecs)]
-            with self._lock:
-                self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
-                self._db.commit()
+            rows = [(self.hash_of(t), v.astype(np.float32).tobytes()) for t, v in zip(missing, vecs)]
+            with self.lock:
+                self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
+                self.db.commit()
             found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)
-        return np.stack([found[self._hash(t)] for t in texts]).astype(np.float32)
+        return np.stack([found[self.hash_of(t)] for t in texts]).astype(np.float32)
 
 
 def load_questions(limit: int | None) -> list[dict]:
@@ -114,13 +114,13 @@ def embed_only(embedder: CachedEmbedder, questions: list[dict], chunk: int = 512
     from tqdm import tqdm
 
     texts = list(dict.fromkeys([q["question"] for q in questions] + [t["content"] for q in questions for s in q["haystack_sessions"] for t in s if t["content"].strip()]))
-    todo = [t for t in texts if embedder._hash(t) not in embedder.cached([t])] if len(texts) < 5000 else None
+    todo = [t for t in texts if embedder.hash_of(t) not in embedder.cached([t])] if len(texts) < 5000 else None
     if todo is None:
         todo = []
         for i in range(0, len(texts), 5000):
             part = texts[i : i + 5000]
             have = embedder.cached(part)
-            todo += [t for t in part if embedder._hash(t) not in have]
+            todo += [t for t in part if embedder.hash_of(t) not in have]
     print(f"{len(texts)} distinct texts, {len(todo)} not cached", flush=True)
     with tqdm(total=len(todo), unit="text", mininterval=30) as bar:
         for i in range(0, len(todo), chunk):

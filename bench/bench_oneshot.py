@@ -213,7 +213,7 @@ def scale(args: argparse.Namespace) -> None:
         rows = []
         for size, learner in spaces.items():
             best = {op: (min(c for c, _ in v), min(w for _, w in v)) for op, v in timings[size].items()}
-            index = learner.store._space_index("glyphs").index
+            index = learner.store.key_index("glyphs")
             rows.append([f"{size:,}", f"{learner.store.count(space='glyphs'):,}", "IVF" if index.approximate else "flat"]
                         + [f"{best[op][0]:.2f} / {best[op][1]:.2f}" for op in ops] + [f"{100 * accuracy[size]:.0f}"])
             curves["PersistentMemory step (write + read)"][size] = best["step"][0]

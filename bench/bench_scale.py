@@ -135,7 +135,7 @@ def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_f
             print(f"  {n}: filled in {fill_s:.1f} s ({n / fill_s:,.0f} slots/s), lists trained {trained_s:.1f} s later", flush=True)
 
             qv = make_keys(centres, nq, seed=n + 1)
-            kidx = store._space_index("chat").index  # the key index alone, for its own latency
+            kidx = store.key_index("chat")  # the key index alone, for its own latency
             for q in qv[:20]:
                 store.search_vector(q, k=10)
             lat_store, lat_index, found = [], [], []
@@ -237,7 +237,7 @@ def compare(n: int, centres: np.ndarray, nq: int) -> str:
     ivf = KeyIndex(DIM, device="cpu", approximate_from=min(n, 50_000))
     for s in range(0, n, BATCH):
         ivf.add(np.arange(s, min(n, s + BATCH)), keys[s : s + BATCH])
-    measure(f"IVF{ivf._index.nlist},SQfp16 (nprobe {ivf._index.nprobe})", time.perf_counter() - t, lambda q: ivf.search(q, 10)[1][0])
+    measure(f"IVF{ivf.nlist},SQfp16 (nprobe {ivf.nprobe})", time.perf_counter() - t, lambda q: ivf.search(q, 10)[1][0])
     faiss.omp_set_num_threads(1)
     for ef in (64, 128):
         t = time.perf_counter()

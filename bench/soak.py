@@ -69,7 +69,7 @@ def worker(url: str, index_dir: str, me: int, procs: int, deadline: float, out: 
         while len(list(Path(barrier).parent.glob(Path(barrier).name + ".*"))) < procs and time.time() < deadline + 120:
             time.sleep(0.1)
         store.index_info("v")  # catch up with every other worker's last writes
-        index_ids = [int(i) for i in store._space_index("v").index.ids()]
+        index_ids = [int(i) for i in store.key_index("v").ids()]
     Path(out).write_text(json.dumps({"lat": lat, "mine": sorted(mine), "index_ids": index_ids, "violations": violations}))
 
 
@@ -102,9 +102,9 @@ def main() -> None:
         results = [json.loads(Path(f"{tmp}/out{i}.json").read_text()) for i in range(args.procs) if i not in failed]
         with MindStore(url, config=Config(index_dir=index_dir)) as s:
             repaired = s.index_info("v").repaired  # loads the workers' file, catches up
-            with s._sessions() as sess:
-                sql_ids = sorted(int(i) for i in sess.scalars(select(SlotRow.id)).all())
-            parent_index = [int(i) for i in s._space_index("v").index.ids()]
+            with s.engine.connect() as c:
+                sql_ids = sorted(int(i) for i in c.scalars(select(SlotRow.id)).all())
+            parent_index = [int(i) for i in s.key_index("v").ids()]
         acked = sorted(i for r in results for i in r["mine"])
         checks = {
             "workers failed": failed,

@@ -177,6 +177,10 @@ class LexicalIndex:
         self.bm25 = Bm25()
         self._open()
 
+    def __len__(self) -> int:
+        """How many slots the index holds (those with text)."""
+        return len(self.bm25)
+
     def _text(self, text: str | None, metadata: dict[str, Any] | None) -> list[str]:
         if text is None:
             return []

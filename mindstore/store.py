@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -44,7 +44,7 @@ from .errors import (
     StoreClosedError,
 )
 from .filters import Predicate, compile_filter
-from .index import Prepared, one_thread
+from .index import KeyIndex, Prepared, one_thread
 from .lexical import LexicalIndex, tokenize
 from .retention import Retention, any_expired, lock_space, to_evict
 from .retrieval import Reranker, check_mode, check_reranker, fused_scores, occurred_at_value, reranked, rrf_scores, time_filter
@@ -560,6 +560,45 @@ class MindStore:
         sp.index.join_training(timeout)  # without the lock: the store stays usable meanwhile
         with self._lock:
             return sp.index.wait_trained(0)
+
+    # -- seams for diagnostics, tests and benchmarks -------------------------------------------
+    # Read-only views of what the store keeps in step with SQL. The store owns every change to
+    # them: a caller that adds, removes, resets, saves or retrains through one makes it disagree
+    # with SQL (searches miss or invent slots until the next open rebuilds it).
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine the store reads and writes through, for diagnostics and tests
+        (event listeners, PRAGMAs, read-only SQL). Writing slot, space or event rows through it
+        bypasses the change log and the key indexes; :meth:`close` disposes of it."""
+        return self._engine
+
+    def key_index(self, space: str | None = None) -> KeyIndex:
+        """The key index of a space (default: the text space), loaded and checked against SQL on
+        first use: ``len``, ``ids()``, ``search()``, ``approximate``, ``nlist``, ``nprobe``,
+        ``seq``, ``saving``. Read it only: a change made through it (add, remove, reset, save,
+        retrain) is unknown to SQL. Its search is unscoped (ids of every user): applications
+        search the store. Unlike :meth:`index_info` it does not catch up with other processes'
+        writes, and a reindex or rebuild replaces the object: ask again rather than keep it. A
+        :class:`SpaceError` if the space does not exist or the text space has no slots yet."""
+        self._check_open()
+        with self._lock:
+            sp = self._resolve_space(space)
+        if sp is None:
+            raise SpaceError(f"space {self.space!r} has no slots yet, so no key index; add a memory first")
+        return sp.index
+
+    def lexical_index(self, space: str | None = None) -> LexicalIndex:
+        """The BM25 index of a text space (default: the text space), opened as a hybrid or lexical
+        search opens it (loaded, checked, caught up from the change log on open): ``len``,
+        ``repaired``, ``seq``, ``search()``. Read it only, as :meth:`key_index`'s. A
+        :class:`SpaceError` as for :meth:`key_index`."""
+        self._check_open()
+        with self._lock:
+            sp = self._resolve_space(space)
+            if sp is None:
+                raise SpaceError(f"space {self.space!r} has no slots yet, so no lexical index; add a memory first")
+            return self._lexical_index(sp)
 
     def usage_histogram(self, space: str | None = None) -> dict[str, int]:
         """How many slots of a space were accessed (reads + writes) 1, 2-3, 4-9, 10-99 and 100+ times."""

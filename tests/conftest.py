@@ -3,6 +3,25 @@
 Each PostgreSQL test gets a fresh database, dropped afterwards. The server is part of every
 machine of this project (CI included); if it is down, start it with
 ``pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start``.
+
+Tests and bench/ use the public seams (``MindStore.key_index``, ``lexical_index``, ``engine``,
+``index_info``; ``KeyIndex.nlist``, ``nprobe``, ``saving``). Private reaches that remain, and
+why (``grep -rn "\\._[a-z]" tests bench | grep -v "__"``):
+
+- Fault injection and spies that slow, fail or watch one internal step:
+  test_index.py:106, test_durability.py:213 and :232 (``_write_index`` of mindstore.index: a slow disk),
+  test_index_training.py:71 (``_add_near``: which retrain path ran), test_bulk.py:317
+  (MindStore's ``_checkpoint``: the WAL checkpoint's thread), test_usage.py:76 (``_write_reads``:
+  which thread writes usage) and :111 (``_flush_reads``: a flush that fails while the store is open).
+- White-box tests of an IVF's list placement, which no public API shows: test_bulk.py:63, :68
+  and :84 (``_train_ivf``: a retrain between prepare and add), test_index_training.py:82, :84, :88.
+- Laziness and background work: test_store.py:313 (``_spaces``: a read that loads no key index),
+  test_bulk.py:340 (``_ckpt``: wait for the checkpoint thread), test_durability.py:181
+  (``SpaceIndex.catch_up`` and its own-events shortcut).
+- test_bulk.py:16: mindstore/_gc.py, a private module tested as a unit.
+- tests/tui/conftest.py:25: Textual keeps an app's notifications in its ``_notifications`` and has
+  no public reader; every TUI test goes through ``notifications(app)`` there.
+- Not reaches: forked children leaving through ``_exit`` of ``os`` (test_bulk.py:369, test_concurrency.py:163).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mindstore import Config, DatabaseError, MindStore, NotFoundError
+from mindstore._gc import PAUSE_FROM, gc_paused  # a private module, tested as a unit
 from mindstore.db.models import SCHEMA_VERSION
 from mindstore.index import KeyIndex, Prepared, normalize
 from mindstore.slots import Scope, Slot, Usage, new_slots
@@ -45,7 +46,7 @@ def test_a_big_batch_lands_whole_in_sql_and_in_an_ivf_index(db_url: str, tmp_pat
         s.create_space("v", dim=16, key_source="test")
         slots = s.add_vectors(keys[:6000], space="v", user_id="u", metadata=meta)
         slots += s.add_vectors(keys[6000:], space="v", user_id="u", metadata=meta)
-        index = s._space_index("v").index
+        index = s.key_index("v")
         assert index.approximate and len(index) == 12_000 == s.count(space="v")
         ids = [x.id for x in slots]
         np.testing.assert_array_equal(s.keys(ids[::997]), keys[::997])  # bytes round-trip exactly
@@ -87,7 +88,7 @@ def test_a_prepared_add_matches_a_plain_one_and_survives_a_retrain() -> None:
 
 def test_a_new_sqlite_database_uses_16k_pages(sqlite_url: str, tmp_path) -> None:
     with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
-        with s._engine.connect() as c:
+        with s.engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA page_size").scalar() == 16384
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -99,13 +100,13 @@ def test_a_failed_bulk_insert_leaves_the_index_untouched(sqlite_url: str, tmp_pa
     with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i", approximate_from=3000, train_in_background=False)) as s:
         s.create_space("v", dim=16, key_source="test")
         first = s.add_vectors(keys[:3000], space="v", user_id="u")
-        with s._engine.begin() as c:
+        with s.engine.begin() as c:
             c.exec_driver_sql("CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END")
         with pytest.raises(DatabaseError, match="nothing was stored"):
             s.add_vectors(keys[3000:6000], space="v", user_id="u")
-        index = s._space_index("v").index
+        index = s.key_index("v")
         assert s.count(space="v") == 3000 == len(index) and index.approximate
-        with s._engine.begin() as c:
+        with s.engine.begin() as c:
             c.exec_driver_sql("DROP TRIGGER fail_events")
         more = s.add_vectors(keys[6000:], space="v", user_id="u")
         assert s.count(space="v") == 6000 == len(index)
@@ -220,7 +221,7 @@ def test_a_version_1_database_gains_the_range_column_on_open(db_url: str, tmp_pa
 
 
 def test_a_big_batch_runs_with_the_cycle_collector_paused_and_restores_it(sqlite_url: str, tmp_path, monkeypatch) -> None:
-    # 1,000 keys or more are written with CPython's cyclic collector off (mindstore._gc: full
+    # 1,000 keys or more are written with CPython's cyclic collector off (mindstore/_gc.py: full
     # collections over a large heap cost a 1e6 fill seconds); fewer leave it alone. After the
     # add, failed or not, the collector is as the application had it.
     import gc
@@ -249,7 +250,7 @@ def test_a_big_batch_runs_with_the_cycle_collector_paused_and_restores_it(sqlite
             assert not gc.isenabled()  # the application's choice stands
         finally:
             gc.enable()
-        with s._engine.begin() as c:
+        with s.engine.begin() as c:
             c.exec_driver_sql("CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END")
         with pytest.raises(DatabaseError, match="nothing was stored"):
             s.add_vectors(keys[5000:], space="v", user_id="u")
@@ -262,8 +263,6 @@ def _another_bulk_write() -> Iterator[Callable[[], None]]:
     yields, or the block's end, ends it."""
     import gc
     import threading
-
-    from mindstore._gc import PAUSE_FROM, gc_paused
 
     entered, release = threading.Event(), threading.Event()
 
@@ -289,8 +288,6 @@ def _another_bulk_write() -> Iterator[Callable[[], None]]:
 
 def test_concurrent_pauses_restore_the_collector_only_when_the_last_ends() -> None:
     import gc
-
-    from mindstore._gc import PAUSE_FROM, gc_paused
 
     assert gc.isenabled()
     with _another_bulk_write() as end:
@@ -342,7 +339,7 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
         assert auto[1] == 0  # the first bulk add: nothing to wait for
         s._ckpt.result()
         assert threads and all(t.startswith("mindstore-checkpoint") for t in threads)
-        with s._engine.connect() as c:  # the pool's connection, given back: its setting restored
+        with s.engine.connect() as c:  # the pool's connection, given back: its setting restored
             assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
         slow.set()
         peak = 0
@@ -362,8 +359,6 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_during_a_pause_gets_its_collector_back() -> None:
     import gc
-
-    from mindstore._gc import PAUSE_FROM, gc_paused
 
     with _another_bulk_write():
         pid = os.fork()

@@ -104,7 +104,7 @@ def test_index_files_of_another_store_are_rebuilt(two_stores: tuple[str, Path, P
     assert answers(url, ours) == want  # and on the next open, from the files the first one saved
     with MindStore(url, config=cfg(ours)) as s:
         s.search("Biscuit", mode="hybrid")
-        assert s.index_info("v").repaired is None and s._lexical["chat"].repaired is None
+        assert s.index_info("v").repaired is None and s.lexical_index("chat").repaired is None
 
 
 def _null(path: Path) -> None:
@@ -214,4 +214,4 @@ def test_index_of_a_newer_copy_beside_a_restored_backup_is_rebuilt(db_url: str, 
     assert answers(db_url, ours) == want
     with MindStore(db_url, config=cfg(ours)) as s:
         s.search("Biscuit", mode="hybrid")
-        assert s.index_info("v").repaired is None and s._lexical["chat"].repaired is None
+        assert s.index_info("v").repaired is None and s.lexical_index("chat").repaired is None

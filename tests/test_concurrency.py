@@ -83,7 +83,7 @@ def test_two_processes_write_and_search_one_store(db_url: str, tmp_path: Path, n
         ids = [h.slot.id for me in ("w1", "w2") for h in s.search_vector(np.ones(DIM, np.float32), space="v", user_id=me, k=10_000)]
         assert sorted(ids) == sorted(acked["w1"] + acked["w2"])  # no lost, no duplicated slot
         assert s.count(space="v") == 2 * n_batches * batch
-        assert len(s._space_index("v").index) == 2 * n_batches * batch
+        assert len(s.key_index("v")) == 2 * n_batches * batch
 
 
 # Holds a transaction that has taken a change sequence number, until told to commit: on

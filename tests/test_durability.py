@@ -39,8 +39,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_add(db_url: str, tmp_path: Pat
             slot = s.get(slot_id)
             assert slot.text == f"fact number {i} about topic {i % 7}"
         # the index was repaired: every acknowledged slot is searchable
-        sp = s._space_index("chat")
-        assert len(sp.index) == s.count()
+        assert len(s.key_index("chat")) == s.count()
         found = {h.slot.id for h in s.search("fact number 12 about topic 5", user_id="u0", k=50)}
         assert {a for j, a in enumerate(acked) if j % 3 == 0} <= found
 
@@ -76,7 +75,7 @@ def test_sigkill_amid_bulk_adds_loses_no_acknowledged_slot(db_url: str, tmp_path
             np.testing.assert_array_equal(s.keys(ids), np.random.default_rng(b).normal(size=(2000, 32)).astype(np.float32))
         assert s.count(space="v") >= len(acked)  # and any part of the add the kill cut short is whole or absent
         assert s.count(space="v") % 2000 == 0
-        assert len(s._space_index("v").index) == s.count(space="v")
+        assert len(s.key_index("v")) == s.count(space="v")
 
 
 def _index_file(config: Config) -> Path:
@@ -91,7 +90,7 @@ def test_damaged_index_file_is_rebuilt_from_sql(db_url: str, config: Config) -> 
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with MindStore(db_url, config=config) as s:
-        assert s._space_index("chat").repaired == "rebuilt: damaged file"
+        assert s.index_info("chat").repaired == "rebuilt: damaged file"
         assert s.search("pears", user_id="u", k=1)[0].slot.id == ids[1]
     path.write_bytes(b"garbage")
     with MindStore(db_url, config=config) as s:
@@ -110,7 +109,7 @@ def test_stale_index_catches_up_from_the_change_log(db_url: str, config: Config)
     path.write_bytes(stale[0])
     Path(str(path) + ".json").write_bytes(stale[1])
     with MindStore(db_url, config=config) as s:
-        assert s._space_index("chat").repaired == "caught up from change log"
+        assert s.index_info("chat").repaired == "caught up from change log"
         assert [h.slot.id for h in s.search("plums", user_id="u", k=5)][0] == new.id
         assert old[0].id not in {h.slot.id for h in s.search("apples", user_id="u", k=5)}
         assert s.search("grapes", user_id="u", k=1)[0].slot.id == old[1].id
@@ -130,7 +129,7 @@ def test_index_from_another_database_is_not_trusted(tmp_path: Path) -> None:
         s.add_many([f"memory {i} in store a" for i in range(5)], user_id="u", dedup=False)
     with MindStore(f"sqlite:///{tmp_path / 'b.db'}", config=shared) as s:
         b = s.add("the only memory in store b", user_id="u")
-        assert s._space_index("chat").repaired.startswith("rebuilt")
+        assert s.index_info("chat").repaired.startswith("rebuilt")
         assert [h.slot.id for h in s.search("memory", user_id="u", k=5)] == [b.id]
 
 
@@ -155,7 +154,7 @@ def test_vector_space_survives_reopen(db_url: str, config: Config) -> None:
         ids = [x.id for x in s.add_vectors(keys, space="v", labels=[str(i) for i in range(50)])]
     with MindStore(db_url, config=config) as s:
         assert s.search_vector(keys[17], space="v", k=1)[0].slot.id == ids[17]
-        assert len(s._space_index("v").index) == 50
+        assert len(s.key_index("v")) == 50
 
 
 def test_a_write_only_session_saves_an_index_that_opens_without_replay(db_url: str, config: Config) -> None:
@@ -168,9 +167,9 @@ def test_a_write_only_session_saves_an_index_that_opens_without_replay(db_url: s
         s.delete(s.add_vectors(keys[20:], space="v", user_id="u")[0].id)
     saved = json.loads((Path(config.index_dir) / "v.faiss.json").read_text())
     with MindStore(db_url, config=config) as s:
-        sp = s._space_index("v")
-        assert sp.repaired is None and len(sp.index) == 29
-        assert saved["seq"] == sp.index.seq == last_seq_of(s, sp.space_id) > 0
+        info = s.index_info("v")
+        assert info.repaired is None and info.keys == 29
+        assert saved["seq"] == info.seq == s.key_index("v").seq == last_seq_of(s, "v") > 0
 
 
 def test_catch_up_reads_no_change_log_when_every_change_is_its_own(db_url: str, config: Config) -> None:
@@ -181,12 +180,12 @@ def test_catch_up_reads_no_change_log_when_every_change_is_its_own(db_url: str, 
         a.create_space("v", dim=8, key_source="test")
         sp = a._space_index("v")
         statements: list[str] = []
-        event.listen(a._engine, "before_cursor_execute", lambda c, cur, sql, *rest: statements.append(sql))
+        event.listen(a.engine, "before_cursor_execute", lambda c, cur, sql, *rest: statements.append(sql))
         a.add_vectors(keys[:10], space="v", user_id="u")
         a.delete(a.add_vectors(keys[10:12], space="v", user_id="u")[0].id)
         statements.clear()
         assert sp.catch_up() == 0
-        assert sp.index.seq == last_seq_of(a, sp.space_id) and not sp.local_events
+        assert sp.index.seq == last_seq_of(a, "v") and not sp.local_events
         assert not [q for q in statements if "FROM events" in q and "max(" not in q]  # only the newest number was read
         # Another store's write between two of this one's: the log is read and that write applied.
         a.add_vectors(keys[12:20], space="v", user_id="u")
@@ -199,11 +198,13 @@ def test_catch_up_reads_no_change_log_when_every_change_is_its_own(db_url: str, 
         assert len(sp.index) == a.count(space="v") == 29
 
 
-def last_seq_of(store: MindStore, space_id: int) -> int:
-    from mindstore.db import last_seq
+def last_seq_of(store: MindStore, space: str) -> int:
+    from sqlalchemy import select
 
-    with store._sessions() as session:
-        return last_seq(session, space_id)
+    from mindstore.db import SpaceRow, last_seq
+
+    with store.engine.connect() as c:
+        return last_seq(c, c.scalar(select(SpaceRow.id).where(SpaceRow.name == space)))
 
 
 def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path: Path, monkeypatch) -> None:
@@ -216,13 +217,13 @@ def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path:
     with MindStore(db_url, config=config) as s:
         s.create_space("v", dim=8, key_source="test")
         s.add_vectors(keys, space="v", user_id="u")  # the 20th change: a save starts in a thread
-        saving = s._space_index("v").index._saving
-        assert saving is not None and saving.is_alive()
-    assert not saving.is_alive()
+        index = s.key_index("v")
+        assert index.saving
+    assert not index.saving  # close waited for the write
     assert json.loads((Path(config.index_dir) / "v.faiss.json").read_text())["count"] == 20
     with MindStore(db_url, config=config) as s:
-        sp = s._space_index("v")  # the file is whole: loaded, not rebuilt
-        assert not (sp.repaired or "").startswith("rebuilt") and len(sp.index) == 20
+        info = s.index_info("v")  # the file is whole: loaded, not rebuilt
+        assert not (info.repaired or "").startswith("rebuilt") and info.keys == 20
 
 
 def test_no_second_save_starts_while_one_is_writing(db_url: str, tmp_path: Path, monkeypatch) -> None:
@@ -234,15 +235,15 @@ def test_no_second_save_starts_while_one_is_writing(db_url: str, tmp_path: Path,
     keys = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     with MindStore(db_url, config=config) as s:
         s.create_space("v", dim=8, key_source="test")
-        sp = s._space_index("v")
+        index = s.key_index("v")
         s.add_vectors(keys[:10], space="v", user_id="u")
-        first = sp.index._saving
+        assert index.saving and not index.dirty  # a copy taken, its write held at the gate
         s.add_vectors(keys[10:30], space="v", user_id="u")  # past the threshold again, but the first still writes
-        assert sp.index._saving is first and first.is_alive() and sp.changes_since_save == 20
+        assert index.saving and index.dirty  # no second copy was taken: the 20 changes wait
         gate.set()
-        first.join()
+        index.join_save()
         s.add_vectors(keys[30:], space="v", user_id="u")  # now the next save starts
-        assert sp.index._saving is not first and sp.changes_since_save == 0
+        assert not index.dirty
     assert json.loads((Path(config.index_dir) / "v.faiss.json").read_text())["count"] == 40
 
 
@@ -255,7 +256,7 @@ def test_a_write_between_catch_up_and_count_on_open_is_no_reason_to_rebuild(db_u
         s.create_space("v", dim=8, key_source="test")
         s.add_vectors(keys[:10], space="v", user_id="u")
     other = MindStore(db_url, config=Config(index_dir=tmp_path / "other"))
-    other._space_index("v")  # opened before the patch below
+    other.key_index("v")  # opened before the patch below
     count, writes = spaces.slot_count, iter([keys[10:11], keys[11:12]])
 
     def count_after_another_write(session, space_id):  # noqa: ANN001, ANN202
@@ -267,10 +268,10 @@ def test_a_write_between_catch_up_and_count_on_open_is_no_reason_to_rebuild(db_u
     monkeypatch.setattr(spaces, "slot_count", count_after_another_write)
     try:
         with MindStore(db_url, config=config) as s:
-            sp = s._space_index("v")
-            assert sp.repaired is None and len(sp.index) == 12  # caught up twice, counted a third time
+            info = s.index_info("v")
+            assert info.repaired is None and info.keys == 12  # caught up twice, counted a third time
     finally:
         other.close()
     monkeypatch.setattr(spaces, "slot_count", lambda session, space_id: count(session, space_id) + 1)
     with MindStore(db_url, config=config) as s:  # a count that differs with nothing moving: rebuilt
-        assert s._space_index("v").repaired == "rebuilt: count differs"
+        assert s.index_info("v").repaired == "rebuilt: count differs"

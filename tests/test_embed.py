@@ -56,7 +56,7 @@ def test_single_text_path_matches_encode(torch_embedder: SentenceTransformerEmbe
     texts = ["When did Caroline go to the support group in May 2023?", "ok", "Gina lost a bag in Kyoto " * 60]
     for text in texts:  # the last one is past the model's 256-token limit: truncated the same way
         fast = embedder.embed([text])
-        ref = embedder._load().encode([text], normalize_embeddings=True, convert_to_numpy=True)
+        ref = embedder.model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
         assert fast.shape == (1, 384) and fast.dtype == np.float32 and fast.flags["C_CONTIGUOUS"]
         np.testing.assert_allclose(fast, ref, atol=1e-6)
     batch = embedder.embed(texts)  # the batched path (padding) agrees with the single one
@@ -65,7 +65,7 @@ def test_single_text_path_matches_encode(torch_embedder: SentenceTransformerEmbe
 
 
 def test_onnx_vectors_match_sentence_transformers(torch_embedder: SentenceTransformerEmbedder, onnx_embedder: SentenceTransformerEmbedder) -> None:
-    reference = torch_embedder._load().encode(VARIED, normalize_embeddings=True, convert_to_numpy=True)
+    reference = torch_embedder.model.encode(VARIED, normalize_embeddings=True, convert_to_numpy=True)
     batch = onnx_embedder.embed(VARIED)
     assert onnx_embedder.backend == "onnx" and torch_embedder.backend == "torch"
     assert batch.shape == (len(VARIED), 384) and batch.dtype == np.float32

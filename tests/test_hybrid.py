@@ -167,7 +167,7 @@ def test_lexical_index_is_saved_and_reloaded(sqlite_url: str, config: Config) ->
     assert (config.index_dir / "chat.bm25").exists()
     with MindStore(sqlite_url, config=config) as s:
         assert [h.slot.id for h in s.search("Biscuit", mode="lexical")] == [ids["Caroline"]]
-        assert s._lexical["chat"].repaired is None  # loaded as saved, not rebuilt
+        assert s.lexical_index("chat").repaired is None  # loaded as saved, not rebuilt
 
 
 def test_damaged_or_stale_lexical_file_is_repaired_from_sql(db_url: str, config: Config) -> None:
@@ -186,11 +186,11 @@ def test_damaged_or_stale_lexical_file_is_repaired_from_sql(db_url: str, config:
     with MindStore(db_url, config=config) as s:
         assert [h.slot.id for h in s.search("Waffles", mode="lexical")] == [new.id]
         assert s.search("Ziggy", mode="lexical") == []
-        assert s._lexical["chat"].repaired == "caught up from change log"
+        assert s.lexical_index("chat").repaired == "caught up from change log"
     path.write_bytes(b"garbage" + path.read_bytes()[7:])
     with MindStore(db_url, config=config) as s:
         assert [h.slot.id for h in s.search("Waffles", mode="lexical")] == [new.id]
-        assert s._lexical["chat"].repaired == "rebuilt: damaged file"
+        assert s.lexical_index("chat").repaired == "rebuilt: damaged file"
 
 
 def test_another_process_write_is_found_by_lexical_search(db_url: str, config: Config) -> None:
@@ -231,7 +231,7 @@ def test_sigkill_loses_nothing_from_the_lexical_index(sqlite_url: str, tmp_path:
             assert [h.slot.id for h in hits] == [slot_id]
             other = s.search(f"codeword w{i}x", user_id=f"u{(i + 1) % 2}", mode="lexical", k=50)
             assert slot_id not in {h.slot.id for h in other} and {h.slot.scope.user_id for h in other} == {f"u{(i + 1) % 2}"}
-        assert len(s._lexical["chat"].bm25) == s.count()
+        assert len(s.lexical_index("chat")) == s.count()
 
 
 def test_reranker_reorders_the_fused_head(store: MindStore) -> None:

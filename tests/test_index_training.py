@@ -37,7 +37,7 @@ def test_store_with_background_training_stays_true_to_sql(sqlite_url: str, tmp_p
         ids = [x.id for x in s.add_vectors(keys[:2500], space="v", user_id="u")]
         more = [x.id for x in s.add_vectors(keys[2500:], space="v", user_id="u")]
         s.delete(ids[0])
-        index = s._space_index("v").index
+        index = s.key_index("v")
         assert index.wait_trained(timeout=120) and index.approximate
         assert sorted(index.ids().tolist()) == sorted(ids[1:] + more)
     with MindStore(sqlite_url, config=config) as s:
@@ -73,11 +73,11 @@ def test_a_retrain_puts_keys_near_their_old_lists_and_loses_none(monkeypatch) ->
     ix = KeyIndex(32, device="cpu", approximate_from=2000, background=True)
     ix.add(np.arange(2000), data[:2000])
     assert ix.wait_trained(timeout=120) and ix.approximate and not any(hinted)  # flat -> IVF: no old lists
-    first_lists = ix._index.nlist
+    first_lists = ix.nlist
     ix.add(np.arange(2000, 16_000), data[2000:16_000])  # 8x the keys trained on: retrains from these lists
     ix.add(np.arange(16_000, 17_000), data[16_000:17_000])  # while it trains: replayed from their lists
     ix.remove(np.arange(100))
-    assert ix.wait_trained(timeout=120) and ix._index.nlist > first_lists
+    assert ix.wait_trained(timeout=120) and ix.nlist > first_lists
     assert any(hinted)
     ids, where = ix._ids_by_list()
     assert sorted(ids.tolist()) == list(range(100, 17_000))

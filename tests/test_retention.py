@@ -37,7 +37,7 @@ def test_space_capacity_never_exceeded_nor_undershot(db_url: str, tmp_path) -> N
         for i in range(7):
             s.add_vectors(random_keys(6, i), space="v", user_id=f"u{i % 3}")
             assert s.count(space="v") == min(20, 6 * (i + 1))
-        assert len(s._space_index("v").index) == 20
+        assert len(s.key_index("v")) == 20
 
 
 def test_ttl_expires_unused_slots_and_search_never_returns_them(db_url: str, tmp_path) -> None:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mindstore import Config, Event, Hit, InvalidInputError, InvalidVectorError, MindStore, NotFoundError, Page, Slot
+from mindstore import Config, Event, Hit, InvalidInputError, InvalidVectorError, MindStore, NotFoundError, Page, Slot, SpaceError, StoreClosedError
 
 
 def test_add_returns_slot_with_scope_metadata_and_usage(store: MindStore) -> None:
@@ -312,9 +312,9 @@ def test_reading_rows_never_loads_the_model(db_url: str, config: Config) -> None
         assert s.scopes() == [("u", 1)]
         assert "chat" not in s._spaces  # reads that only touch SQL leave the key index unloaded
         assert s.search_vector(key, k=1)[0].slot.id == slot.id
-        assert lazy._model is None
+        assert lazy.backend is None  # no model loaded yet
         s.search("memory", k=1)
-        assert lazy._model is not None
+        assert lazy.backend is not None
 
 
 def test_scopes_lists_distinct_values_with_counts(store: MindStore) -> None:
@@ -363,3 +363,33 @@ def test_update_vectors_moves_keys_and_labels_and_least_used_orders_by_access(st
     with pytest.raises(InvalidVectorError):
         store.update_vectors([ids[2]], keys[:2])
     np.testing.assert_array_equal(store.keys([ids[2]]), keys[2:3])  # rejected: nothing changed
+
+
+def test_the_public_seams_show_the_store_as_it_is(sqlite_url: str, tmp_path) -> None:
+    """key_index, lexical_index and engine: read-only views for diagnostics, tests and benchmarks."""
+    from sqlalchemy import text
+
+    config = Config(index_dir=tmp_path / "index", approximate_from=1000, train_in_background=False)
+    with MindStore(sqlite_url, config=config) as s:
+        with pytest.raises(SpaceError, match="has no slots yet"):
+            s.key_index()
+        with pytest.raises(SpaceError, match="has no slots yet"):
+            s.lexical_index()
+        first = s.add("Alice is allergic to peanuts", user_id="u")
+        index = s.key_index("chat")
+        assert s.key_index() is index and len(index) == 1 and not index.approximate and index.nlist == index.nprobe == 0
+        second = s.add("Bob plays the cello on Sundays", user_id="u")
+        assert len(index) == 2 and index.ids().tolist() == sorted([first.id, second.id])
+        assert len(s.lexical_index("chat")) == 2
+        with pytest.raises(SpaceError, match=r"no space named 'nope' in this store; spaces: \['chat'\]"):
+            s.key_index("nope")
+        with s.engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM slots")).scalar() == 2
+        s.create_space("v", dim=8, key_source="test")
+        s.add_vectors(np.random.default_rng(0).normal(size=(1200, 8)).astype(np.float32), space="v", user_id="u")
+        ivf = s.key_index("v")
+        assert ivf.approximate and ivf.nlist > 1 and len(ivf) == 1200 == s.index_info("v").keys
+        s.search_vector(np.ones(8, dtype=np.float32), space="v", k=1)
+        assert 0 < ivf.nprobe <= ivf.nlist
+    with pytest.raises(StoreClosedError):
+        s.key_index()

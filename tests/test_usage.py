@@ -102,15 +102,15 @@ def test_a_failed_write_keeps_the_counts_for_the_next(sqlite_url: str, tmp_path,
     with vector_store(sqlite_url, tmp_path, usage_flush_s=3600) as s:
         slot = s.add_vectors(keys, space="v")[0]
         s.search_vector(keys[0], space="v", k=1)
-        real_begin = s._engine.begin
+        real_begin = s.engine.begin
 
         def busy():  # noqa: ANN202 - what a database locked past its busy timeout raises
             raise OperationalError("UPDATE slots", {}, Exception("database is locked"))
 
-        monkeypatch.setattr(s._engine, "begin", busy)
+        monkeypatch.setattr(s.engine, "begin", busy)
         s._flush_reads()  # usage is advisory: the failure is swallowed, the counts kept
         s.search_vector(keys[0], space="v", k=1)
-        monkeypatch.setattr(s._engine, "begin", real_begin)
+        monkeypatch.setattr(s.engine, "begin", real_begin)
         assert s.get(slot.id).usage.reads == 2
         assert _sql_usage(sqlite_url, slot.id)[0] == 2
 

@@ -111,6 +111,12 @@ class SentenceTransformerEmbedder:
                 self._model = model
         return self._model
 
+    @property
+    def model(self):  # noqa: ANN201 - an OnnxSentenceModel or a SentenceTransformer
+        """The model behind :meth:`embed` (loaded on first use; ``backend`` says which kind),
+        for checks against sentence-transformers' own ``encode``. Embed through :meth:`embed`."""
+        return self._load()
+
     def _onnx_possible(self, local: Path | None) -> bool:
         if self._backend == "torch" or self._device not in ("auto", "cpu") or local is None:
             return False

@@ -167,6 +167,17 @@ class KeyIndex:
         """True once the index is an IVF (approximate search, O(1) add and remove)."""
         return isinstance(self._index, faiss.IndexIVF)
 
+    @property
+    def nlist(self) -> int:
+        """How many IVF lists the keys are spread over (0 while the index is flat)."""
+        return int(self._index.nlist) if self.approximate else 0
+
+    @property
+    def nprobe(self) -> int:
+        """How many IVF lists a search scans (0 while the index is flat): enough for about
+        16k keys, set again by the first search after the index's size changed."""
+        return int(self._index.nprobe) if self.approximate else 0
+
     def ids(self) -> np.ndarray:
         """Every id in the index, sorted (cached until the next change)."""
         if self._ids is None:

@@ -74,7 +74,7 @@ def test_bind_and_recall_work_among_distractors_on_an_approximate_index(sqlite_u
         store.add_vectors(rng.normal(size=(3000, learner.model.cfg.width)).astype(np.float32), space="glyphs", labels=["distractor"] * 3000)
         imgs = patterns(10, seed=4)
         learner.bind(imgs, [f"c{i}" for i in range(10)])
-        assert store.wait_trained("glyphs", timeout=120) and store._space_index("glyphs").index.approximate
+        assert store.wait_trained("glyphs", timeout=120) and store.key_index("glyphs").approximate
         assert [p.label for p in learner.recall(imgs)] == [f"c{i}" for i in range(10)]
 
 

@@ -11,10 +11,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from textual.app import App
+from textual.notifications import Notification
 
 from mindstore.tui.screenshots import build_demo
 
 FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def notifications(app: App) -> list[Notification]:
+    """The notifications the app shows now. Textual keeps them in a private attribute with no
+    public reader: this is the tests' one reach into it (listed in tests/conftest.py)."""
+    return list(app._notifications)
 
 
 def pin_times(url: str) -> None:

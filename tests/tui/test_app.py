@@ -19,6 +19,7 @@ from mindstore.tui.screenshots import DEMO as FACTS
 from mindstore.tui.screenshots import DEMO_FILLER as FILLER
 from mindstore.tui.screenshots import pick, settle
 from mindstore.tui.widgets import ScopeTree, SlotTable
+from tests.tui.conftest import notifications
 
 from conftest import FUSION_QUERY, FUSION_TEXTS
 
@@ -226,7 +227,7 @@ async def test_delete_confirmed_removes_the_slot_and_undo_puts_it_back_as_it_was
         assert [s.id for s in store.list(user_id="alice").slots if s.text == before.text] == [slot_id]
         assert store.search("peanut allergy", user_id="alice", k=1)[0].slot.id == slot_id  # searchable again
         assert store.count() == TOTAL
-        assert any("as they were" in n.message for n in app._notifications)
+        assert any("as they were" in n.message for n in notifications(app))
 
 
 async def test_deleting_a_scope_removes_all_its_slots_after_confirmation(store) -> None:
@@ -390,7 +391,7 @@ async def test_a_lost_database_is_reported_and_the_app_keeps_running(store) -> N
         await pilot.press("r")
         await settle(pilot)
         assert app.is_running and app.screen is app.browse
-        assert any(n.severity == "error" and "closed" in n.message for n in app._notifications)
+        assert any(n.severity == "error" and "closed" in n.message for n in notifications(app))
 
 
 async def test_search_runs_while_typing_without_enter(store) -> None:
@@ -437,7 +438,7 @@ async def test_a_store_of_vector_slots_opens_on_its_space_and_shows_labels(tmp_p
             await pilot.press("u")
             await settle(pilot)
             assert store.count(space="omniglot") == 11  # no text to re-embed: undo says so and does nothing
-            assert any("Cannot undo" in n.message for n in app._notifications)
+            assert any("Cannot undo" in n.message for n in notifications(app))
 
 
 async def test_brackets_in_stored_text_and_ids_are_shown_as_written(store) -> None:
@@ -459,7 +460,7 @@ async def test_brackets_in_stored_text_and_ids_are_shown_as_written(store) -> No
         await pilot.press("y")
         await settle(pilot)
         assert app.screen is app.browse and store.count(user_id="[carol]") == 0
-        assert any(f"slot {slot.id}" in n.message for n in app._notifications)
+        assert any(f"slot {slot.id}" in n.message for n in notifications(app))
 
 
 class GatedEmbedder:

@@ -19,6 +19,7 @@ from mindstore.tui.screens import SlotScreen
 from mindstore.tui.screenshots import settle
 from mindstore.tui.widgets import SlotTable
 from tests.conftest import PG_ADMIN_URL
+from tests.tui.conftest import notifications
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 SIZE = (120, 36)
@@ -43,7 +44,7 @@ def cut_off(url: str, *, allow: bool) -> None:
 
 
 def errors(app: MindStoreApp) -> list[str]:
-    return [n.message for n in app._notifications if n.severity == "error"]
+    return [n.message for n in notifications(app) if n.severity == "error"]
 
 
 async def test_a_lost_connection_is_reported_in_words_and_the_app_recovers(pg_store: MindStore, pg_url: str) -> None:
