@@ -130,7 +130,7 @@ def embed_only(embedder: CachedEmbedder, questions: list[dict], chunk: int = 512
 
 def run_question(store, q: dict, modes: Sequence[str], use_now: bool) -> dict:  # noqa: ANN001 - a MindStore
     """Load one question's haystack, ask it in every mode; returns the measures per mode."""
-    from mindstore.store import worth_keeping
+    from mindstore.messages import worth_keeping
 
     qid = q["question_id"]
     turn_of: dict[int, set[tuple[str, int]]] = defaultdict(set)

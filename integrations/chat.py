@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mindstore import Hit, InvalidInputError, MindStore, Written
+from mindstore.messages import is_question
 
 __all__ = ["ChatMemory", "memory_block", "message_text", "is_question"]
 
@@ -35,11 +36,6 @@ def message_text(content: Any) -> str:
     if isinstance(content, Sequence):
         return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str))
     return ""
-
-
-def is_question(text: str) -> bool:
-    """A message that only asks ("where do I live?") holds no fact worth remembering."""
-    return text.rstrip().endswith("?")
 
 
 def _check_messages(messages: Any) -> list[Mapping[str, Any]]:
@@ -102,7 +98,8 @@ class ChatMemory:
     def remember(self, messages: Sequence[Mapping[str, Any]], reply: str | Mapping[str, Any] | None = None) -> list[Written]:
         """Store the turns of the last exchange worth keeping: the messages after the last
         assistant message, plus ``reply`` (text or an assistant message), filtered by
-        ``keep_roles``; questions, greetings and bare acknowledgements are skipped. Returns the
+        ``keep_roles``; questions are skipped here, and greetings, bare acknowledgements and
+        empty turns by :meth:`MindStore.add_messages` (see :mod:`mindstore.messages`). Returns the
         slots and what each write did (``Written.change``): a repeated fact reinforces the
         memory it repeats, a changed one ("my number is now ...") supersedes it."""
         msgs = _check_messages(messages)
@@ -113,6 +110,6 @@ class ChatMemory:
         keep = [
             {"role": m["role"], "content": text}
             for m in turn
-            if m.get("role") in self.keep_roles and (text := message_text(m.get("content"))).strip() and not is_question(text)
+            if m.get("role") in self.keep_roles and not is_question(text := message_text(m.get("content")))
         ]
         return self.store.add_messages(keep, user_id=self.user_id, agent_id=self.agent_id)

@@ -27,7 +27,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from pydantic import ConfigDict
 
-from mindstore import Hit, InvalidInputError, MindStore, NotFoundError, Slot
+from mindstore import Hit, InvalidInputError, MindStore, NotFoundError, Scope, Slot
 
 from ._pages import scan
 from .chat import MEMORY_HEADER, memory_block
@@ -134,7 +134,7 @@ class MindStoreVectorStore(VectorStore):
     # -- reads -------------------------------------------------------------------------------
 
     def _in_scope(self, slot: Slot) -> bool:
-        return slot.space == self.store.space and all(v is None or getattr(slot, k) == v for k, v in self.scope.items())
+        return slot.space == self.store.space and Scope(**self.scope).contains(slot)
 
     def _slots(self, ids: Sequence[str]) -> list[Slot]:
         """The slots of these document ids in this scope, in the order of ``ids``."""

@@ -4,9 +4,9 @@ The collector runs when allocations of container objects outnumber deallocations
 (700), whether or not they can form cycles, and each run over the oldest generation walks every
 tracked object in the process. A bulk add of 10,000 slots allocates ~50,000 containers and keeps
 the 10,000 ``Slot`` objects it returns alive to the end, so they are promoted to the oldest
-generation and trigger full collections. In a process that has also loaded the embedding model
-(~480,000 tracked objects), a 1e6 fill in 100 calls ran 14 full collections of ~290 ms each: 4.1 s
-of a 22-25 s fill, with the GIL held, so the writer's inserts stopped too. Nothing a bulk write
+generation and trigger full collections. In a process that has also loaded the embedding model,
+each walks hundreds of thousands of objects with the GIL held, so the writer's inserts stop too
+(measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). Nothing a bulk write
 builds forms a cycle; its temporaries are freed by reference counting. Mercurial's ``util.nogc``
 does the same for the same reason.
 

@@ -45,8 +45,8 @@ class Config:
     and a neural memory's read and write steps stay flat at millions of slots. The write that
     crosses the size (and one each time the space grows 8x after) starts training the lists,
     which takes seconds (in the background: see ``train_in_background``). The default is where
-    a flat scan stops being cheap: 4.4 ms a query at 100k keys on one core, where the IVF takes
-    0.8 ms at recall@10 1.000 (docs/benchmarks.md). ``mindstore stats`` measures an index's recall. None keeps every search
+    a flat scan stops being cheap and the IVF already keeps recall@10 at 1.000 (measured:
+    docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). ``mindstore stats`` measures an index's recall. None keeps every search
     exact at any size."""
     search_mode: str = "hybrid"
     """How ``search`` ranks text slots unless a call says otherwise: ``hybrid`` (dense and BM25,
@@ -63,7 +63,7 @@ class Config:
     index_context: bool = True
     """Fold a slot's speaker and date (metadata ``speaker``/``name`` and ``occurred_at``) into the
     text the lexical index sees (the slot's text is kept as given). The dense key is the text
-    alone: on bench/bench_recall.py's set the folded text made dense recall worse."""
+    alone: folded into it, the context lowers dense recall (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
     usage_flush_s: float = 1.0
     """Searches count their hits as reads in memory and write them to SQL at most this many
     seconds later (and before any other call of the store, and on close): one write per second
@@ -75,8 +75,8 @@ class Config:
     """Train the approximate index's lists in a background thread (with a progress bar past 50k
     keys) while the current index keeps serving every key; changes made meanwhile are replayed
     before the swap, and ``close()`` waits for a training under way and saves what it built.
-    False trains inside the write that crosses the size, which then takes seconds (filling 1e6
-    keys took 32.7 s with background training and 40.8 s without; docs/benchmarks.md)."""
+    False trains inside the write that crosses the size, which then takes seconds and makes a
+    large fill slower (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
     capacity: int | None = None
     """Most slots a space keeps; past it the least-used slots are evicted (least recently accessed,
     then least often, then oldest), each recorded in history as an ``evict`` event. None: no limit."""

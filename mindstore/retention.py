@@ -16,11 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from .db import SlotRow, SpaceRow
+from .db import SlotRow, SpaceRow, scope_where
+from .slots import Scope
 
-__all__ = ["Retention", "lock_space", "to_evict"]
-
-ScopeKey = tuple[str | None, str | None, str | None]
+__all__ = ["LEAST_USED", "Retention", "lock_space", "to_evict"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,10 @@ class Retention:
         return self.capacity is not None or self.capacity_per_scope is not None or self.ttl is not None
 
 
-_LEAST_USED = (SlotRow.last_access, SlotRow.reads + SlotRow.writes, SlotRow.id)
+# The one "least used" order, of eviction and of MindStore.least_used: least recently accessed
+# first, then least often (reads + writes), then the oldest id. The ix_slots_lru index serves the
+# first key; ties on last_access (one batch's slots) are sorted among themselves.
+LEAST_USED = (SlotRow.last_access, SlotRow.reads + SlotRow.writes, SlotRow.id)
 
 
 def lock_space(s: Session, space_id: int) -> None:
@@ -46,16 +48,10 @@ def lock_space(s: Session, space_id: int) -> None:
     s.execute(update(SpaceRow).where(SpaceRow.id == space_id).values(dim=SpaceRow.dim))
 
 
-def _scope_where(space_id: int, scope: ScopeKey) -> list:
-    return [SlotRow.space_id == space_id] + [
-        col.is_(None) if v is None else col == v for col, v in zip((SlotRow.user_id, SlotRow.agent_id, SlotRow.session_id), scope)
-    ]
-
-
 def _least_used(s: Session, where: list, n: int) -> list[int]:
     if n <= 0:
         return []
-    return [int(i) for i in s.scalars(select(SlotRow.id).where(*where).order_by(*_LEAST_USED).limit(n)).all()]
+    return [int(i) for i in s.scalars(select(SlotRow.id).where(*where).order_by(*LEAST_USED).limit(n)).all()]
 
 
 def expired_where(space_id: int, ttl: float, now: datetime) -> list:
@@ -68,7 +64,7 @@ def any_expired(s: Session, space_id: int, ttl: float, now: datetime) -> bool:
     return s.scalar(select(SlotRow.id).where(*expired_where(space_id, ttl, now)).limit(1)) is not None
 
 
-def to_evict(s: Session, space_id: int, policy: Retention, scopes: Iterable[ScopeKey], now: datetime) -> list[int]:
+def to_evict(s: Session, space_id: int, policy: Retention, scopes: Iterable[Scope], now: datetime) -> list[int]:
     """Ids of the slots the policy removes now: expired ones anywhere in the space, then the
     least used of each given scope over its capacity, then of the space over its capacity. Never
     more than the excess of each limit; never a slot outside the space or the scope counted."""
@@ -78,7 +74,7 @@ def to_evict(s: Session, space_id: int, policy: Retention, scopes: Iterable[Scop
     taken = set(chosen)
     if policy.capacity_per_scope is not None:
         for scope in sorted(set(scopes), key=repr):
-            where = _scope_where(space_id, scope)
+            where = scope_where(space_id, scope, exact=True)
             if taken:
                 where.append(SlotRow.id.not_in(taken))
             excess = (s.scalar(select(func.count()).where(*where)) or 0) - policy.capacity_per_scope

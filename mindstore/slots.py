@@ -34,6 +34,11 @@ class Scope:
     def as_dict(self) -> dict[str, str | None]:
         return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
 
+    def contains(self, slot: Any) -> bool:
+        """Whether a slot (a :class:`Slot` or a slot row) is in this scope, read as a query:
+        ``None`` matches any value. The SQL twin is :func:`mindstore.db.scope_where`."""
+        return all(want is None or getattr(slot, name) == want for name, want in self.as_dict().items())
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -107,9 +112,9 @@ def new_slots(
 ) -> list[Slot]:
     """The slots a write has just inserted, equal to ``Slot(...)`` for each, built in bulk.
 
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``: for the
-    10,000 slots of a bulk add that was 67 ms of the add, and this is half of that. Every slot
-    gets its own copy of its metadata; the one ``Usage`` (frozen) is shared."""
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``, a cost a
+    bulk add pays per slot; filling ``__dict__`` at once halves it (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
+    Every slot gets its own copy of its metadata; the one ``Usage`` (frozen) is shared."""
     usage = Usage(0, 1, now)
     new = object.__new__
     extra = {"change": "added", "supersedes": None} if cls is Written else {}

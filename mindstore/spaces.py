@@ -122,7 +122,7 @@ class SpaceIndex:
             self.repaired = "caught up from change log"
         # The count check. Other processes may write between the catch-up and the count: a count
         # that differs while the change log has moved on is a race, not a damaged index, and is
-        # taken again (a bench soak with a shared index folder rebuilt twice on open without this).
+        # taken again rather than rebuilding (observed: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
         for _ in range(_COUNT_TRIES):
             self.catch_up()
             with self._sessions() as s:
@@ -188,8 +188,7 @@ class SpaceIndex:
                 return 0
             if not self.gaps and self._all_local(index.seq, db_seq):
                 # Every change since the index's sequence is this process's own, already in the
-                # index: nothing to read (a bulk import's periodic saves read 250k event rows
-                # each before: 5 s of a 1e6 fill).
+                # index: nothing to read, so a bulk import's periodic saves read no event rows.
                 touched: list[int] = []
             else:
                 touched = self._apply_log(s, db_seq, now)
@@ -240,9 +239,9 @@ class SpaceIndex:
         """Save the index to its file (``background``: from a thread, see :meth:`KeyIndex.save`).
 
         It catches up first. This process's own writes go into the index without moving ``seq``,
-        which only a catch-up does, so a process that only wrote (a bulk import) used to save seq
-        0 and the next open re-read every slot since: 61 s for 1e6 slots. Here the catch-up reads
-        only the change log since the last one (its own events need no slot reads)."""
+        which only a catch-up does, so without it a process that only wrote (a bulk import) would
+        save seq 0 and the next open re-read every slot since. Here the catch-up reads only the
+        change log since the last one (its own events need no slot reads)."""
         if self.path is not None:
             self.catch_up()
             # A reopened index re-reads from before its oldest open gap (re-applying a change is

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 import time
 import unicodedata
@@ -31,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from ._gc import gc_paused
 from .config import Config, default_index_dir, default_url
-from .db import EventRow, SlotRow, SpaceRow, insert_or_get, open_database
+from .db import EventRow, SlotRow, SpaceRow, insert_or_get, open_database, scope_where
 from .db.bulk import Same, insert_columns, insert_with_ids
 from .embed import Embedder, resolve_embedder
 from .errors import (
@@ -46,7 +45,8 @@ from .errors import (
 from .filters import Predicate, compile_filter
 from .index import KeyIndex, Prepared, one_thread
 from .lexical import LexicalIndex, tokenize
-from .retention import Retention, any_expired, lock_space, to_evict
+from .messages import ROLES_KEPT, worth_keeping
+from .retention import LEAST_USED, Retention, any_expired, lock_space, to_evict
 from .retrieval import Reranker, check_mode, check_reranker, fused_scores, occurred_at_value, reranked, rrf_scores, time_filter
 from .slots import Event, Hit, Page, Scope, Slot, Usage, Written, new_slots, occurred_at_of
 from .spaces import IndexInfo, SpaceIndex, SpaceInfo, keys_from_bytes
@@ -69,7 +69,6 @@ from .versions import Plan, Resolver, newest_first, plan_writes
 
 __all__ = ["MindStore"]
 
-_ROLES_KEPT = ("user", "assistant")
 # A search's candidate rows: Core rows (no ORM identity map) from a statement built once.
 _HIT_ROWS = select(*(c.label("metadata_") if c.name == "metadata" else c for c in SlotRow.__table__.c)).where(
     SlotRow.__table__.c.id.in_(bindparam("ids", expanding=True))
@@ -90,15 +89,6 @@ _ADD_READS = (
     .where(SlotRow.__table__.c.id == bindparam("slot"))
     .values(reads=SlotRow.__table__.c.reads + bindparam("n"), last_access=bindparam("at"))
 )
-# A chat message made only of these words (at most _PHATIC_MAX of them, any punctuation or emoji
-# around) is a greeting or an acknowledgement, not a memory: "Hi there!", "Thanks, great!",
-# "Congratulations!", "ok 👍". One word outside the list keeps the message.
-_PHATIC = frozenset("""
-    hi hello hey there thanks thank you thx ty ok okay k yes yeah yep no nope sure bye goodbye cool great nice
-    lol haha hmm got it sounds good congratulations congrats awesome perfect wow cheers welcome please morning
-    evening night np so much very a lot again
-""".split())
-_PHATIC_MAX = 4
 
 
 def _check_id(id: Any) -> int:
@@ -223,12 +213,6 @@ def _one_per_group(order: Sequence[int], rows: Mapping[int, Any], group_by: str)
             seen.add(key)
             out.append(i)
     return out
-
-
-def worth_keeping(text: str) -> bool:
-    """A chat message worth a slot: not empty, not a bare greeting or acknowledgement."""
-    words = re.findall(r"\w+", text.casefold())
-    return bool(words) and not (len(words) <= _PHATIC_MAX and all(w in _PHATIC for w in words))
 
 
 class MindStore:
@@ -373,8 +357,8 @@ class MindStore:
                 self._reads_since = time.monotonic()
             if time.monotonic() - self._reads_since >= self.config.usage_flush_s or len(self._reads) >= _READS_PENDING_MAX:
                 # From a search, the write runs in a thread: on SQLite its commit writes a page per
-                # slot read (0.3 s for 3,000 slots at 1e6), a stall that one search in hundreds
-                # paid. Usage is advisory, so a search need not wait for it; a write still under
+                # slot read, a stall that would fall on one search in hundreds (measured:
+                # docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). Usage is advisory, so a search need not wait for it; a write still under
                 # way is left to finish, and an interval of 0 writes before the search returns.
                 if self.config.usage_flush_s > 0 and not isinstance(self._engine.pool, StaticPool):
                     if self._flushing is None or self._flushing.done():
@@ -640,16 +624,6 @@ class MindStore:
     def _space_names(self, s: Session) -> dict[int, str]:
         return dict(s.execute(select(SpaceRow.id, SpaceRow.name)).all())
 
-    @staticmethod
-    def _scope_where(space_id: int, scope: Scope, *, exact: bool = False) -> list:
-        where = [SlotRow.space_id == space_id]
-        for col, value in ((SlotRow.user_id, scope.user_id), (SlotRow.agent_id, scope.agent_id), (SlotRow.session_id, scope.session_id)):
-            if value is not None:
-                where.append(col == value)
-            elif exact:
-                where.append(col.is_(None))
-        return where
-
     # -- writes ------------------------------------------------------------------------------
 
     def add(
@@ -837,7 +811,7 @@ class MindStore:
                 all_ids = fresh_ids if len(fresh) == n else [
                     new_ids[i] if target[i] is None else (target[i][1] if target[i][0] == "old" else new_ids[target[i][1]]) for i in range(n)]
                 # Only reinforced slots changed in SQL after their insert; new ones are returned from
-                # what was inserted (reading a million rows back cost a fifth of a bulk fill).
+                # what was inserted, not read back (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
                 got: dict[int, Slot] = {r.id: self._slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(reinforced)))).all()} if reinforced else {}
         except SQLAlchemyError as exc:
             if prep is not None:
@@ -858,7 +832,7 @@ class MindStore:
                 sp.index.add(ids, fresh_keys)
         sp.local_events.update(int(e) for e in event_ids)
         self._after_change(sp, len(fresh) + len(events))
-        self._evict(sp, [(scope.user_id, scope.agent_id, scope.session_id)])
+        self._evict(sp, [scope])
         if not versioned:
             return [got[i] for i in all_ids]
         out = []
@@ -881,12 +855,13 @@ class MindStore:
         sp.catch_up()
         with self._sessions() as s:
             scope_ids = np.array(s.scalars(select(SlotRow.id).where(
-                *self._scope_where(sp.space_id, scope, exact=True), SlotRow.superseded_by.is_(None))).all(), dtype=np.int64)
+                *scope_where(sp.space_id, scope, exact=True), SlotRow.superseded_by.is_(None))).all(), dtype=np.int64)
             nearest: list[list[tuple[int, float]]] = [[] for _ in range(len(keys))]
             existing: dict[int, str] = {}
             if len(scope_ids):
                 # A few neighbours at any similarity: a restatement reinforces whatever its cosine
-                # (casing alone moved one from 1.0 to 0.83); a change needs the threshold.
+                # (casing alone moves it well below 1, observed: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them);
+                # a change needs the threshold.
                 scores, ids = sp.index.search(unit, min(_RESTATE_DEPTH, len(scope_ids)), subset=scope_ids)
                 nearest = [[(int(i), float(c)) for i, c in zip(ids[r], scores[r]) if i >= 0] for r in range(len(keys))]
                 wanted = sorted({i for row in nearest for i, _ in row})
@@ -935,8 +910,8 @@ class MindStore:
 
         SQLite copies the WAL back into the database file (a checkpoint) in the commit that takes
         the WAL past 1,000 pages: a bulk add of 10,000 keys writes ~20 MB, so nearly every such
-        commit ran one, inside the add. Raw sqlite3 putting 1e6 slot rows took 8.5-8.8 s with that
-        against 6.5-6.6 s with no checkpoints (commits 3.3-3.4 against 1.2 s). SQLite's documentation
+        commit ran one, inside the add, and a fill with them was slower than one without (measured:
+        docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). SQLite's documentation
         suggests running them from another thread instead; after a bulk commit the checkpoint
         thread does so while the add updates its key index.
 
@@ -944,9 +919,9 @@ class MindStore:
         at the previous bulk commit, and has had that add's key-index update to run in). Having
         copied every frame, it leaves the WAL to restart from its beginning at the add's first
         write, so the WAL holds one batch. One that could not copy them all (a reader held old
-        frames) makes the add commit with the usual checkpoint. Letting one more add commit while
-        a checkpoint was copying kept the writer from waiting, but the WAL then grew to 150-230 MiB
-        in a 1e6 fill, with no fill time gained that these runs could show."""
+        frames) makes the add commit with the usual checkpoint. An add does not commit while a
+        checkpoint is still copying: the writer would not wait, but the WAL would grow to many
+        batches for no fill time gained (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
         if n < _CHECKPOINT_BEHIND or self._engine.dialect.name != "sqlite" or isinstance(self._engine.pool, StaticPool):
             return False
         last, self._ckpt = self._ckpt, None
@@ -1019,7 +994,7 @@ class MindStore:
             if not isinstance(content, str):
                 raise InvalidInputError(f"messages[{i}]['content'] must be a string (multi-part content: pass its text)")
             check_chars(content, f"messages[{i}]['content']")  # malformed even in a turn not worth keeping
-            if role not in _ROLES_KEPT or not worth_keeping(content):
+            if role not in ROLES_KEPT or not worth_keeping(content):
                 continue
             meta = {**base, "role": role}
             if isinstance(m.get("name"), str):
@@ -1120,15 +1095,16 @@ class MindStore:
             return [self._slot(got[i], sp.name) for i in ids]
 
     def least_used(self, n: int = 1, *, space: str | None = None) -> list[int]:
-        """Ids of the ``n`` slots of a space accessed longest ago (reads and writes both count),
-        oldest first: the slots a bounded memory overwrites first. One indexed range read."""
+        """Ids of the ``n`` least used slots of a space, in the order eviction removes them
+        (:data:`mindstore.retention.LEAST_USED`: accessed longest ago first, reads and writes both
+        counting as access; then least often; then oldest id). One indexed range read."""
         self._check_open()
         check_k(n)
         ref = self._space_id(space)
         if ref is None:
             return []
         with self._sessions() as s:
-            return [int(i) for i in s.scalars(select(SlotRow.id).where(SlotRow.space_id == ref[0]).order_by(SlotRow.last_access, SlotRow.id).limit(n)).all()]
+            return [int(i) for i in s.scalars(select(SlotRow.id).where(SlotRow.space_id == ref[0]).order_by(*LEAST_USED).limit(n)).all()]
 
     def delete(self, id: int) -> None:
         """Forget one slot. Its history stays readable through :meth:`history`."""
@@ -1182,7 +1158,7 @@ class MindStore:
             if sp is None:
                 return 0
             with self._sessions() as s:
-                rows = s.scalars(select(SlotRow).where(*self._scope_where(sp.space_id, scope))).all()
+                rows = s.scalars(select(SlotRow).where(*scope_where(sp.space_id, scope))).all()
             return self._delete_rows(sp, rows)
 
     def _delete_rows(self, sp: SpaceIndex, rows: Sequence[SlotRow]) -> int:
@@ -1231,7 +1207,7 @@ class MindStore:
         self._after_change(sp, len(ids))
         return len(ids)
 
-    def _evict(self, sp: SpaceIndex, scopes: Iterable[tuple[str | None, str | None, str | None]] = (), *, ttl_only: bool = False) -> int:
+    def _evict(self, sp: SpaceIndex, scopes: Iterable[Scope] = (), *, ttl_only: bool = False) -> int:
         """Apply the retention policy (Config.capacity, capacity_per_scope, ttl) to a space after a
         write to ``scopes``; returns how many slots were evicted (each logged as ``evict``)."""
         policy = self._expiry if ttl_only else self._retention
@@ -1408,7 +1384,7 @@ class MindStore:
         current_only = current_only and s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
         if scope == Scope() and pred is None and not current_only:
             return None
-        where = self._scope_where(sp.space_id, scope)
+        where = scope_where(sp.space_id, scope)
         if current_only:
             where.append(SlotRow.superseded_by.is_(None))
         if pred is None:
@@ -1441,7 +1417,7 @@ class MindStore:
                 self._flush_reads()  # a read not yet written still counts as an access
                 self._evict(sp, ttl_only=True)  # expired slots are never returned
             lexical: list[tuple[list[int], dict[int, float]]] = []  # per query: BM25 ranking and scores
-            with self._read_connection() as s:  # reads only: a Connection, not an ORM Session (0.1 ms a search)
+            with self._read_connection() as s:  # reads only: a Connection, not an ORM Session, which costs more (measured: docs/benchmarks.md, design decisions)
                 sp.catch_up(s)  # on this connection: one indexed max() when nothing changed
                 subset = self._candidates(s, sp, scope, pred, current_only=not include_superseded)
                 if subset is not None and len(subset) == 0:
@@ -1465,7 +1441,7 @@ class MindStore:
                 # Invariant 2, checked again on the rows themselves: nothing outside scope and filters
                 # leaves, from either index; nor does a superseded version unless asked for.
                 allowed = {i: rows[i] for i in dict.fromkeys(cand + (lexical[qi][0] if lexical else []))
-                           if i in rows and self._in_scope(rows[i], scope) and (pred is None or pred(rows[i].metadata_ or {}))
+                           if i in rows and scope.contains(rows[i]) and (pred is None or pred(rows[i].metadata_ or {}))
                            and (include_superseded or rows[i].superseded_by is None)}
                 if not allowed:
                     results.append([])
@@ -1530,16 +1506,11 @@ class MindStore:
         catch-up and the rows come from one snapshot. PostgreSQL at READ COMMITTED (its default and
         the store's) takes a new snapshot for every statement inside a transaction too, so a read
         there gains nothing from one: in autocommit it skips the BEGIN and ROLLBACK round trips
-        (measured on loopback: a search's two statements alone 0.81 ms instead of 1.25 ms; a whole
-        search at 1e4 slots 0.15 to 0.18 ms faster, of about 6 ms)."""
+        (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
         c = self._engine.connect()
         if self._engine.dialect.name == "postgresql":
             c = c.execution_options(isolation_level="AUTOCOMMIT")
         return c
-
-    @staticmethod
-    def _in_scope(row: SlotRow, scope: Scope) -> bool:
-        return all(want is None or have == want for want, have in ((scope.user_id, row.user_id), (scope.agent_id, row.agent_id), (scope.session_id, row.session_id)))
 
     def list(
         self,
@@ -1573,7 +1544,7 @@ class MindStore:
         with self._sessions() as s:
             while len(out) < limit:
                 batch = s.scalars(
-                    select(SlotRow).where(*self._scope_where(space_id, scope), SlotRow.id > after).order_by(SlotRow.id).limit(limit if pred is None else max(limit, 500))
+                    select(SlotRow).where(*scope_where(space_id, scope), SlotRow.id > after).order_by(SlotRow.id).limit(limit if pred is None else max(limit, 500))
                 ).all()
                 if not batch:
                     break
@@ -1584,7 +1555,7 @@ class MindStore:
                         if len(out) == limit:
                             break
             more = len(out) == limit and s.scalar(
-                select(SlotRow.id).where(*self._scope_where(space_id, scope), SlotRow.id > out[-1].id).limit(1)
+                select(SlotRow.id).where(*scope_where(space_id, scope), SlotRow.id > out[-1].id).limit(1)
             ) is not None
         return Page([self._slot(r, space_name) for r in out], str(out[-1].id) if more else None)
 
@@ -1603,7 +1574,7 @@ class MindStore:
         if ref is None:
             return 0
         with self._sessions() as s:
-            return s.scalar(select(func.count()).where(*self._scope_where(ref[0], scope))) or 0
+            return s.scalar(select(func.count()).where(*scope_where(ref[0], scope))) or 0
 
     def scopes(self, kind: str = "user_id", *, space: str | None = None, limit: int | None = None) -> list[tuple[str, int]]:
         """The distinct values of one scope field in a space with their slot counts, largest first.

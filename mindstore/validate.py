@@ -19,7 +19,8 @@ __all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_METADATA_BYTES", "MAX_DEPTH", "MAX_DI
 
 MAX_K = 10_000
 # A memory is a statement, not a document: the embedder reads only its first few hundred words,
-# and embedding a 10 MB text took 70 s. Longer texts are refused; split them (add_many) first.
+# yet a very long text still takes long to embed (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
+# Longer texts are refused; split them (add_many) first.
 MAX_TEXT_CHARS = 100_000
 # Metadata describes a memory (a topic, a source, a date); it is stored with every slot and every
 # history event and read with every hit. Content belongs in the text, large blobs elsewhere.
@@ -156,7 +157,7 @@ def check_vectors(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
     if v.ndim != 2 or v.shape[1] != dim:
         raise InvalidVectorError(f"{what} has shape {v.shape}; this space's keys have dimension {dim}")
     # One pass for the usual case: every squared norm finite and positive means no NaN, no
-    # infinity and no zero row (for 1e6 keys, a third of the time of isfinite plus norm).
+    # infinity and no zero row, cheaper than isfinite plus norm (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
     sq = np.einsum("ij,ij->i", v, v)
     if not (np.isfinite(sq).all() and (sq > 0).all()):
         if not np.isfinite(v).all():

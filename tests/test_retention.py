@@ -99,3 +99,32 @@ def test_two_processes_evicting_one_scope_keep_exactly_its_capacity(db_url: str,
     with engine.connect() as c:
         assert c.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "evict")) == 50
     engine.dispose()
+
+
+def test_least_used_lists_slots_in_the_order_eviction_removes_them(db_url: str, tmp_path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import create_engine, update
+
+    from mindstore.db import SlotRow
+
+    with vector_store(db_url, tmp_path) as s:
+        ids = [x.id for x in s.add_vectors(random_keys(8, 1), space="v", user_id="u")]
+    # two access times, and within each, uses that disagree with id order: only the full order
+    # (last access, then reads + writes, then id) ranks them the same way in both places
+    then = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    usage = {ids[0]: (1, 3), ids[1]: (1, 0), ids[2]: (0, 2), ids[3]: (0, 0), ids[4]: (0, 5), ids[5]: (0, 1), ids[6]: (1, 1), ids[7]: (0, 0)}
+    engine = create_engine(db_url)
+    with engine.begin() as c:
+        for i, (later, reads) in usage.items():
+            c.execute(update(SlotRow).where(SlotRow.id == i).values(reads=reads, last_access=then + timedelta(days=later)))
+    engine.dispose()
+    with vector_store(db_url, tmp_path, capacity=8) as s:
+        order = s.least_used(8, space="v")
+        assert order == [ids[3], ids[7], ids[5], ids[2], ids[4], ids[1], ids[6], ids[0]]
+        evicted = []
+        for n in range(8):  # each new slot is the most recent: eviction removes one old slot per add
+            before = {x.id for x in s.list(space="v").slots}
+            s.add_vectors(random_keys(1, 10 + n), space="v", user_id="u")
+            evicted += sorted(before - {x.id for x in s.list(space="v").slots})
+        assert evicted == order

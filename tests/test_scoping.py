@@ -95,3 +95,28 @@ def test_vector_scopes_never_leak(store: MindStore, ops) -> None:
 @given(ops=OPS)
 def test_text_scopes_never_leak(store: MindStore, ops) -> None:
     _run(store, ops, text_mode=True)
+
+
+def test_scope_sql_predicate_and_python_check_agree(sqlite_url: str, tmp_path) -> None:
+    from itertools import product
+
+    from sqlalchemy import create_engine, select
+
+    from mindstore.db import SlotRow, SpaceRow, scope_where
+    from tests.conftest import random_keys, vector_store
+
+    scopes = [Scope(*t) for t in product((None, "u1", "u2"), (None, "a1"), (None, "s1"))]
+    with vector_store(sqlite_url, tmp_path) as store:
+        slots = [store.add_vectors(random_keys(1, n), space="v", **sc.as_dict())[0] for n, sc in enumerate(scopes)]
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.connect() as c:
+            space_id = c.scalar(select(SpaceRow.id).where(SpaceRow.name == "v"))
+            for q in scopes:
+                expected = {s.id for s in slots if _matches(s.scope, q)}
+                assert {s.id for s in slots if q.contains(s)} == expected
+                assert set(c.scalars(select(SlotRow.id).where(*scope_where(space_id, q)))) == expected
+                exact = set(c.scalars(select(SlotRow.id).where(*scope_where(space_id, q, exact=True))))
+                assert exact == {s.id for s in slots if s.scope == q}  # retention's count: that scope only
+    finally:
+        engine.dispose()

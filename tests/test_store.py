@@ -130,7 +130,7 @@ def test_add_messages_keeps_what_is_worth_keeping(store: MindStore) -> None:
 
 
 def test_worth_keeping_skips_greetings_and_acknowledgements_only() -> None:
-    from mindstore.store import worth_keeping
+    from mindstore.messages import worth_keeping
 
     for text in ("Hi there!", "Congratulations!", "Thank you so much", "ok 👍", "  ", "👍", "Yes, please."):
         assert not worth_keeping(text), text

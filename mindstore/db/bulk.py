@@ -1,8 +1,8 @@
 """Bulk insert with ids allocated up front: one executemany per table, no RETURNING.
 
-An ORM insert that returns its ids in order runs one statement per row on SQLite (measured: 5,400
-slots/s for 384-d keys, two thirds of it in SQLAlchemy). Allocating the ids first lets the driver
-insert a whole batch in one executemany call:
+An ORM insert that returns its ids in order runs one statement per row on SQLite, most of its time
+in SQLAlchemy (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
+Allocating the ids first lets the driver insert a whole batch in one executemany call:
 
 - SQLite: the caller holds the write lock (see ``retention.lock_space``), so the next ids are
   ``sqlite_sequence`` + 1.. and nobody else can take them; inserting them advances the sequence.
@@ -111,8 +111,8 @@ def insert_columns(s: Session, model: type, n: int, columns: dict[str, list[Any]
 def _sqlite_literal(value: Any) -> str | None:
     """``value`` (already through its column's bind processor) as an SQLite literal, or None to
     bind it. A batch's shared values (space, scope, counters, times) are written into the
-    statement once: a 1e6 fill took 40.8 s so, and 43.4 s binding 24 parameters a slot and its
-    event instead of 8. Only NULL, integers and text are written (a text's quotes doubled;
+    statement once rather than bound for every row, which leaves 8 parameters a slot and its
+    event instead of 24 (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). Only NULL, integers and text are written (a text's quotes doubled;
     SQLite reads a ``?`` inside a quoted literal as text); anything else, and text holding NUL,
     is bound."""
     if value is None:

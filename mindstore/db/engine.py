@@ -32,8 +32,8 @@ def sqlite_path(url: str) -> Path | None:
 def _tune_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
     cur = dbapi_conn.cursor()
     # 16 KiB pages (a no-op once the file has tables): a slot row with its 1.5 KB key fits ~10 to
-    # a page instead of 2: raw sqlite3 inserts 1e6 slots with their events in 12.6 s instead of
-    # 17.8 s (bench/bench_sql_floor.py). Must come before WAL is set.
+    # a page instead of 2, so bulk inserts write fewer pages (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
+    # Must come before WAL is set.
     cur.execute("PRAGMA page_size=16384")
     # WAL: readers never block the writer; synchronous=NORMAL in WAL loses nothing on a process
     # crash (only the last commits on power loss). busy_timeout lets two processes share a file.

@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ..slots import Scope
+
 # A change sequence number below the newest one seen but not yet visible belongs to a transaction
 # that has not committed or that rolled back: derived indexes look for it again on every catch-up
 # for this long (seconds), then take it as rolled back.
@@ -78,8 +80,8 @@ class SlotRow(Base):
     # also FAISS ids and history keys.
     __table_args__ = (
         Index("ix_slots_scope", "space_id", "user_id", "agent_id", "session_id", "id"),
-        # A whole space in id order (MindStore.list): without it SQLite sorted every row of the
-        # space to return one page (0.37 s at a million slots, 8 ms with it).
+        # A whole space in id order (MindStore.list): without it SQLite sorts every row of the
+        # space to return one page (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
         Index("ix_slots_space", "space_id", "id"),
         Index("ix_slots_agent", "space_id", "agent_id"),
         Index("ix_slots_session", "space_id", "session_id"),
@@ -213,6 +215,20 @@ def read_changes(s: Session | Connection, space_id: int, seq: int, db_seq: int, 
             other = s.scalars(select(EventRow.id).where(EventRow.id > seq, EventRow.id <= db_seq, EventRow.space_id != space_id)).all()
             gaps.update((g, now) for g in missing - set(other) - own)
     return rows
+
+
+def scope_where(space_id: int, scope: Scope, *, exact: bool = False) -> list:
+    """The SQL predicate of a :class:`~mindstore.Scope` in a space: ``None`` matches any value,
+    or with ``exact`` only an unset one (the slots written to exactly that scope, as retention
+    counts them). The Python twin is :meth:`mindstore.Scope.contains`."""
+    where = [SlotRow.space_id == space_id]
+    for name, want in scope.as_dict().items():
+        col = getattr(SlotRow, name)
+        if want is not None:
+            where.append(col == want)
+        elif exact:
+            where.append(col.is_(None))
+    return where
 
 
 def slot_count(s: Session, space_id: int) -> int:

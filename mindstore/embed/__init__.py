@@ -179,8 +179,8 @@ class SentenceTransformerEmbedder:
 
     def _embed_one(self, model, text: str) -> np.ndarray:  # noqa: ANN001 - a SentenceTransformer
         """One text (a search's query) through the model's modules without ``encode``'s per-call
-        set-up (mode switch, length sort, device and argument checks): the same vector, about
-        1 ms sooner on a 14 ms CPU query."""
+        set-up (mode switch, length sort, device and argument checks): the same vector, sooner
+        (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
         import torch
         from sentence_transformers.util import batch_to_device
 

@@ -1,8 +1,8 @@
 """The bundled MiniLM run by onnxruntime: sentence-transformers' vectors without importing torch.
 
-A command-line call that embeds one text used to spend 10-20 s importing torch and
-sentence-transformers and building the model; onnxruntime and ``tokenizers`` start in well under a
-second. The ONNX graph is exported here, offline, from the weights already on disk (never
+A command-line call that embeds one text should not pay for importing torch and
+sentence-transformers and building the model; onnxruntime and ``tokenizers`` start in a fraction of
+that (measured: docs/benchmarks.md#cold-cli-latency-issue-27). The ONNX graph is exported here, offline, from the weights already on disk (never
 downloaded): once, into the user cache dir, keyed by the model files, and checked against the
 torch model before it is kept. Pooling and normalisation are sentence-transformers' own (masked
 mean over the tokens, then L2), so the vectors agree to ~1e-7 and a store keeps its embedder name.
@@ -63,8 +63,8 @@ def exportable(model_dir: Path) -> bool:
 
 def _model_key(model_dir: Path) -> str:
     """A digest of the model folder: the contents of its small files (configs, tokenizer, vocab)
-    and the size and modification time of the large ones (the weights). Hashing 90 MB of weights
-    would cost ~0.2 s on every cold call; a reinstalled or edited weight file changes its mtime."""
+    and the size and modification time of the large ones (the weights). The weights are not
+    hashed, which every cold call would pay for; a reinstalled or edited weight file changes its mtime."""
     digest = hashlib.sha256(f"mindstore-onnx-v{EXPORT_VERSION}-opset{OPSET}".encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         stat = path.stat()

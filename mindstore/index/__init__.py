@@ -54,9 +54,8 @@ def one_thread() -> None:
     """Make FAISS run on one OpenMP thread in the calling thread only (the setting is per thread).
 
     For a worker thread that prepares a bulk add's keys while the writer thread inserts their
-    rows: with FAISS's default two threads on a 2-core machine they competed for the cores. Over
-    six interleaved pairs of 1e6 fills, one thread was faster in every pair: 23.0-26.8 s against
-    24.1-28.4 s, 56.3-63.7 s of CPU against 57.6-70.6 s."""
+    rows: with FAISS's default two threads on a 2-core machine they competed for the cores, and
+    one thread fills faster (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
     faiss.omp_set_num_threads(1)
 
 
@@ -88,7 +87,7 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 def _omp_threads(n_queries: int) -> Iterator[None]:
     """Search a few queries on one OpenMP thread. FAISS parallelises over queries, so for one query
     a parallel region only adds a barrier, and when another process holds a core that barrier
-    waits a whole time slice (measured: 20 ms instead of 0.5 ms for 10k keys). The setting is
+    waits a whole time slice, many times the search itself (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). The setting is
     the calling thread's own, so it is restored without affecting other threads."""
     if n_queries > _SMALL_BATCH:
         yield
@@ -206,8 +205,8 @@ class KeyIndex:
 
         An IVF's float16 codes are its vectors: they are copied here as bytes, list by list (the
         index may change as soon as this returns), and decoded by the function, which a background
-        training calls from its own thread. For 790k keys the copy took 0.11 and 0.81 s of the
-        writer's thread in two runs, reconstructing them 2.07 and 1.49 s; decoding takes ~1.8 s."""
+        training calls from its own thread: copying bytes holds the writer's thread for less time
+        than reconstructing the vectors would (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
         ids, hint = self._ids_by_list()
         ivf = self._index
         sq = getattr(faiss.downcast_index(ivf), "sq", None) if hint is not None else None
@@ -374,8 +373,8 @@ class KeyIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # One call for both kinds (the IVF looks ids up in its hash-table direct map): a Python loop
-        # of single reconstructs was 5.4 ms for a 1000-slot scope, the batch 2.3 ms.
+        # One call for both kinds (the IVF looks ids up in its hash-table direct map), not a Python
+        # loop of single reconstructs (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
         return self._index.reconstruct_batch(ids)
 
     def search(
@@ -466,7 +465,7 @@ class KeyIndex:
         warning and leaves the index dirty: the file is a cache, and the next open rebuilds it.
 
         ``background``: write a copy of the index from a thread and return at once. Copying is a
-        memory copy (about 1 s and the index's size again in memory at 1e6 keys), the write and
+        memory copy (the index's size again in memory, for a moment), the write and
         its fsync are what takes long, and the index stays free for adds and searches meanwhile.
         Saves run one at a time: each first waits for the one before (:meth:`join_save`)."""
         self.join_save()
@@ -588,10 +587,10 @@ def _add_near(ivf: faiss.Index, ids: np.ndarray, vectors: np.ndarray, hint: _Lis
     sat in before a retraining) to the nearest of the 32 new lists closest to its old list's
     centroid (``near``: :func:`_near_lists` of it, if already computed).
 
-    A retraining at 800k keys spent 7.4 s assigning every key against 1,788 new centroids, a
-    search of the whole quantizer per key; a key's old list already says where it is, and scoring
-    32 candidates is 0.66 s. On the bench keys 98.5% land in the same list as with the full
-    search, the rest in one next to it (recall: docs/benchmarks.md)."""
+    Assigning every key of a retraining against all the new centroids is a search of the whole
+    quantizer per key; a key's old list already says where it is, and scoring 32 candidates costs a
+    fraction of that. Nearly every key lands in the same list as with the full search, the rest
+    in one next to it, and recall is unchanged (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
     if hint is None or len(ids) == 0:
         ivf.add_with_ids(vectors, ids)
         return
@@ -613,10 +612,8 @@ def _ivf_lists(n: int) -> int:
     """How many lists an IVF of ``n`` keys gets: about 2 sqrt(n).
 
     A search scans a fixed ~16k keys (``_IVF_SCAN``), so more lists buy a finer partition, not
-    less scanning, while k-means costs lists x sample and the sample grows with the lists. At 1e6
-    bench keys, 1,264, 2,000 and 4,000 lists gave the same recall@10 (``python
-    bench/bench_scale.py --lists 1000000``, docs/benchmarks.md) and 4 sqrt(n) took four times the
-    k-means of 2 sqrt(n)."""
+    less scanning, while k-means costs lists x sample and the sample grows with the lists: more
+    lists than 2 sqrt(n) cost k-means time and buy no recall (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them)."""
     return max(1, min(int(2 * np.sqrt(n)), n // 40))  # k-means wants ~40 points a list
 
 
@@ -645,8 +642,8 @@ def _write_index(index: faiss.Index, path: Path, meta: dict[str, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     # Streamed to the file, the checksum taken on the way: serialising to memory first
-    # (faiss.serialize_index) grew a buffer and copied it twice, 12 of the 16 s that a 1e6
-    # fill spent saving.
+    # (faiss.serialize_index) grows a buffer and copies it twice, most of a save's time
+    # (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them).
     size, crc = 0, 0
     tmp = _temp_path(path)
     try:

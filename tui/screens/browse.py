@@ -81,8 +81,8 @@ class BrowseScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="tree")
     def _load_tree(self) -> None:
-        # SQL reads only (no key index is built), so no store lock: its GROUP BYs take a few
-        # tenths of a second at a million slots, and paging must not wait for them.
+        # SQL reads only (no key index is built), so no store lock: its GROUP BYs are slow on a
+        # big store (measured: docs/benchmarks.md#design-decisions-and-the-measurements-behind-them), and paging must not wait for them.
         try:
             spaces = load_space_tree(self.app.store)
         except Exception as exc:  # noqa: BLE001
@@ -131,8 +131,8 @@ class BrowseScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="total")
     def _load_total(self, generation: int, where: ScopeFilter) -> None:
-        # After the first page is on screen: counting scans the scope's index entries (0.1 s at a
-        # million slots). SQL only, so without the store lock: paging does not wait for it.
+        # After the first page is on screen: counting scans the scope's index entries (measured:
+        # docs/benchmarks.md#design-decisions-and-the-measurements-behind-them). SQL only, so without the store lock: paging does not wait for it.
         try:
             total = self.app.store.count(space=where.space, **where.kwargs())
         except Exception as exc:  # noqa: BLE001

@@ -45,7 +45,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "close_help", "Close help")]
 
     def compose(self) -> ComposeResult:
-        from textual.widgets import Markdown  # markdown-it costs ~0.1 s: paid when help opens, not at start
+        from textual.widgets import Markdown  # markdown-it is slow to import: paid when help opens, not at start
 
         with VerticalScroll(id="help-box"):
             yield Markdown(HELP)
