@@ -218,6 +218,8 @@ CALLS: dict[str, tuple[st.SearchStrategy[Any], Call]] = {
     "least_used n": (st.one_of(st.integers(-(2**70), 0), st.integers(2**63, 2**70), st.sampled_from(["2", 2.5, None])), lambda s, v: s.least_used(v)),
     "least_used space": (bad_space, lambda s, v: s.least_used(1, space=v)),
     "index_info space": (bad_space, lambda s, v: s.index_info(v)),
+    "key_index space": (bad_space, lambda s, v: s.key_index(v)),
+    "lexical_index space": (bad_space, lambda s, v: s.lexical_index(v)),
     "index_info recall_sample": (st.one_of(st.integers(max_value=-1, min_value=-(2**70)), st.integers(MAX_K + 1, 2**70), st.sampled_from(["5", 2.5])),
                                  lambda s, v: s.index_info(recall_sample=v)),
     "usage_histogram space": (bad_space, lambda s, v: s.usage_histogram(v)),
