@@ -91,9 +91,9 @@ Each figure: {args.runs} runs, each a new process (cold Python; the OS file cach
 untimed run of each command), on a SQLite store of {len(FACTS)} memories; `add` stores a new text
 each run, `search` embeds its question and returns the top hits. `onnx` is the default since issue
 27: the bundled MiniLM exported once to ONNX (user cache dir) and run by onnxruntime, no torch
-import; `torch` is `MINDSTORE_EMBED_BACKEND=torch`, sentence-transformers as before. The machine
-was shared with other jobs: load average {before} (1 / 5 / 15 min) at the start, {after} at the end,
-on {os.cpu_count()} cores. Where wall time exceeds CPU time the process waited for a core; the CPU
+import; `torch` is `MINDSTORE_EMBED_BACKEND=torch`, sentence-transformers as before. Load
+average {before} (1 / 5 / 15 min) at the start, {after} at the end, on {os.cpu_count()} cores
+(this benchmark's own processes count in it). Where wall time exceeds CPU time the process waited for a core; the CPU
 column (what the process itself used) is close to what an idle machine's wall time would be. The
 first use on a machine also exports the model to ONNX (~4 s of CPU more, once; not in these figures).
 
