@@ -130,8 +130,9 @@ def baselines(args: argparse.Namespace, model, sampler) -> dict[str, dict[int, f
         lstm, _ = load_checkpoint(args.baseline)
         rows["LSTM baseline (no external memory)"] = evaluate.accuracy_by_instance(lstm, sampler, **kw)
     else:
-        print(f"(no LSTM baseline checkpoint at {args.baseline}: `mindstore train --model lstm --steps 2000 --out "
-              f"{args.baseline}` trains one; showing Santoro et al.'s published LSTM instead)\n")
+        print(f"(no LSTM baseline checkpoint at {args.baseline}: docs/neural.md (Training) gives the "
+              f"`mindstore train --model lstm ...` command that trains the packaged one; showing Santoro et al.'s "
+              "published LSTM instead)\n")
         rows["LSTM (Santoro)"] = evaluate.SANTORO["LSTM (Santoro)"]  # published; drawn dashed
     return rows
 
