@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from .memory import DenseMemory, Memory, MemoryState, SparseMemory
 
 CONTROLLERS = ("lstm", "gru", "rnn")
+# rows per unit in a cell's weights: LSTM i, f, g, o; GRU r, z, n; RNN one
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # The prototype init's read sharpness with the euclidean score (squared distances between keys
 # of scale 0.5: 0.5 e_t against slot means; chosen on 20-way validation episodes, 10 to 40 alike).
 EUCLIDEAN_BETA = 10.0
@@ -333,7 +335,7 @@ class MANN(nn.Module):
         cell = self.controller.cell
         y = 2 * E  # controller input: [e_t, e_{t-1}, onehot(y_{t-1}), r_{t-1}]
         label_units = [2 * E + L + j * D + E for j in range(H)]  # r_{t-1,j}[E]: label 0, head j
-        gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.controller]
+        gates = GATES[cfg.controller]
         for u in range(L):
             for g in range(gates):  # the rows of unit u: LSTM i, f, g, o; GRU r, z, n; RNN
                 row = g * hid + u
@@ -364,7 +366,7 @@ class MANN(nn.Module):
         first ``label_space`` units (the agreement units that drive the LRUA gate). Training can
         keep them (``train_controller(keep_agreement=True)``) and learn only the other units."""
         cfg, hid = self.cfg, self.cfg.hidden
-        gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.controller]
+        gates = GATES[cfg.controller]
         rows = torch.cat([g * hid + torch.arange(cfg.label_space) for g in range(gates)])
         return {f"controller.cell.{n}": rows for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
