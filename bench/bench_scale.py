@@ -34,7 +34,8 @@ from report import DOC, machine, table, write_section  # noqa: E402
 
 from mindstore import Config, MindStore  # noqa: E402
 from mindstore.embed import default_embedder  # noqa: E402
-from mindstore.index import KeyIndex, _ivf_lists, _trained_ivf, normalize  # noqa: E402
+from mindstore.index import KeyIndex, normalize  # noqa: E402
+from mindstore.index.ivf import ivf_lists, trained_ivf  # noqa: E402
 
 DIM = 384
 CHUNK = 1_000  # slots per user chunk
@@ -260,9 +261,9 @@ def list_counts(n: int, centres: np.ndarray, nq: int) -> str:
     qv = normalize(make_keys(centres, nq, seed=n + 1))
     truth = exact_top(keys, qv, 10)
     rows = []
-    for nlist, why in ((int(4 * np.sqrt(100_000)), "4 sqrt(1e5)"), (_ivf_lists(n), "2 sqrt(N), the rule"), (int(4 * np.sqrt(n)), "4 sqrt(N), the old rule")):
+    for nlist, why in ((int(4 * np.sqrt(100_000)), "4 sqrt(1e5)"), (ivf_lists(n), "2 sqrt(N), the rule"), (int(4 * np.sqrt(n)), "4 sqrt(N), the old rule")):
         t = time.perf_counter()
-        ivf = _trained_ivf(DIM, keys, nlist)  # the key index's own IVF, before its keys
+        ivf = trained_ivf(DIM, keys, nlist)  # the key index's own IVF, before its keys
         trained = time.perf_counter() - t
         ivf.add_with_ids(keys, np.arange(n))
         built = time.perf_counter() - t

@@ -36,6 +36,15 @@ class Config:
     """Where key index files live; default: beside a SQLite file, else the user cache dir."""
     device: str = "auto"
     """``auto`` (GPU when present), ``cpu`` or ``cuda``: for FAISS and the embedder."""
+    key_index: str = "auto"
+    """Where the text space's keys are searched: ``faiss`` (a copy in each process, kept in step
+    with SQL: the fastest on one host, and the only choice on SQLite), ``pgvector`` (on a
+    PostgreSQL store: an HNSW index in the database, written with the slots and shared by every
+    process, which then holds no copy; see docs/architecture.md, "Which key index"), or ``auto``:
+    pgvector when the store is on PostgreSQL, the server has pgvector and the text space holds
+    at least ``mindstore.core.registry.PGVECTOR_FROM`` slots when it is opened, else FAISS. A space
+    once moved to pgvector stays there for every process (``mindstore reindex --key-index faiss``
+    moves it back). Vector spaces (neural keys) always use FAISS."""
     save_index_every: int = 10_000
     """Save the key index after this many changes, or a quarter of its size if larger (it is also
     saved on close; changes since the last save are replayed from the change log on open)."""
@@ -117,6 +126,8 @@ class Config:
             raise InvalidInputError(f"ttl must be a positive number of seconds up to {_MAX_TTL_S:,} (100 years), or None to keep slots forever")
         if isinstance(self.usage_flush_s, bool) or not isinstance(self.usage_flush_s, (int, float)) or not self.usage_flush_s >= 0:
             raise InvalidInputError("usage_flush_s must be a number of seconds, 0 or more")
+        if self.key_index not in KEY_INDEXES:
+            raise InvalidInputError(f"key_index must be one of {', '.join(map(repr, KEY_INDEXES))}, not {self.key_index!r:.40}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be 'auto', 'cpu' or 'cuda'")
         if self.save_index_every < 1:
@@ -139,6 +150,7 @@ class Config:
 
 
 _MAX_TTL_S = 100 * 365 * 86_400  # ttl: past it, "now - ttl" leaves the calendar; None is forever
+KEY_INDEXES = ("auto", "faiss", "pgvector")  # Config.key_index
 
 
 def default_url() -> str:

@@ -21,7 +21,7 @@ from .db import SlotRow, SpaceRow, StagedKeyRow
 from .errors import EmbedderMismatchError, SpaceError
 from .retention import lock_space
 
-__all__ = ["has_mixed_keys", "stage_keys", "switch_keys"]
+__all__ = ["has_mixed_keys", "reembed", "stage_keys", "switch_keys"]
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 _CHUNK = 10_000  # ids in one IN (...) list
@@ -108,3 +108,20 @@ def switch_keys(sessions: sessionmaker[Session], space_id: int, space: str, key_
         s.execute(update(SpaceRow).where(SpaceRow.id == space_id).values(dim=dim, key_source=key_source), execution_options=_BULK)
         s.execute(delete(StagedKeyRow).where(StagedKeyRow.space_id == space_id), execution_options=_BULK)
     return len(stale)
+
+
+def reembed(sessions: sessionmaker[Session], space_id: int, space: str, key_source: str, dim: int, embed: Embed, batch_size: int) -> int:
+    """Re-embed every slot of a text space with ``embed`` (``MindStore.reindex``); returns how
+    many. New keys are staged beside the old ones, then switched in one transaction: cut short,
+    the space keeps its old keys and model, and a rerun embeds only what is left."""
+    from tqdm.auto import tqdm
+
+    with sessions() as s:
+        total = s.scalar(select(func.count()).where(SlotRow.space_id == space_id)) or 0
+        texts_missing = s.scalar(select(func.count()).where(SlotRow.space_id == space_id, SlotRow.text.is_(None))) or 0
+    if texts_missing:
+        raise SpaceError(f"space {space!r} has {texts_missing} slots without text; only text spaces can be re-embedded")
+    with tqdm(total=total, desc=f"re-embedding {space!r}", unit="slot", disable=total < 1000 or None) as bar:
+        stage_keys(sessions, space_id, space, key_source, dim, embed, batch_size * 16, bar.update)
+    switch_keys(sessions, space_id, space, key_source, dim, embed)
+    return total

@@ -75,6 +75,8 @@ def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
 class SpaceIndex:
     """One space's :class:`KeyIndex`, its file, and the logic that keeps it true to SQL."""
 
+    in_sql = False  # keys are added to the index after the slots' commit (see spaces_pg for True)
+
     def __init__(self, row: SpaceRow, sessions: sessionmaker[Session], path: Path | None, device: str, approximate_from: int | None = None, background: bool = False) -> None:
         self.space_id = row.id
         self.name = row.name

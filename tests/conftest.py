@@ -8,20 +8,21 @@ Tests and bench/ use the public seams (``MindStore.key_index``, ``lexical_index`
 ``index_info``; ``KeyIndex.nlist``, ``nprobe``, ``saving``). Private reaches that remain, and
 why (``grep -rn "\\._[a-z]" tests bench | grep -v "__"``):
 
-- Fault injection and spies that slow, fail or watch one internal step:
-  test_index.py:106, test_durability.py:213 and :232 (``_write_index`` of mindstore.index: a slow disk),
-  test_index_training.py:71 (``_add_near``: which retrain path ran), test_bulk.py:317
-  (MindStore's ``_checkpoint``: the WAL checkpoint's thread), test_usage.py:76 (``_write_reads``:
-  which thread writes usage) and :111 (``_flush_reads``: a flush that fails while the store is open).
+- Fault injection and spies that slow, fail or watch one internal step: test_usage.py:76 and :77
+  (``_reads.write``: which thread writes usage) and :111 (``_reads.flush``: a flush that fails while
+  the store is open). Spies on internal modules' functions (not caught by the grep):
+  ``mindstore.index.files.write_index`` (a slow disk: test_index.py, test_durability.py),
+  ``mindstore.index.ivf.add_near`` (which retrain path ran: test_index_training.py),
+  ``mindstore.core.writes.insert_columns`` and ``mindstore.core.wal.Checkpoints.checkpoint`` (test_bulk.py).
 - White-box tests of an IVF's list placement, which no public API shows: test_bulk.py:63, :68
   and :84 (``_train_ivf``: a retrain between prepare and add), test_index_training.py:82, :84, :88.
-- Laziness and background work: test_store.py:313 (``_spaces``: a read that loads no key index),
-  test_bulk.py:340 (``_ckpt``: wait for the checkpoint thread), test_durability.py:181
-  (``SpaceIndex.catch_up`` and its own-events shortcut).
+- Laziness and background work: test_store.py:313 (``_spaces.loaded``: a read that loads no key index),
+  test_bulk.py:341 (``_checkpoints.last``: wait for the checkpoint thread), test_durability.py:181
+  (``_spaces.index``: ``SpaceIndex.catch_up`` and its own-events shortcut).
 - test_bulk.py:16: mindstore/_gc.py, a private module tested as a unit.
 - tests/tui/conftest.py:25: Textual keeps an app's notifications in its ``_notifications`` and has
   no public reader; every TUI test goes through ``notifications(app)`` there.
-- Not reaches: forked children leaving through ``_exit`` of ``os`` (test_bulk.py:369, test_concurrency.py:163).
+- Not reaches: forked children leaving through ``_exit`` of ``os`` (test_bulk.py:370, test_concurrency.py:163).
 """
 
 from __future__ import annotations
@@ -62,13 +63,32 @@ def _pg_database() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("pgvector", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database."""
+    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database. ``pgvector``
+    is PostgreSQL with ``Config(key_index="pgvector")`` from the ``config`` fixture: the text
+    space's keys searched in the database (run for the tests of ``PGVECTOR_SUITES``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'memory.db'}"
     else:
         yield from _pg_database()
+
+
+# The behaviour every key index must share (scopes, versions, hybrid search, the store's calls,
+# bad input): these run against the pgvector key index too; the rest of db_url's tests, about
+# FAISS files, threads and training, run on FAISS alone.
+PGVECTOR_SUITES = ("test_store.py", "test_scoping.py", "test_versions.py", "test_hybrid.py", "test_bad_input.py", "test_durability.py",
+                   "test_concurrency.py", "test_filters.py", "test_retention.py", "test_reindex.py", "test_stats.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (drop if params.get("db_url") == "pgvector" and item.path.name not in PGVECTOR_SUITES else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -82,11 +102,13 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def config(tmp_path: Path):
-    """Index files in the test's own folder, also for PostgreSQL."""
+def config(tmp_path: Path, request: pytest.FixtureRequest):
+    """Index files in the test's own folder, also for PostgreSQL; the pgvector key index when
+    the test runs on db_url's ``pgvector``."""
     from mindstore import Config
 
-    return Config(index_dir=tmp_path / "index")
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    return Config(index_dir=tmp_path / "index", key_index="pgvector" if params.get("db_url") == "pgvector" else "faiss")
 
 
 @pytest.fixture

@@ -226,16 +226,16 @@ def test_a_big_batch_runs_with_the_cycle_collector_paused_and_restores_it(sqlite
     # add, failed or not, the collector is as the application had it.
     import gc
 
-    import mindstore.store as store_module
+    import mindstore.core.writes as writes_module
 
     during: list[bool] = []
-    real = store_module.insert_columns
+    real = writes_module.insert_columns
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         during.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store_module, "insert_columns", spy)
+    monkeypatch.setattr(writes_module, "insert_columns", spy)
     keys = np.random.default_rng(5).normal(size=(8000, 8)).astype(np.float32)
     assert gc.isenabled()
     with MindStore(sqlite_url, config=Config(index_dir=tmp_path / "i")) as s:
@@ -309,12 +309,13 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
     import threading
     import time
 
-    import mindstore.store as store_module
+    import mindstore.core.writes as writes_module
+    from mindstore.core.wal import Checkpoints
 
     auto: list[int] = []
     threads: list[str] = []
     slow = threading.Event()
-    real_insert, real_checkpoint = store_module.insert_columns, MindStore._checkpoint
+    real_insert, real_checkpoint = writes_module.insert_columns, Checkpoints.checkpoint
 
     def spy_insert(s, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         auto.append(s.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
@@ -326,8 +327,8 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
             time.sleep(0.1)  # a slow disk: adds go on while it copies
         return real_checkpoint(self)
 
-    monkeypatch.setattr(store_module, "insert_columns", spy_insert)
-    monkeypatch.setattr(MindStore, "_checkpoint", spy_checkpoint)
+    monkeypatch.setattr(writes_module, "insert_columns", spy_insert)
+    monkeypatch.setattr(Checkpoints, "checkpoint", spy_checkpoint)
     keys = np.random.default_rng(6).normal(size=(999 + 60 * 2000, 128)).astype(np.float32)
     path = tmp_path / "memory.db"
     wal = tmp_path / "memory.db-wal"
@@ -337,7 +338,7 @@ def test_a_big_sqlite_add_leaves_its_checkpoint_to_a_thread_and_the_wal_stays_bo
         assert auto == [1000] and threads == []  # small: the usual checkpoint
         s.add_vectors(keys[999:2999], space="v", user_id="u")
         assert auto[1] == 0  # the first bulk add: nothing to wait for
-        s._ckpt.result()
+        s._checkpoints.last.result()
         assert threads and all(t.startswith("mindstore-checkpoint") for t in threads)
         with s.engine.connect() as c:  # the pool's connection, given back: its setting restored
             assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000

@@ -178,7 +178,7 @@ def test_catch_up_reads_no_change_log_when_every_change_is_its_own(db_url: str, 
     keys = np.random.default_rng(5).normal(size=(40, 8)).astype(np.float32)
     with MindStore(db_url, config=config) as a, MindStore(db_url, config=Config()) as b:
         a.create_space("v", dim=8, key_source="test")
-        sp = a._space_index("v")
+        sp = a._spaces.index("v")
         statements: list[str] = []
         event.listen(a.engine, "before_cursor_execute", lambda c, cur, sql, *rest: statements.append(sql))
         a.add_vectors(keys[:10], space="v", user_id="u")
@@ -208,10 +208,10 @@ def last_seq_of(store: MindStore, space: str) -> int:
 
 
 def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path: Path, monkeypatch) -> None:
-    import mindstore.index as mod
+    import mindstore.index.files as mod
 
-    write = mod._write_index
-    monkeypatch.setattr(mod, "_write_index", lambda *a: (time.sleep(0.5), write(*a)))
+    write = mod.write_index
+    monkeypatch.setattr(mod, "write_index", lambda *a: (time.sleep(0.5), write(*a)))
     config = Config(index_dir=tmp_path / "index", save_index_every=20)
     keys = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
     with MindStore(db_url, config=config) as s:
@@ -227,10 +227,10 @@ def test_close_waits_for_a_save_running_in_the_background(db_url: str, tmp_path:
 
 
 def test_no_second_save_starts_while_one_is_writing(db_url: str, tmp_path: Path, monkeypatch) -> None:
-    import mindstore.index as mod
+    import mindstore.index.files as mod
 
-    gate, write = threading.Event(), mod._write_index
-    monkeypatch.setattr(mod, "_write_index", lambda *a: (gate.wait(10), write(*a)))
+    gate, write = threading.Event(), mod.write_index
+    monkeypatch.setattr(mod, "write_index", lambda *a: (gate.wait(10), write(*a)))
     config = Config(index_dir=tmp_path / "index", save_index_every=10)
     keys = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     with MindStore(db_url, config=config) as s:

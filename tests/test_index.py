@@ -100,11 +100,11 @@ def test_save_load_round_trip_and_damage(data, tmp_path: Path) -> None:
 
 
 def test_background_save_writes_the_index_as_it_was(data, tmp_path: Path, monkeypatch) -> None:
-    import mindstore.index as mod
+    import mindstore.index.files as mod
 
     gate = threading.Event()
-    write = mod._write_index
-    monkeypatch.setattr(mod, "_write_index", lambda *a: (gate.wait(10), write(*a)))
+    write = mod.write_index
+    monkeypatch.setattr(mod, "write_index", lambda *a: (gate.wait(10), write(*a)))
     ix = KeyIndex(32)
     ix.add(np.arange(100), data[:100])
     ix.seq = 7
@@ -139,7 +139,7 @@ def test_two_saves_of_one_file_at_once_leave_it_whole(data, tmp_path: Path, monk
     while the other runs from start to end must not leave a damaged file."""
     import zlib
 
-    import mindstore.index as mod
+    import mindstore.index.files as mod
 
     a, b = KeyIndex(32), KeyIndex(32)
     a.add(np.arange(3000), data[:3000])
@@ -175,13 +175,13 @@ def test_a_dead_process_temp_file_is_removed_by_the_next_save(data, tmp_path: Pa
     import subprocess
     import sys
 
-    import mindstore.index as mod
+    import mindstore.index.files as mod
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     pid = int(dead.stdout)
     path = tmp_path / "x.faiss"
-    stale = tmp_path / f"x.faiss.{mod._HOST}-{pid}-1.tmp"
-    live = tmp_path / f"x.faiss.{mod._HOST}-{os.getppid()}-1.tmp"  # a live process's save in progress
+    stale = tmp_path / f"x.faiss.{mod.HOST}-{pid}-1.tmp"
+    live = tmp_path / f"x.faiss.{mod.HOST}-{os.getppid()}-1.tmp"  # a live process's save in progress
     elsewhere = tmp_path / f"x.faiss.00000000-{pid}-1.tmp"  # another host's: its pids are not ours to check
     for f in (stale, live, elsewhere):
         f.write_bytes(b"partial")

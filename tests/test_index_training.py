@@ -62,14 +62,14 @@ def test_close_waits_for_a_training_and_saves_its_lists(sqlite_url: str, tmp_pat
 
 
 def test_a_retrain_puts_keys_near_their_old_lists_and_loses_none(monkeypatch) -> None:
-    import mindstore.index as index_module
+    import mindstore.index.ivf as index_module
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(300, 32))
     data = (centres[rng.integers(0, 300, 17_000)] + 0.3 * rng.normal(size=(17_000, 32))).astype(np.float32)
     hinted = []
-    add_near = index_module._add_near
-    monkeypatch.setattr(index_module, "_add_near", lambda ivf, ids, v, hint, **kw: (hinted.append(hint is not None), add_near(ivf, ids, v, hint, **kw)))
+    add_near = index_module.add_near
+    monkeypatch.setattr(index_module, "add_near", lambda ivf, ids, v, hint, **kw: (hinted.append(hint is not None), add_near(ivf, ids, v, hint, **kw)))
     ix = KeyIndex(32, device="cpu", approximate_from=2000, background=True)
     ix.add(np.arange(2000), data[:2000])
     assert ix.wait_trained(timeout=120) and ix.approximate and not any(hinted)  # flat -> IVF: no old lists

@@ -310,7 +310,7 @@ def test_reading_rows_never_loads_the_model(db_url: str, config: Config) -> None
     with MindStore(db_url, config=config, embedder=lazy) as s:
         assert s.count() == 1 and s.list().slots[0].id == slot.id and s.get(slot.id).text == "a memory to read back"
         assert s.scopes() == [("u", 1)]
-        assert "chat" not in s._spaces  # reads that only touch SQL leave the key index unloaded
+        assert "chat" not in s._spaces.loaded  # reads that only touch SQL leave the key index unloaded
         assert s.search_vector(key, k=1)[0].slot.id == slot.id
         assert lazy.backend is None  # no model loaded yet
         s.search("memory", k=1)

@@ -73,8 +73,8 @@ def test_a_search_leaves_the_write_of_reads_to_the_usage_thread(db_url: str, tmp
     with vector_store(db_url, tmp_path, usage_flush_s=0.05) as s:
         slot = s.add_vectors(keys, space="v", user_id="u")[0]
         writers: list[str] = []
-        write = s._write_reads
-        monkeypatch.setattr(s, "_write_reads", lambda pending: (writers.append(threading.current_thread().name), write(pending))[1])
+        write = s._reads.write
+        monkeypatch.setattr(s._reads, "write", lambda pending: (writers.append(threading.current_thread().name), write(pending))[1])
         s.search_vector(keys[0], space="v", user_id="u", k=1)
         time.sleep(0.1)
         s.search_vector(keys[0], space="v", user_id="u", k=1)  # past the interval: hands the write over
@@ -108,7 +108,7 @@ def test_a_failed_write_keeps_the_counts_for_the_next(sqlite_url: str, tmp_path,
             raise OperationalError("UPDATE slots", {}, Exception("database is locked"))
 
         monkeypatch.setattr(s.engine, "begin", busy)
-        s._flush_reads()  # usage is advisory: the failure is swallowed, the counts kept
+        s._reads.flush()  # usage is advisory: the failure is swallowed, the counts kept
         s.search_vector(keys[0], space="v", k=1)
         monkeypatch.setattr(s.engine, "begin", real_begin)
         assert s.get(slot.id).usage.reads == 2

@@ -134,7 +134,7 @@ def _remove_folders(made: list[Path]) -> None:
 
 def _restore_autocheckpoint(dbapi_conn, record) -> None:  # noqa: ANN001 - DBAPI connection, pool record
     """A bulk add that left its checkpoint to the store's thread turned the connection's automatic
-    checkpoint off (``MindStore._checkpoint_behind``); the next user gets it back."""
+    checkpoint off (``mindstore.core.wal.Checkpoints``); the next user gets it back."""
     pages = record.info.pop("autocheckpoint", None)
     if pages is not None and dbapi_conn is not None:
         dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")

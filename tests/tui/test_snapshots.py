@@ -21,9 +21,9 @@ from .conftest import FIXED
 
 @pytest.fixture
 def still(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mindstore.store
+    import mindstore.core.state
 
-    monkeypatch.setattr(mindstore.store, "_now", lambda: FIXED)
+    monkeypatch.setattr(mindstore.core.state, "now", lambda: FIXED)
     monkeypatch.setattr(data, "SCORE_FORMAT", "0.###")
 
 

@@ -1,0 +1,203 @@
+"""A space whose keys are searched in PostgreSQL (pgvector's HNSW), not in a per-process copy.
+
+The key table (:class:`~mindstore.index.pgvector.PgVectorKeys`, one per space) is written in the
+same transaction as the slots (a foreign key deletes a slot's key with the slot), so every process
+sees a write at once and no process holds, loads or catches up a copy of the keys. Its existence
+is the space's record: a space with a key table is searched there by every process that opens
+it, whatever its ``Config.key_index`` (which decides only for spaces without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+
+from .db import SlotRow, SpaceRow, scope_where
+from .db.models import last_seq
+from .index.pgvector import PgVectorKeys
+from .index.runtime import normalize
+from .slots import Scope
+from .spaces import IndexInfo, keys_from_bytes
+
+__all__ = ["PgSpaceIndex", "has_key_table", "key_table", "pgvector_available"]
+
+_PREFIX = "mindstore_keys_"
+_CHUNK = 50_000  # slots read and written at a time by a rebuild
+
+
+def key_table(space_id: int) -> str:
+    return f"{_PREFIX}{int(space_id)}"
+
+
+def has_key_table(engine: Engine, space_id: int) -> bool:
+    """Whether the space's keys are kept in a pgvector table (on PostgreSQL only)."""
+    return engine.dialect.name == "postgresql" and inspect(engine).has_table(key_table(space_id))
+
+
+class _Keys:
+    """What the store asks of a space's key index, answered from the key table. Writes arrive in
+    the slots' own transaction (:meth:`PgSpaceIndex.write_keys`), so the calls the store makes
+    after a commit change nothing here."""
+
+    approximate = True
+    device = "postgresql"
+    saving = False
+    dirty = False
+
+    def __init__(self, keys: PgVectorKeys) -> None:
+        self.keys = keys
+        self.seq = 0
+
+    def __len__(self) -> int:
+        return self.keys.count()
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        return normalize(vectors)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray | None = None, *, prepared: Any = None) -> None:
+        pass  # written with the slots, in their transaction
+
+    def remove(self, ids: np.ndarray) -> int:
+        return 0  # deleted with the slots (ON DELETE CASCADE)
+
+    def search(self, q: np.ndarray, k: int, *, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.keys.search(q, k, subset=subset)
+
+    def ids(self) -> np.ndarray:
+        with self.keys.engine.connect() as c:
+            return np.array(c.scalars(select(self.keys.table.c.slot_id).order_by(self.keys.table.c.slot_id)).all(), dtype=np.int64)
+
+    def wait_trained(self, timeout: float | None = None) -> bool:
+        return True
+
+    def join_training(self, timeout: float | None = None) -> None:
+        pass
+
+    def join_save(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass  # reset() deletes the slots, and their keys with them
+
+
+class PgSpaceIndex:
+    """A space searched through its pgvector key table; the same face as
+    :class:`~mindstore.spaces.SpaceIndex` towards the store."""
+
+    in_sql = True  # keys are written in the slots' transaction (write_keys)
+
+    def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool = False) -> None:
+        self.space_id, self.name, self.dim, self.key_source = row.id, row.name, row.dim, row.key_source
+        self._engine = engine
+        self.keys = PgVectorKeys(engine, row.id, row.dim, prefix=_PREFIX)
+        self.index = _Keys(self.keys)
+        self.local_events: set[int] = set()
+        self.changes_since_save = 0
+        self.repaired: str | None = None
+        with engine.connect() as c:
+            in_slots = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            in_table = c.scalar(select(func.count()).select_from(self.keys.table)) or 0
+        if rebuild or in_slots != in_table:  # asked, a new table for an existing space, or one left behind
+            self.repaired = None if rebuild else f"key table held {in_table} keys for {in_slots} slots: rebuilt from SQL"
+            self.rebuild()
+
+    def write_keys(self, conn: Connection, ids: Any, keys: np.ndarray) -> None:
+        """Store the keys of ``ids`` inside the caller's transaction (the slots' own)."""
+        self.keys.add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
+
+    def search_scoped(self, q: np.ndarray, k: int, scope: Scope, current_only: bool,
+                      subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` by cosine within the scope (and ``subset``, when a metadata filter chose
+        one), filtered in the same statement. In a transaction of its own: the HNSW settings are
+        ``SET LOCAL``, which a search's autocommit connection would drop between statements."""
+        where = scope_where(self.space_id, scope) if scope != Scope() else []  # unscoped: the table is the space's own
+        if current_only:
+            where.append(SlotRow.superseded_by.is_(None))
+        return self.keys.search(q, k, where=where or None, subset=subset)
+
+    def catch_up(self, session: Any = None) -> int:
+        """Nothing to catch up; records the space's change sequence (what BM25 catches up to)."""
+        if session is None:
+            with self._engine.connect() as c:
+                self.index.seq = last_seq(c, self.space_id)
+        else:
+            self.index.seq = last_seq(session, self.space_id)
+        return 0
+
+    def rebuild(self) -> int:
+        """Fill the key table from ``slots.key`` (the HNSW index is dropped for the load and built
+        once after: several times faster than growing it). Returns the keys written."""
+        from tqdm.auto import tqdm
+
+        with self._engine.begin() as c:
+            total = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+            c.execute(text(f"TRUNCATE {self.keys.table.name}"))
+            self.keys.drop_index(conn=c)
+            with tqdm(total=total, desc=f"keys of {self.name!r} into pgvector", unit="key", disable=total < 50_000 or None) as bar:
+                for ids, blobs in self._chunks(c):
+                    self.keys.add(ids, keys_from_bytes(blobs, self.dim), conn=c)
+                    bar.update(len(ids))
+            self.keys.build_index(conn=c)
+            c.execute(text("ANALYZE slots"))
+        return int(total)
+
+    def _chunks(self, c: Connection) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+        after = 0
+        while True:
+            rows = c.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.space_id == self.space_id, SlotRow.id > after)
+                             .order_by(SlotRow.id).limit(_CHUNK)).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def info(self, *, recall_sample: int = 0) -> IndexInfo:
+        self.catch_up()
+        with self._engine.connect() as c:
+            size = c.scalar(text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": self.keys.table.name})
+        return IndexInfo(self.name, "hnsw (pgvector)", "postgresql", len(self.index), self.index.seq, 0,
+                         f"table {self.keys.table.name}", int(size or 0), self.repaired,
+                         self._recall(recall_sample) if recall_sample else None, False)
+
+    def _recall(self, sample: int, k: int = 10) -> float:
+        """recall@k of the HNSW search against an exact scan, with ``sample`` stored keys as queries."""
+        ids = self.index.ids()
+        if len(ids) == 0:
+            return 1.0
+        chosen = np.random.default_rng(0).choice(ids, size=min(sample, len(ids)), replace=False)
+        with self._engine.connect() as c:
+            blobs = dict(c.execute(select(SlotRow.id, SlotRow.key).where(SlotRow.id.in_(chosen.tolist()))).all())
+        q = keys_from_bytes([blobs[int(i)] for i in chosen], self.dim)
+        _, approx = self.keys.search(q, k)
+        _, exact = self.keys.search(q, k, where=SlotRow.space_id == self.space_id, exact_below=len(ids) + 1)  # a full scan
+        hits = sum(len(set(a[a >= 0]) & set(e[e >= 0])) for a, e in zip(approx, exact))
+        return hits / max(1, sum(int((e >= 0).sum()) for e in exact))
+
+    def save(self, *, background: bool = False) -> None:
+        self.changes_since_save = 0  # nothing to save: the table is the index
+
+    def save_if_dirty(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        """Drop the key table: the space goes back to a FAISS key index."""
+        self.keys.drop()
+
+    @staticmethod
+    def drop_table(engine: Engine, space_id: int) -> None:
+        with engine.begin() as c:
+            c.execute(text(f"DROP TABLE IF EXISTS {key_table(space_id)}"))
+
+
+def pgvector_available(engine: Engine) -> bool:
+    """Whether the server can give this database pgvector 0.8 or newer (created or creatable)."""
+    from .index.pgvector import MIN_VERSION, _version
+
+    with engine.connect() as c:
+        v = c.scalar(text("SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+                          "(SELECT default_version FROM pg_available_extensions WHERE name = 'vector'))"))
+    return v is not None and _version(v) >= MIN_VERSION
