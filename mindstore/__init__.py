@@ -19,6 +19,7 @@ from .errors import (
     MindStoreError,
     MixedKeysError,
     NotFoundError,
+    PgVectorMissingError,
     SpaceError,
     StoreClosedError,
 )
@@ -50,5 +51,6 @@ __all__ = [
     "SpaceError",
     "StoreClosedError",
     "DatabaseError",
+    "PgVectorMissingError",
     "DataNotFoundError",
 ]

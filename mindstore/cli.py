@@ -324,11 +324,23 @@ def reindex(
     db: DbOpt = None,
     model: ModelOpt = None,
     force: Annotated[bool, typer.Option("--force", help="re-embed every memory even when the model is unchanged")] = False,
+    key_index: Annotated[Optional[str], typer.Option("--key-index", help="move the text space's keys, without re-embedding, to "
+                                                     "pgvector (searched in PostgreSQL, shared by every process; needs a "
+                                                     "postgresql+psycopg:// store whose server has pgvector) or back to faiss")] = None,
 ) -> None:
     """Re-embed the memories with --model when it differs from the one they were embedded with
-    (or when their keys are of mixed sizes); --force re-embeds them all."""
+    (or when their keys are of mixed sizes); --force re-embeds them all. --key-index moves the
+    keys to another key index."""
+    if key_index is not None and key_index not in ("pgvector", "faiss"):
+        fail(f"--key-index must be pgvector or faiss, not {key_index!r}")
     with open_store(db, model, reindex=True) as store:
-        if force:
+        if key_index is not None:
+            try:
+                n = store.move_keys(key_index)
+            except MindStoreError as exc:
+                fail(str(exc))
+            typer.echo(f"text space {store.space!r}: {n} keys now in the {key_index} key index")
+        elif force:
             try:
                 n = store.reindex()
             except MindStoreError as exc:

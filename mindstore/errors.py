@@ -17,6 +17,7 @@ __all__ = [
     "SpaceError",
     "StoreClosedError",
     "DatabaseError",
+    "PgVectorMissingError",
     "DataNotFoundError",
 ]
 
@@ -63,6 +64,11 @@ class StoreClosedError(MindStoreError):
 
 class DatabaseError(MindStoreError):
     """The database could not be opened or reached."""
+
+
+class PgVectorMissingError(DatabaseError):
+    """The PostgreSQL database cannot hold vectors: pgvector is not installed on the server, not
+    created in this database (and this user may not create it), or older than 0.8."""
 
 
 class DataNotFoundError(MindStoreError, FileNotFoundError):

@@ -70,6 +70,7 @@ class MindStore:
         self.space = space
         self.reranker = reranker  # a CrossEncoder that reorders text search results (None: off)
         self.resolver = resolver  # decides for near-duplicates that differ (None: they supersede)
+        check_backend(self.url, self.config)
         engine, sessions = open_database(self.url)
         index_dir = self.config.index_dir or default_index_dir(self.url)
         shared = self._shared = Shared(self.config, engine, sessions, Path(index_dir) if index_dir is not None else None)
@@ -82,7 +83,6 @@ class MindStore:
         self._writer = Writer(shared, self._spaces, self._keys, self._reader, self._deleter, self._checkpoints)
         self._searcher = Searcher(shared, self._spaces, self._keys, self._reads, self._deleter)
         try:
-            check_backend(engine.dialect.name, self.config)
             # The key index is loaded, checked and repaired on first use, not here: opening a
             # store to list or edit rows never pays for reading millions of keys.
             if needs_reindex(self._spaces.row(space), space, self._keys, reindex, sessions):
@@ -404,6 +404,15 @@ class MindStore:
             self._spaces.rekeyed(self.space)
             self._spaces.text_space(create=False)
             return total
+
+    def move_keys(self, key_index: str) -> int:
+        """Move the text space's keys to another key index without re-embedding them:
+        ``"pgvector"`` (searched in PostgreSQL and shared by every process; the store must be on
+        PostgreSQL and its server have pgvector) or back to ``"faiss"``. Returns how many keys
+        the new index holds. Other processes pick the change up when they reopen the store (a
+        FAISS process keeps its copy until then). See ``Config.key_index``."""
+        self._check_open()
+        return self._spaces.move_keys(key_index)
 
     # -- export / import ---------------------------------------------------------------------
 

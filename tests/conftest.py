@@ -85,7 +85,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        (drop if params.get("db_url") == "pgvector" and item.path.name not in PGVECTOR_SUITES else keep).append(item)
+        pgvector = params.get("db_url") == "pgvector"
+        (drop if pgvector and (item.path.name not in PGVECTOR_SUITES or item.get_closest_marker("faiss_only")) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -229,6 +229,7 @@ CALLS: dict[str, tuple[st.SearchStrategy[Any], Call]] = {
     "create_space dim": (bad_dim, lambda s, v: s.create_space("fresh", dim=v, key_source="test")),
     "create_space key_source": (st.one_of(bad_text, st.just("k" * 501)), lambda s, v: s.create_space("fresh", dim=4, key_source=v)),
     "reindex batch_size": (bad_batch, lambda s, v: s.reindex(batch_size=v)),
+    "move_keys key_index": (st.sampled_from(["", "FAISS", "annoy", None, 5, b"faiss"]), lambda s, v: s.move_keys(v)),
     "export path": (bad_export_path, lambda s, v: s.export(v)),
     "import_ path": (bad_import_path, lambda s, v: s.import_(v)),
 }
@@ -548,6 +549,7 @@ CLI: dict[str, tuple[st.SearchStrategy[str], Callable[[str], list[str]]]] = {
                     lambda v: ["import", v]),
     "stats recall_sample": (st.one_of(st.integers(-(2**70), -1).map(str), st.integers(MAX_K + 1, 2**70).map(str), st.just("x")), lambda v: ["stats", "--recall-sample", v]),
     "reindex model": (cli_model, lambda v: ["reindex", "--model", v]),
+    "reindex key_index": (st.sampled_from(["", "annoy", "FAISS", "pg vector"]), lambda v: ["reindex", "--key-index", v]),
     # stdio: should a bad value pass, the server meets the end of its input and exits 0, which fails.
     "mcp transport": (st.sampled_from(["", "carrier-pigeon", "HTTP", "sse"]), lambda v: ["mcp", "--transport", v]),
     "mcp port": (st.one_of(st.integers(-(2**70), 0).map(str), st.integers(65536, 2**70).map(str), st.just("x")), lambda v: ["mcp", "--transport", "http", "--port", v]),

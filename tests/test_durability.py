@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mindstore import Config, MindStore
 
@@ -82,6 +83,7 @@ def _index_file(config: Config) -> Path:
     return Path(config.index_dir) / "chat.faiss"
 
 
+@pytest.mark.faiss_only
 def test_damaged_index_file_is_rebuilt_from_sql(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=config) as s:
         ids = [x.id for x in s.add_many(["red apples", "green pears", "yellow bananas"], user_id="u")]
@@ -97,6 +99,7 @@ def test_damaged_index_file_is_rebuilt_from_sql(db_url: str, config: Config) -> 
         assert s.search("bananas", user_id="u", k=1)[0].slot.id == ids[2]
 
 
+@pytest.mark.faiss_only
 def test_stale_index_catches_up_from_the_change_log(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=config) as s:
         old = s.add_many(["red apples", "green pears"], user_id="u")
@@ -115,6 +118,7 @@ def test_stale_index_catches_up_from_the_change_log(db_url: str, config: Config)
         assert s.search("grapes", user_id="u", k=1)[0].slot.id == old[1].id
 
 
+@pytest.mark.faiss_only
 def test_missing_index_file_is_rebuilt(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=config) as s:
         a = s.add("the spare key is under the mat", user_id="u")

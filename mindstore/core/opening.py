@@ -80,8 +80,15 @@ def needs_reindex(row: SpaceRow | None, space: str, keys: TextKeys, reindex: boo
     )
 
 
-def check_backend(dialect: str, config: Config) -> None:
-    """A key index the database cannot hold: a typed error before anything is written."""
-    if config.key_index == "pgvector" and dialect != "postgresql":
+def check_backend(url: str, config: Config) -> None:
+    """A key index the database cannot hold: a typed error before anything is opened or made."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return  # not a URL: opening the database says so
+    if config.key_index == "pgvector" and backend != "postgresql":
         raise InvalidInputError(f"Config(key_index='pgvector') needs a PostgreSQL store (postgresql+psycopg://...); this one is "
-                                f"{dialect}. Use key_index='faiss' (or 'auto') here")
+                                f"{backend}. Use key_index='faiss' (or 'auto') here")

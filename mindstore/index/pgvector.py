@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
 from ..db.models import SlotRow
-from ..errors import DatabaseError, InvalidInputError
+from ..errors import DatabaseError, InvalidInputError, PgVectorMissingError
 from ..validate import check_vectors
 from .runtime import normalize
 
@@ -48,11 +48,6 @@ _LOCK = 0x70677663  # advisory lock serialising CREATE EXTENSION / TABLE across 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _SLOTS = SlotRow.__table__
 Where = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
-
-
-class PgVectorMissingError(DatabaseError):
-    """The PostgreSQL database cannot hold vectors: pgvector is not installed on the server, not
-    created in this database (and this user may not create it), or older than 0.8."""
 
 
 def missing_message(database: str, *, available: str | None, installed: str | None = None) -> str:

@@ -1,0 +1,108 @@
+"""The store on its two key indexes: FAISS (a copy per process) and pgvector (in PostgreSQL).
+
+The behaviour both must share runs on both through conftest's ``db_url`` (its ``pgvector``
+backend); these are the pgvector store's own promises: no per-process copy, writes visible to
+every process at once, the key table as the space's record, moving keys both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from mindstore import Config, MindStore
+from mindstore.cli import app
+from mindstore.errors import InvalidInputError
+
+pytestmark = pytest.mark.postgres
+
+TEXTS = {"alice": ["Alice is allergic to peanuts", "Alice plays the cello on Sundays"],
+         "bob": ["Bob is allergic to cats", "Bob keeps bees in his garden"]}
+
+
+def fill(store: MindStore) -> None:
+    for user, texts in TEXTS.items():
+        store.add_many(texts, user_id=user)
+
+
+def key_tables(url: str) -> list[str]:
+    engine = create_engine(url)
+    with engine.connect() as c:
+        names = c.scalars(text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'mindstore_keys_%' ORDER BY 1")).all()
+    engine.dispose()
+    return list(names)
+
+
+def test_pgvector_store_keeps_no_copy_and_every_process_sees_a_write_at_once(pg_url: str, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    config = Config(key_index="pgvector", index_dir=index_dir)
+    with MindStore(pg_url, config=config) as a, MindStore(pg_url, config=config) as b:
+        fill(a)
+        assert [h.slot.text for h in b.search("which allergy does bob have", user_id="bob", k=1, mode="dense")] == ["Bob is allergic to cats"]
+        # Another process, its own interpreter: writes, and this one finds it with its next search.
+        code = ("from mindstore import MindStore, Config; import sys\n"
+                f"s = MindStore(sys.argv[1], config=Config(key_index='pgvector', index_dir={str(index_dir)!r}))\n"
+                "print(s.add('Carol grows tomatoes', user_id='carol').id); s.close()")
+        out = subprocess.run([sys.executable, "-c", code, pg_url], capture_output=True, text=True, check=True)
+        carol = int(out.stdout.split()[-1])
+        assert [h.slot.id for h in a.search("tomatoes", user_id="carol", k=1, mode="dense")] == [carol]
+        assert a.index_info().kind == "hnsw (pgvector)" and a.index_info().keys == 5
+        a.delete(carol)
+        assert b.search("tomatoes", user_id="carol", k=1, mode="dense") == []
+    assert not index_dir.exists() or not list(index_dir.glob("*.faiss"))  # nobody saved a FAISS copy
+
+
+def test_a_space_with_a_key_table_is_searched_there_by_every_store(pg_url: str, config: Config) -> None:
+    with MindStore(pg_url, config=Config(key_index="pgvector", index_dir=config.index_dir)) as s:
+        fill(s)
+    assert len(key_tables(pg_url)) == 1
+    with MindStore(pg_url, config=config) as s:  # the fixture's config says faiss: the table wins
+        assert s.index_info().kind == "hnsw (pgvector)"
+        s.add("Bob moved to Lisbon", user_id="bob")
+        assert s.search("where does bob live", user_id="bob", k=1, mode="dense")[0].slot.text == "Bob moved to Lisbon"
+
+
+def test_keys_move_to_pgvector_and_back_with_the_same_answers(pg_url: str, config: Config) -> None:
+    queries = ["which allergy", "music on Sundays", "insects in the garden"]
+    with MindStore(pg_url, config=config) as s:
+        fill(s)
+        assert s.index_info().kind == "flat"
+
+        def answers() -> list[list[int]]:
+            return [[h.slot.id for h in s.search(q, user_id=u, k=2, mode="dense")] for q in queries for u in TEXTS]
+
+        before = answers()
+        assert s.move_keys("pgvector") == 4
+        assert s.index_info().kind == "hnsw (pgvector)" and answers() == before
+        assert s.move_keys("faiss") == 4
+        assert s.index_info().kind == "flat" and answers() == before and key_tables(pg_url) == []
+
+
+def test_reindex_cli_moves_keys_and_says_so(pg_url: str, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    with MindStore(pg_url, config=config) as s:
+        fill(s)
+    runner = CliRunner()
+    result = runner.invoke(app, ["reindex", "--db", pg_url, "--key-index", "pgvector"])
+    assert result.exit_code == 0, result.output
+    assert "4 keys now in the pgvector key index" in result.output
+    stats = runner.invoke(app, ["stats", "--db", pg_url, "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.output)["spaces"][0]["index"]["kind"] == "hnsw (pgvector)"
+
+
+def test_pgvector_on_sqlite_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    with pytest.raises(InvalidInputError, match="needs a PostgreSQL store"):
+        MindStore(f"sqlite:///{path}", config=Config(key_index="pgvector"))
+    assert not path.exists()
+    with MindStore(f"sqlite:///{path}") as s:
+        s.add("a memory")
+        with pytest.raises(InvalidInputError, match="needs a PostgreSQL store"):
+            s.move_keys("pgvector")
+        assert s.index_info().kind == "flat" and s.count() == 1
