@@ -93,16 +93,16 @@ class PgSpaceIndex:
     def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool = False) -> None:
         self.space_id, self.name, self.dim, self.key_source = row.id, row.name, row.dim, row.key_source
         self._engine = engine
+        existed = has_key_table(engine, row.id)
         self.keys = PgVectorKeys(engine, row.id, row.dim, prefix=_PREFIX)
         self.index = _Keys(self.keys)
         self.local_events: set[int] = set()
         self.changes_since_save = 0
         self.repaired: str | None = None
-        with engine.connect() as c:
-            in_slots = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
-            in_table = c.scalar(select(func.count()).select_from(self.keys.table)) or 0
-        if rebuild or in_slots != in_table:  # asked, a new table for an existing space, or one left behind
-            self.repaired = None if rebuild else f"key table held {in_table} keys for {in_slots} slots: rebuilt from SQL"
+        # An existing table is trusted without counting (keys commit with their slots, so the
+        # two agree; a count is O(n), most of a cold open at 1e6): ``info`` checks it. A new one
+        # for a space that has slots is filled from them.
+        if rebuild or not existed:
             self.rebuild()
 
     def write_keys(self, conn: Connection, ids: Any, keys: np.ndarray) -> None:
@@ -156,10 +156,17 @@ class PgSpaceIndex:
             yield np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
     def info(self, *, recall_sample: int = 0) -> IndexInfo:
+        """What ``index_info`` and ``mindstore stats`` show; ``repaired`` says when the table and
+        the slots disagree (keys written by a process that still held a FAISS copy of the space,
+        or by an older mindstore), and how to mend it."""
         self.catch_up()
         with self._engine.connect() as c:
             size = c.scalar(text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": self.keys.table.name})
-        return IndexInfo(self.name, "hnsw (pgvector)", "postgresql", len(self.index), self.index.seq, 0,
+            in_slots = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
+        keys = len(self.index)
+        self.repaired = None if keys == in_slots else (
+            f"the key table holds {keys} keys for {in_slots} slots: run `mindstore reindex --key-index pgvector` to rebuild it from the slots")
+        return IndexInfo(self.name, "hnsw (pgvector)", "postgresql", keys, self.index.seq, 0,
                          f"table {self.keys.table.name}", int(size or 0), self.repaired,
                          self._recall(recall_sample) if recall_sample else None, False)
 
