@@ -257,6 +257,34 @@ def evaluate_tasks(model: nn.Module, sampler: EmbeddedEpisodes, *, task: str, wa
     return torch.cat(out)
 
 
+def _trainable(model: nn.Module, parts: tuple[str, ...], keep_agreement: bool) -> list[nn.Parameter]:
+    """The parameters ``train_controller`` updates: every module but the encoder, or ``parts``;
+    with ``keep_agreement`` the agreement rows get a zero gradient (a zero Adam update too)."""
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in parts if not any(n.startswith(p + ".") for n in names)]
+    if unknown or "encoder" in parts:
+        raise ValueError(f"cannot train {', '.join(unknown) or 'encoder'} here; choose among "
+                         f"{', '.join(sorted({n.split('.')[0] for n in names} - {'encoder'}))}")
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
+              and (not parts or n.split(".")[0] in parts)]
+    if keep_agreement:
+        named = dict(model.named_parameters())
+        for name, rows in model.agreement_rows().items():
+            named[name].register_hook(lambda g, rows=rows: g.index_fill(0, rows, 0.0))
+    return params
+
+
+def _optimizer(params: list[nn.Parameter], optimizer: str, lr: float, lr_min: float, steps: int):  # noqa: ANN202 - (optimizer, scheduler)
+    """Adam or SGD with momentum 0.9, the rate cosine-decayed from ``lr`` to ``lr_min`` over ``steps``."""
+    import math
+
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or sgd")
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
+    span = max(steps, 1)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / lr)
+
+
 def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: EmbeddedEpisodes, *, steps: int,
                      tasks: tuple[str, ...] = TASKS, ways: tuple[int, ...] = (5,), presentations: int = 10,
                      batch: int = 16, lr: float = 1e-3, lr_min: float = 1e-5, clip: float = 5.0, seed: int = 0,
@@ -274,7 +302,6 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     the controller's hand-set agreement units (``MANN.agreement_rows``) get no updates.
     ``optimizer``: adam, or sgd (momentum 0.9), whose steps follow the gradient's size: Adam moves
     every weight about ``lr`` a step, the hand-set heads' many near-zero weights too."""
-    import math
     import time
 
     from tqdm import tqdm
@@ -283,22 +310,8 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    names = [n for n, _ in model.named_parameters()]
-    unknown = [p for p in parts if not any(n.startswith(p + ".") for n in names)]
-    if unknown or "encoder" in parts:
-        raise ValueError(f"cannot train {', '.join(unknown) or 'encoder'} here; choose among "
-                         f"{', '.join(sorted({n.split('.')[0] for n in names} - {'encoder'}))}")
-    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")
-              and (not parts or n.split(".")[0] in parts)]
-    if keep_agreement:  # a zero gradient is a zero Adam update (no weight decay)
-        named = dict(model.named_parameters())
-        for name, rows in model.agreement_rows().items():
-            named[name].register_hook(lambda g, rows=rows: g.index_fill(0, rows, 0.0))
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or sgd")
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
-    span = max(steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(s, span) / span))) / lr)
+    params = _trainable(model, parts, keep_agreement)
+    opt, sched = _optimizer(params, optimizer, lr, lr_min, steps)
     combos = [(t, w) for t in tasks for w in ways]
     history: list[dict] = []
     best: tuple[float, dict] | None = None

@@ -195,10 +195,9 @@ def pretrain_encoder(cfg: TrainConfig, encoder: nn.Module, train_eps: OmniglotEp
     return history
 
 
-def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -> dict:
-    """Train, evaluate on validation every ``eval_every`` steps, save to ``cfg.out``."""
-    from tqdm import tqdm
-
+def _setup(cfg: TrainConfig, progress: bool, log: Path | None):  # noqa: ANN202 - the run's parts, see train
+    """The episodes, the model with its encoder pretrained or taken (``cfg``), the metrics so
+    far, the generator and device, and whether the encoder stays frozen."""
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -221,6 +220,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -
             metrics["pretrain"] += pretrain_encoder(cfg, member, train_eps, val_eps, gen,
                                                     device, progress=progress, log=log)
     frozen = cfg.freeze_encoder and bool(cfg.encoder_from or "pretrain" in metrics)
+    return train_eps, val_eps, model, metrics, gen, device, frozen
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, log: Path | None = None) -> dict:
+    """Train, evaluate on validation every ``eval_every`` steps, save to ``cfg.out``."""
+    from tqdm import tqdm
+
+    train_eps, val_eps, model, metrics, gen, device, frozen = _setup(cfg, progress, log)
     if cfg.task in CONTROLLER_TASKS:
         if not frozen:
             raise ValueError(f"--task {cfg.task} trains the controller on a frozen encoder's embeddings: "
