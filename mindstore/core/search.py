@@ -216,8 +216,8 @@ class Searcher:
             if ask.mode != "lexical":
                 # The index proposes candidates (FAISS: from float16 codes, with a margin); the
                 # float32 keys in SQL decide the order and the scores.
-                if sp.in_sql:
-                    _, ids = sp.search_scoped(q, depth, ask.scope, not ask.include_superseded, subset)
+                if sp.in_sql:  # the scope in SQL; ids only for what SQL cannot filter (metadata)
+                    _, ids = sp.search_scoped(q, depth, ask.scope, not ask.include_superseded, subset if ask.pred is not None else None)
                 else:
                     _, ids = sp.index.search(q, depth, subset=subset)
                 cands = [[int(i) for i in row if i >= 0] for row in ids]
