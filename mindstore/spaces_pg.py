@@ -23,7 +23,7 @@ from .index.runtime import normalize
 from .slots import Scope
 from .spaces import IndexInfo, keys_from_bytes
 
-__all__ = ["PgSpaceIndex", "has_key_table", "key_table", "pgvector_available"]
+__all__ = ["PgSpaceIndex", "drop_key_tables", "has_key_table", "key_table", "pgvector_available"]
 
 _PREFIX = "mindstore_keys_"
 _CHUNK = 50_000  # slots read and written at a time by a rebuild
@@ -198,6 +198,13 @@ class PgSpaceIndex:
     def drop_table(engine: Engine, space_id: int) -> None:
         with engine.begin() as c:
             c.execute(text(f"DROP TABLE IF EXISTS {key_table(space_id)}"))
+
+
+def drop_key_tables(engine: Engine) -> None:
+    """Drop every space's key table (after a reset deleted the spaces)."""
+    with engine.begin() as c:
+        for name in c.scalars(text(f"SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE '{_PREFIX}%'")).all():
+            c.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
 
 
 def pgvector_available(engine: Engine) -> bool:

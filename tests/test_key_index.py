@@ -119,3 +119,15 @@ def test_stats_says_when_the_key_table_and_the_slots_disagree_and_reindex_mends_
         assert info.keys == 3 and "mindstore reindex --key-index pgvector" in info.repaired
         assert s.move_keys("pgvector") == 4
         assert s.index_info().keys == 4 and s.index_info().repaired is None
+
+
+def test_reset_drops_every_key_table_and_the_store_starts_afresh(pg_url: str, config: Config) -> None:
+    pg = Config(key_index="pgvector", index_dir=config.index_dir)
+    with MindStore(pg_url, config=pg) as s:
+        fill(s)
+    with MindStore(pg_url, config=pg) as s:  # a fresh process: the table was never loaded here
+        s.reset()
+        assert key_tables(pg_url) == [] and s.count() == 0
+        s.add("Dana sails on weekends", user_id="dana")
+        assert [h.slot.text for h in s.search("sailing", user_id="dana", k=1, mode="dense")] == ["Dana sails on weekends"]
+        assert len(key_tables(pg_url)) == 1

@@ -255,9 +255,12 @@ class Registry:
 
     def emptied(self) -> None:
         """After every space was deleted in SQL: empty and save the indexes, then forget them."""
+        if self._shared.engine.dialect.name == "postgresql":
+            from ..spaces_pg import drop_key_tables
+
+            drop_key_tables(self._shared.engine)  # every space's, loaded here or not: the spaces are gone
         for sp in self._indexes.values():
             if getattr(sp, "in_sql", False):
-                sp.drop()  # its keys went with the slots; the space is gone too
                 continue
             sp.index.reset()
             sp.index.seq = 0
