@@ -90,19 +90,18 @@ class PgSpaceIndex:
 
     in_sql = True  # keys are written in the slots' transaction (write_keys)
 
-    def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool = False) -> None:
+    def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool) -> None:
         self.space_id, self.name, self.dim, self.key_source = row.id, row.name, row.dim, row.key_source
         self._engine = engine
-        existed = has_key_table(engine, row.id)
         self.keys = PgVectorKeys(engine, row.id, row.dim, prefix=_PREFIX)
         self.index = _Keys(self.keys)
         self.local_events: set[int] = set()
         self.changes_since_save = 0
         self.repaired: str | None = None
-        # An existing table is trusted without counting (keys commit with their slots, so the
-        # two agree; a count is O(n), most of a cold open at 1e6): ``info`` checks it. A new one
-        # for a space that has slots is filled from them.
-        if rebuild or not existed:
+        # ``rebuild``: fill the table from the slots (a new table, or keys moved or re-embedded).
+        # An existing one is trusted without counting (keys commit with their slots, so the two
+        # agree; a count is O(n), most of a cold open at 1e6): ``info`` checks it.
+        if rebuild:
             self.rebuild()
 
     def write_keys(self, conn: Connection, ids: Any, keys: np.ndarray) -> None:

@@ -75,32 +75,35 @@ class Registry:
                     f"space {name!r} was just created by another process with dim {row.dim} and keys from "
                     f"{row.key_source}; open it with that embedder, or pick another space name"
                 )
-        if self._in_pgvector(row):
+        table = self._key_table(row)
+        if table is not None:
             from ..spaces_pg import PgSpaceIndex
 
-            return PgSpaceIndex(row, self._shared.engine)
+            return PgSpaceIndex(row, self._shared.engine, rebuild=table == "new")
         config, index_dir = self._shared.config, self._shared.index_dir
         path = index_dir / f"{name}.faiss" if index_dir is not None else None
         return SpaceIndex(row, self._shared.sessions, path, config.device, config.approximate_from, config.train_in_background)
 
-    def _in_pgvector(self, row: SpaceRow) -> bool:
-        """Whether a space's keys are searched in PostgreSQL (see ``Config.key_index``): a space
-        with a key table always; otherwise the text space when the config asks for pgvector, or
-        for ``auto`` when the server has it and the space holds PGVECTOR_FROM slots."""
+    def _key_table(self, row: SpaceRow) -> str | None:
+        """Whether a space's keys are searched in PostgreSQL (see ``Config.key_index``), from a
+        table that is ``"existing"`` or ``"new"`` (to fill from the slots); None: FAISS. A space
+        with a key table always is; otherwise the text space when the config asks for pgvector,
+        or for ``auto`` when the server has it and the space holds PGVECTOR_FROM slots."""
         engine, choice = self._shared.engine, self._shared.config.key_index
         if engine.dialect.name != "postgresql":
-            return False
+            return None
         from ..spaces_pg import has_key_table, pgvector_available
 
         if has_key_table(engine, row.id):
-            return True
+            return "existing"
         if row.name != self.space or choice == "faiss":
-            return False
-        if choice == "pgvector":
-            return True
-        with self._shared.sessions() as s:
-            n = s.scalar(select(func.count()).where(SlotRow.space_id == row.id)) or 0
-        return n >= PGVECTOR_FROM and pgvector_available(engine)
+            return None
+        if choice == "auto":
+            with self._shared.sessions() as s:
+                n = s.scalar(select(func.count()).where(SlotRow.space_id == row.id)) or 0
+            if n < PGVECTOR_FROM or not pgvector_available(engine):
+                return None
+        return "new"
 
     def move_keys(self, key_index: str) -> int:
         """Move the text space's keys to ``key_index`` (``pgvector`` or ``faiss``); returns how
