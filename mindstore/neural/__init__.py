@@ -17,9 +17,9 @@ from typing import Any
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "mann_sparse.pt"
 
 _NAMES = {
-    "MANN": "model", "MANNConfig": "model", "LSTMBaseline": "model", "build_model": "model",
+    "MANN": "model", "MANNConfig": "config", "LSTMBaseline": "model", "build_model": "model",
     "DenseMemory": "memory", "SparseMemory": "memory", "TopK": "memory", "ExactTopK": "memory",
-    "TrainConfig": "train", "load_checkpoint": "train",
+    "TrainConfig": "config", "load_checkpoint": "train",
     "save_checkpoint": "train", "accuracy_by_instance": "evaluate",
     "load_omniglot": "data", "OmniglotEpisodes": "data", "SyntheticEpisodes": "data",
     "PersistentMemory": "persistent", "OneShotLearner": "learner", "Prediction": "learner",

@@ -8,16 +8,18 @@ so that `mindstore --help` stays fast.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from ..clitools import JsonOpt, fail, open_store, print_json
 from . import DEFAULT_CHECKPOINT
+from .config import MANNConfig, TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -121,151 +123,196 @@ def recall_command(
                        f"slots {slots}  <- {f}")
 
 
-def train_command(
-    model: str = typer.Option("mann", help="mann (controller + external memory) or lstm "
-                              "(the LSTM baseline, no memory)."),
-    controller: str = typer.Option("lstm", help="Recurrent controller cell: lstm, gru or rnn."),
-    memory: str = typer.Option("sparse", help="sparse (top-K reads, Rae et al. 2016) or dense."),
-    score: str = typer.Option("cosine", help="Addressing score: cosine, dot, multiplicative, "
-                              "additive, or euclidean (minus the squared distance to a slot's "
-                              "mean; the write key's last unit counts writes)."),
-    task: str = typer.Option("omniglot", help="omniglot: Santoro's episodes, end to end; synthetic: "
-                             "random patterns (fast); relabel: episodes where half the classes swap "
-                             "labels midway (the latest binding must win); capacity: a memory of "
-                             "ways + 1 slots, so the write head must choose what to overwrite; "
-                             "mixed: standard, relabel and capacity episodes in turn. These three "
-                             "train the controller, "
-                             "heads and output only, on cached embeddings of a frozen encoder "
-                             "(--encoder-from, or pretrained first)."),
-    views: int = typer.Option(2, help="relabel / capacity / mixed: embeddings cached per training drawing "
-                              "(the drawing and views - 1 random distortions)."),
-    data: Optional[Path] = typer.Option(None, help="Omniglot zip or folder. Default: "
-                                        "$MINDSTORE_DATA, else ../shared/data/omniglot, else "
-                                        "the user cache (downloaded when online)."),
-    steps: int = typer.Option(10_000, help="MANN training steps (batches of episodes). 0 trains "
-                              "only the encoder (--pretrain-steps); the controller and heads stay "
-                              "as --init set them, as in the packaged checkpoint."),
-    batch: int = typer.Option(16, help="Episodes per step."),
-    classes: int = typer.Option(5, help="Classes (ways) per training episode."),
-    ways: Optional[List[int]] = typer.Option(None, help="relabel / capacity / mixed: train on "
-                                             "episodes of each of these ways in turn (repeat "
-                                             "the option: --ways 5 --ways 20; default --classes)."),
-    hold: Optional[float] = typer.Option(None, help="relabel / capacity / mixed: keep weights only "
-                                         "while every standard-episode validation accuracy stays "
-                                         "within this of its value at step 0 (e.g. 0.005)."),
-    parts: Optional[List[str]] = typer.Option(None, help="relabel / capacity / mixed: train only "
-                                               "these parts (repeat: --parts controller --parts "
-                                               "write_head --parts out); default all but the "
-                                               "encoder (controller, read_head, write_head, out)."),
-    optimizer: str = typer.Option("adam", help="relabel / capacity / mixed: adam, or sgd "
-                                  "(momentum 0.9: steps follow the gradient's size, so the hand-set "
-                                  "heads' near-zero weights stay near zero)."),
-    keep_agreement: bool = typer.Option(False, help="relabel / capacity / mixed: leave the "
-                                        "controller's agreement units (set by --init prototype to "
-                                        "drive the LRUA gate) as set; train its other units."),
-    presentations: int = typer.Option(10, help="Presentations of each class per episode."),
-    label_space: int = typer.Option(20, help="Output labels; episodes use a random subset, so "
-                                    "one model serves 5-way to label-space-way episodes."),
-    hidden: int = typer.Option(128, help="Controller units."),
-    slots: int = typer.Option(128, help="Memory slots N."),
-    width: int = typer.Option(128, help="Slot and key width D (the matching init needs at "
-                              "least embed + label space)."),
-    read_heads: int = typer.Option(4, help="Read heads."),
-    topk: int = typer.Option(4, help="K: slots each sparse read head touches."),
-    channels: int = typer.Option(32, help="Conv encoder channels."),
-    shift_average: bool = typer.Option(False, help="e_t is the mean of the encoder's outputs for "
-                                       "the drawing and its four one-pixel shifts, whenever the "
-                                       "encoder is not itself training (five encoder passes a "
-                                       "drawing)."),
-    shift_views: int = typer.Option(5, help="Views --shift-average takes: 5 (the drawing and its "
-                                    "shifts up, down, left and right) or 9 (the 3x3 grid of "
-                                    "one-pixel shifts, diagonals included)."),
-    encoders: int = typer.Option(1, help="An ensemble of N conv encoders, each trained alone "
-                                 "(pretrained in turn, or taken with --encoder-from N times), "
-                                 "their embeddings joined: --embed is their total width."),
-    blocks: int = typer.Option(3, help="Conv encoder depth: blocks of conv3x3, norm, ReLU and "
-                               "2x2 max-pooling."),
-    embed: int = typer.Option(64, help="Encoder output (e_t) width; the matching init needs "
-                              "--width of at least embed + label space."),
-    init: str = typer.Option("matching", help="matching: the heads start as a matching network "
-                             "over the encoder's space (docs/neural.md); prototype: the same, and "
-                             "the LRUA gate adds a drawing recalled right into the slot it was "
-                             "read from, so slots become class prototypes; random: plain init."),
-    norm: str = typer.Option("group", help="Conv encoder normalisation: group (GroupNorm: each "
-                             "image by its own statistics) or batch."),
-    encoder: str = typer.Option("conv", help="conv (images) or mlp."),
-    image_size: int = typer.Option(20, help="Images are downsampled to this size."),
-    lr: float = typer.Option(2e-5, help="Adam learning rate (cosine-decayed to --lr-min); "
-                             "from a random init (--init random, --model lstm) use about 1e-3."),
-    loss_on_first: bool = typer.Option(False, help="Count the loss on a class's 1st "
-                                       "presentation too (its label cannot be known)."),
-    lr_min: float = typer.Option(2e-6, help="Final learning rate."),
-    standardize: bool = typer.Option(True, help="Centre and scale each encoder feature by "
-                                     "its training statistics."),
-    augment: str = typer.Option("all", help="Randomly rotate, scale, shear and shift "
-                                "training drawings a little: none, pretrain (the encoder's "
-                                "phase only) or all."),
-    reflect: bool = typer.Option(False, help="Count the mirror image of each training character "
-                                 "(and its four rotations) as a new class too: 8 classes per "
-                                 "character instead of the 4 rotations (not better on validation "
-                                 "for the packaged recipe: docs/neural.md)."),
-    pretrain_steps: int = typer.Option(3000, help="Omniglot: first train the encoder alone for "
-                                       "N steps with the prototypical loss (Snell et al. 2017)."),
-    pretrain_ways: int = typer.Option(60, help="Classes per pretraining episode."),
-    pretrain_shots: int = typer.Option(1, help="Drawings per class that make its prototype in a "
-                                       "pretraining episode."),
-    pretrain_queries: int = typer.Option(5, help="Drawings per class classified against the "
-                                         "prototypes in a pretraining episode."),
-    pretrain_lr: float = typer.Option(1e-3, help="Encoder pretraining learning rate "
-                                      "(cosine-decayed to 0)."),
-    pretrain_distort: float = typer.Option(1.0, help="Scale the ranges of the pretraining "
-                                           "drawings' random distortion (1: rotation +-10 "
-                                           "degrees, scale and shift +-10%, shear +-0.15)."),
-    encoder_from: Optional[List[Path]] = typer.Option(None, help="Take the encoder from this "
-                                                      "checkpoint instead of pretraining one (so "
-                                                      "that compared models share it); with "
-                                                      "--encoders N, give it N times, one "
-                                                      "checkpoint per member."),
-    freeze_encoder: bool = typer.Option(True, help="Keep a pretrained (or taken) encoder fixed "
-                                        "while the MANN trains."),
-    eval_every: int = typer.Option(500, help="Validate and checkpoint every N steps."),
-    eval_episodes: int = typer.Option(160, help="Validation episodes per evaluation."),
-    seed: int = typer.Option(0, help="Random seed (model init and episodes)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
-    out: Path = typer.Option(Path("runs/mann.pt"), help="Checkpoint path."),
-    log: Optional[Path] = typer.Option(None, help="Append each evaluation as a JSON line here."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-) -> None:
-    """Train a MANN (or the LSTM baseline) for one-shot binding and save a checkpoint."""
-    from .model import MANNConfig
-    from .train import TrainConfig, train
+# `mindstore train`"s options, in --help's order: one per field of MANNConfig or TrainConfig,
+# whose default it takes (so the two cannot disagree), with its help text.
+TRAIN_HELP: dict[str, str] = {
+    "model": "mann (controller + external memory) or lstm (the LSTM baseline, no memory).",
+    "controller": "Recurrent controller cell: lstm, gru or rnn.",
+    "memory": "sparse (top-K reads, Rae et al. 2016) or dense.",
+    "score": (
+        "Addressing score: cosine, dot, multiplicative, additive, or euclidean (minus the "
+        "squared distance to a slot's mean; the write key's last unit counts writes)."
+    ),
+    "task": (
+        "omniglot: Santoro's episodes, end to end; synthetic: random patterns (fast); "
+        "relabel: episodes where half the classes swap labels midway (the latest binding must "
+        "win); capacity: a memory of ways + 1 slots, so the write head must choose what to "
+        "overwrite; mixed: standard, relabel and capacity episodes in turn. These three train "
+        "the controller, heads and output only, on cached embeddings of a frozen encoder "
+        "(--encoder-from, or pretrained first)."
+    ),
+    "views": (
+        "relabel / capacity / mixed: embeddings cached per training drawing (the drawing and "
+        "views - 1 random distortions)."
+    ),
+    "data": (
+        "Omniglot zip or folder. Default: $MINDSTORE_DATA, else ../shared/data/omniglot, else "
+        "the user cache (downloaded when online)."
+    ),
+    "steps": (
+        "MANN training steps (batches of episodes). 0 trains only the encoder "
+        "(--pretrain-steps); the controller and heads stay as --init set them, as in the packaged "
+        "checkpoint."
+    ),
+    "batch": "Episodes per step.",
+    "classes": "Classes (ways) per training episode.",
+    "ways": (
+        "relabel / capacity / mixed: train on episodes of each of these ways in turn (repeat "
+        "the option: --ways 5 --ways 20; default --classes)."
+    ),
+    "hold": (
+        "relabel / capacity / mixed: keep weights only while every standard-episode "
+        "validation accuracy stays within this of its value at step 0 (e.g. 0.005)."
+    ),
+    "parts": (
+        "relabel / capacity / mixed: train only these parts (repeat: --parts controller "
+        "--parts write_head --parts out); default all but the encoder (controller, read_head, "
+        "write_head, out)."
+    ),
+    "optimizer": (
+        "relabel / capacity / mixed: adam, or sgd (momentum 0.9: steps follow the gradient's "
+        "size, so the hand-set heads' near-zero weights stay near zero)."
+    ),
+    "keep_agreement": (
+        "relabel / capacity / mixed: leave the controller's agreement units (set by --init "
+        "prototype to drive the LRUA gate) as set; train its other units."
+    ),
+    "presentations": "Presentations of each class per episode.",
+    "label_space": (
+        "Output labels; episodes use a random subset, so one model serves 5-way to "
+        "label-space-way episodes."
+    ),
+    "hidden": "Controller units.",
+    "slots": "Memory slots N.",
+    "width": "Slot and key width D (the matching init needs at least embed + label space).",
+    "read_heads": "Read heads.",
+    "topk": "K: slots each sparse read head touches.",
+    "channels": "Conv encoder channels.",
+    "shift_average": (
+        "e_t is the mean of the encoder's outputs for the drawing and its four one-pixel "
+        "shifts, whenever the encoder is not itself training (five encoder passes a drawing)."
+    ),
+    "shift_views": (
+        "Views --shift-average takes: 5 (the drawing and its shifts up, down, left and right) "
+        "or 9 (the 3x3 grid of one-pixel shifts, diagonals included)."
+    ),
+    "encoders": (
+        "An ensemble of N conv encoders, each trained alone (pretrained in turn, or taken "
+        "with --encoder-from N times), their embeddings joined: --embed is their total width."
+    ),
+    "blocks": "Conv encoder depth: blocks of conv3x3, norm, ReLU and 2x2 max-pooling.",
+    "embed": (
+        "Encoder output (e_t) width; the matching init needs --width of at least embed + "
+        "label space."
+    ),
+    "init": (
+        "matching: the heads start as a matching network over the encoder's space "
+        "(docs/neural.md); prototype: the same, and the LRUA gate adds a drawing recalled "
+        "right into the slot it was read from, so slots become class prototypes; random: "
+        "plain init."
+    ),
+    "norm": (
+        "Conv encoder normalisation: group (GroupNorm: each image by its own statistics) or "
+        "batch."
+    ),
+    "encoder": "conv (images) or mlp.",
+    "image_size": "Images are downsampled to this size.",
+    "lr": (
+        "Adam learning rate (cosine-decayed to --lr-min); from a random init (--init random, "
+        "--model lstm) use about 1e-3."
+    ),
+    "loss_on_first": "Count the loss on a class's 1st presentation too (its label cannot be known).",
+    "lr_min": "Final learning rate.",
+    "standardize": "Centre and scale each encoder feature by its training statistics.",
+    "augment": (
+        "Randomly rotate, scale, shear and shift training drawings a little: none, pretrain "
+        "(the encoder's phase only) or all."
+    ),
+    "reflect": (
+        "Count the mirror image of each training character (and its four rotations) as a new "
+        "class too: 8 classes per character instead of the 4 rotations (not better on "
+        "validation for the packaged recipe: docs/neural.md)."
+    ),
+    "pretrain_steps": (
+        "Omniglot: first train the encoder alone for N steps with the prototypical loss "
+        "(Snell et al. 2017)."
+    ),
+    "pretrain_ways": "Classes per pretraining episode.",
+    "pretrain_shots": "Drawings per class that make its prototype in a pretraining episode.",
+    "pretrain_queries": "Drawings per class classified against the prototypes in a pretraining episode.",
+    "pretrain_lr": "Encoder pretraining learning rate (cosine-decayed to 0).",
+    "pretrain_distort": (
+        "Scale the ranges of the pretraining drawings' random distortion (1: rotation +-10 "
+        "degrees, scale and shift +-10%, shear +-0.15)."
+    ),
+    "encoder_from": (
+        "Take the encoder from this checkpoint instead of pretraining one (so that compared "
+        "models share it); with --encoders N, give it N times, one checkpoint per member."
+    ),
+    "freeze_encoder": "Keep a pretrained (or taken) encoder fixed while the MANN trains.",
+    "eval_every": "Validate and checkpoint every N steps.",
+    "eval_episodes": "Validation episodes per evaluation.",
+    "seed": "Random seed (model init and episodes).",
+    "device": "auto, cpu or cuda.",
+    "threads": "torch CPU threads (0: torch's default).",
+    "out": "Checkpoint path.",
+}
+# Option types that are not the type of the field's default.
+_TRAIN_TYPES = {"data": Optional[Path], "ways": Optional[List[int]], "hold": Optional[float],
+                "parts": Optional[List[str]], "encoder_from": Optional[List[Path]], "out": Path}
+# Options of the command rather than of the run: name -> (type, default, help).
+_TRAIN_RUN = {"log": (Optional[Path], None, "Append each evaluation as a JSON line here."),
+              "progress": (bool, True, "Show a progress bar.")}
 
-    mcfg = MANNConfig(model=model, controller=controller, memory=memory, score=score,
-                      hidden=hidden, slots=slots, width=width, read_heads=read_heads, topk=topk,
-                      label_space=label_space, image_size=image_size, encoder=encoder,
-                      channels=channels, blocks=blocks, embed=embed, norm=norm,
-                      standardize=standardize, init=init, shift_average=shift_average,
-                      shift_views=shift_views, encoders=encoders)
-    cfg = TrainConfig(model=mcfg, task=task, views=views, data=str(data) if data else None, steps=steps,
-                      batch=batch, classes=classes, ways=tuple(ways or ()), hold=hold, parts=tuple(parts or ()), keep_agreement=keep_agreement, optimizer=optimizer,
-                      presentations=presentations, lr=lr,
-                      lr_min=lr_min, loss_on_first=loss_on_first, eval_every=eval_every,
-                      eval_episodes=eval_episodes, seed=seed, device=device, out=str(out),
-                      threads=threads, augment=augment, reflect=reflect,
-                      pretrain_steps=pretrain_steps,
-                      pretrain_ways=pretrain_ways, pretrain_shots=pretrain_shots,
-                      pretrain_queries=pretrain_queries, pretrain_lr=pretrain_lr,
-                      pretrain_distort=pretrain_distort,
-                      encoder_from=(None if not encoder_from else str(encoder_from[0])
-                                    if len(encoder_from) == 1 else [str(p) for p in encoder_from]),
-                      freeze_encoder=freeze_encoder)
+
+def _config_defaults() -> dict[str, object]:
+    return {f.name: f.default for cls in (MANNConfig, TrainConfig) for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING}
+
+
+def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command(**options)`` the signature typer reads: one option per TRAIN_HELP entry
+    (the field's default, the help text) and per _TRAIN_RUN entry."""
+    defaults = _config_defaults()
+    specs = {name: (_TRAIN_TYPES.get(name, type(defaults[name])),
+                    None if defaults[name] in ((), None) else defaults[name], text)
+             for name, text in TRAIN_HELP.items()} | _TRAIN_RUN
+    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                default=typer.Option(Path(default) if kind is Path else default, help=text))
+              for name, (kind, default, text) in specs.items()]
+    command.__signature__ = inspect.Signature(params, return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return command
+
+
+def train_config(options: dict[str, object]) -> TrainConfig:
+    """The TrainConfig (with its MANNConfig) that `mindstore train`'s parsed options describe."""
+    model_fields = {f.name for f in dataclasses.fields(MANNConfig)}
+    model = {k: v for k, v in options.items() if k in model_fields}
+    run = {k: v for k, v in options.items() if k not in model_fields}
+    for name in ("ways", "parts"):
+        run[name] = tuple(run.get(name) or ())
+    for name in ("data", "out"):
+        run[name] = None if run.get(name) is None else str(run[name])
+    members = [str(p) for p in run.get("encoder_from") or ()]
+    run["encoder_from"] = members[0] if len(members) == 1 else members or None
+    return TrainConfig(model=MANNConfig(**model), **run)
+
+
+@_with_train_options
+def train_command(**options: Any) -> None:
+    """Train a MANN (or the LSTM baseline) for one-shot binding and save a checkpoint."""
+    from .train import train
+
+    log, progress = options.pop("log"), options.pop("progress")
+    cfg = train_config(options)
     try:
         metrics = train(cfg, progress=progress, log=log)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-    typer.echo(json.dumps({"out": str(out), "steps": metrics["steps"], "kept_step": metrics["kept_step"],
+    typer.echo(json.dumps({"out": cfg.out, "steps": metrics["steps"], "kept_step": metrics["kept_step"],
                            "seconds": metrics["seconds"], "val": metrics["val"]}))
+
 
 
 def evaluate_command(
@@ -291,7 +338,7 @@ def evaluate_command(
     """
     from . import evaluate
     from .model import config_from_dict
-    from .train import TrainConfig, load_checkpoint, make_sampler, resolve_device
+    from .train import load_checkpoint, make_sampler, resolve_device
 
     dev = resolve_device(device)
     model, blob = load_checkpoint(checkpoint, dev, **({"slots": slots} if slots else {}))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import MANNConfig as MANNConfig  # re-exported: the name callers know
 from .memory import DenseMemory, Memory, MemoryState, SparseMemory
 
 CONTROLLERS = ("lstm", "gru", "rnn")
@@ -32,39 +33,6 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # The prototype init's read sharpness with the euclidean score (squared distances between keys
 # of scale 0.5: 0.5 e_t against slot means; chosen on 20-way validation episodes, 10 to 40 alike).
 EUCLIDEAN_BETA = 10.0
-
-
-@dataclass
-class MANNConfig:
-    """Everything needed to rebuild a model; saved inside every checkpoint."""
-
-    model: str = "mann"  # "mann", or "lstm": the controller alone, no external memory
-    controller: str = "lstm"  # lstm | gru | rnn
-    memory: str = "sparse"  # sparse (top-K reads, Rae et al. 2016) | dense
-    hidden: int = 128  # controller units
-    slots: int = 128  # N
-    width: int = 128  # D: slot and key width (>= embed + label_space for the matching init, +1 for euclidean)
-    read_heads: int = 4
-    topk: int = 4  # K for sparse memory (SAM: 4 was as good as 8 or 16)
-    score: str = "cosine"  # cosine | dot | multiplicative | additive | euclidean (slot means)
-    gamma: float = 0.95  # usage decay
-    label_space: int = 20  # output units; an episode uses a random subset of them
-    image_size: int = 20
-    encoder: str = "conv"  # conv (images) | mlp (small synthetic patterns)
-    channels: int = 32  # conv encoder width
-    blocks: int = 3  # conv encoder depth: blocks of conv3x3-norm-ReLU-maxpool (4: Snell's conv-4)
-    norm: str = "group"  # conv encoder normalisation: group (each image its own) | batch
-    standardize: bool = True  # e_t -> (e_t - mean) / std per feature, training statistics
-    embed: int = 64  # e_t width
-    prev_embedding: bool = True  # feed e_{t-1} to the controller with y_{t-1}
-    skip: bool = True  # heads read o_t = [h_t, x_t]: the controller's input joins its output
-    init: str = "matching"  # matching (heads start as a matching network, see MANN) | prototype
-    # (the same, and a right recall's drawing is added into the slot it was read from) | random
-    shift_average: bool = False  # e_t: mean over the drawing and its one-pixel shifts, eval mode
-    shift_views: int = 5  # shift averaging: 5 (the drawing, 4 shifts) | 9 (the 3x3 grid of shifts)
-    # an ensemble: n conv encoders trained apart (their own seeds), e_t = [f_1(x), ..., f_n(x)] /
-    # sqrt(n), each f_i embed / n wide; squared distances are the members' averaged
-    encoders: int = 1
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

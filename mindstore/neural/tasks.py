@@ -26,6 +26,7 @@ been shown yet). ``Episodes.after`` marks the steps from the change on.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -302,46 +303,18 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
     the controller's hand-set agreement units (``MANN.agreement_rows``) get no updates.
     ``optimizer``: adam, or sgd (momentum 0.9), whose steps follow the gradient's size: Adam moves
     every weight about ``lr`` a step, the hand-set heads' many near-zero weights too."""
-    import time
-
     from tqdm import tqdm
-
-    from .checkpoint import report
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     params = _trainable(model, parts, keep_agreement)
     opt, sched = _optimizer(params, optimizer, lr, lr_min, steps)
     combos = [(t, w) for t in tasks for w in ways]
-    history: list[dict] = []
-    best: tuple[float, dict] | None = None
-    running, start = None, time.time()
-    start_row: dict = {}
-
-    def validate(step: int) -> None:
-        nonlocal best
-        row = {"step": step, "loss": None if running is None else round(running, 4), "seconds": round(time.time() - start)}
-        for t, w in combos:
-            row[f"{t}_{w}way"] = round(evaluate_tasks(model, val_eps, task=t, ways=w, presentations=presentations,
-                                                     episodes=eval_episodes).mean().item(), 4)
-        score = sum(row[f"{t}_{w}way"] for t, w in combos) / len(combos)
-        row["val_score"] = round(score, 4)
-        if not history:
-            start_row.update(row)
-        held = hold is None or len(history) == 0 or all(row[k] >= start_row[k] - hold for k in row if k.startswith("standard_"))
-        if not held:
-            row["held"] = False
-        history.append(row)
-        if held and (best is None or score >= best[0]):
-            best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            row["kept"] = True
-        report(row, bar, log)
-        if on_validate is not None:
-            on_validate({"history": history, "val_score": round(best[0], 4), "steps": step,
-                         "seconds": round(time.time() - start)}, best[1])
-
+    keeper = _Keeper(model, val_eps, combos, presentations=presentations, episodes=eval_episodes,
+                     hold=hold, log=log, on_validate=on_validate)
+    running = None
     bar = tqdm(range(1, steps + 1), disable=not progress, desc="train controller")
-    validate(0)
+    keeper.validate(0, running, bar)
     for step in bar:
         model.train()
         model.encoder.eval()
@@ -357,6 +330,50 @@ def train_controller(model: nn.Module, train_eps: EmbeddedEpisodes, val_eps: Emb
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.3f}")
         if step % eval_every == 0 or step == steps:
-            validate(step)
-    model.load_state_dict(best[1])
-    return {"history": history, "val_score": round(best[0], 4), "steps": steps, "seconds": round(time.time() - start)}
+            keeper.validate(step, running, bar)
+    model.load_state_dict(keeper.best_state)
+    return keeper.metrics(steps)
+
+
+class _Keeper:
+    """Scores the model on validation episodes of every (task, ways) pair and keeps the weights of
+    the best mean score; with ``hold``, only while every standard-episode score stays within
+    ``hold`` of its first value."""
+
+    def __init__(self, model: nn.Module, val_eps: EmbeddedEpisodes, combos: list[tuple[str, int]], *,
+                 presentations: int, episodes: int, hold: float | None, log, on_validate) -> None:  # noqa: ANN001
+        self.model, self.val_eps, self.combos = model, val_eps, combos
+        self.presentations, self.episodes, self.hold = presentations, episodes, hold
+        self.log, self.on_validate = log, on_validate
+        self.history: list[dict] = []
+        self.best_score: float | None = None
+        self.best_state: dict = {}
+        self.start = time.time()
+
+    def validate(self, step: int, running: float | None, bar) -> None:  # noqa: ANN001 - a tqdm bar
+        from .checkpoint import report
+
+        row = {"step": step, "loss": None if running is None else round(running, 4),
+               "seconds": round(time.time() - self.start)}
+        for t, w in self.combos:
+            row[f"{t}_{w}way"] = round(evaluate_tasks(self.model, self.val_eps, task=t, ways=w,
+                                                      presentations=self.presentations,
+                                                      episodes=self.episodes).mean().item(), 4)
+        score = sum(row[f"{t}_{w}way"] for t, w in self.combos) / len(self.combos)
+        row["val_score"] = round(score, 4)
+        held = self.hold is None or not self.history or all(
+            row[k] >= self.history[0][k] - self.hold for k in row if k.startswith("standard_"))
+        if not held:
+            row["held"] = False
+        self.history.append(row)
+        if held and (self.best_score is None or score >= self.best_score):
+            self.best_score = score
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            row["kept"] = True
+        report(row, bar, self.log)
+        if self.on_validate is not None:
+            self.on_validate(self.metrics(step), self.best_state)
+
+    def metrics(self, steps: int) -> dict:
+        return {"history": self.history, "val_score": round(self.best_score, 4), "steps": steps,
+                "seconds": round(time.time() - self.start)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,66 +20,11 @@ from torch import nn
 
 from .checkpoint import load_checkpoint as load_checkpoint  # re-exported: the name callers know
 from .checkpoint import report, save_checkpoint
+from .config import MANNConfig as MANNConfig  # re-exported: the name callers know
+from .config import TrainConfig as TrainConfig
 from .data import OmniglotEpisodes, SyntheticEpisodes, augment, load_omniglot
 from .evaluate import accuracy_by_instance, prototype_accuracy, prototype_distances
-from .model import MANNConfig, build_model, config_from_dict
-
-
-@dataclass
-class TrainConfig:
-    """A training run; saved inside the checkpoint next to the model's config."""
-
-    model: MANNConfig = field(default_factory=MANNConfig)
-    # omniglot: Santoro's episodes, end to end | synthetic | relabel, capacity, mixed: the
-    # controller and heads alone, on episodes of a frozen encoder's cached embeddings (tasks.py):
-    # relabel or capacity episodes only, or standard, relabel and capacity episodes in turn
-    task: str = "omniglot"
-    views: int = 2  # relabel / capacity / mixed: embeddings cached per training drawing (itself + distortions)
-    data: str | None = None  # Omniglot zip or folder; None: data.default_data_dir()
-    steps: int = 10_000
-    batch: int = 16
-    classes: int = 5  # ways per training episode
-    # relabel / capacity / mixed: train on episodes of each of these ways in turn (empty: classes)
-    ways: tuple[int, ...] = ()
-    # relabel / capacity / mixed: keep weights only while standard-episode validation stays within
-    # this of its start (None: no such limit; tasks.train_controller)
-    hold: float | None = None
-    # relabel / capacity / mixed: the MANN's modules to train (empty: all but the encoder)
-    parts: tuple[str, ...] = ()
-    optimizer: str = "adam"  # relabel / capacity / mixed: adam | sgd (tasks.train_controller)
-    keep_agreement: bool = False  # relabel / capacity / mixed: the prototype init's agreement units stay as set
-    presentations: int = 10  # drawings of each class per episode
-    lr: float = 2e-5  # small: the matching init is already a good start (docs/neural.md)
-    lr_min: float = 2e-6  # cosine decay from lr to lr_min over the run
-    clip: float = 5.0
-    # The label of a class's 1st presentation is unknowable (labels are fresh every episode);
-    # its cross-entropy only teaches the model to distrust what it reads (docs/neural.md).
-    loss_on_first: bool = False
-    eval_every: int = 500
-    eval_episodes: int = 160
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    out: str = "runs/mann.pt"
-    threads: int = 0  # torch.set_num_threads; 0 leaves the default
-    # random affine distortion of training drawings (data.augment): none | pretrain (phase 1
-    # only) | all (also the MANN's episodes: ahead on validation at step 500, docs/neural.md)
-    augment: str = "all"
-    # training characters' mirror images (and their rotations) as new classes, on top of the
-    # four rotations: 8 classes per character instead of 4 (data.with_rotations)
-    reflect: bool = False
-    # Phase 1 (Omniglot): the encoder alone learns a metric space with the prototypical loss
-    # (Snell et al. 2017) on many-way episodes; the MANN then trains on top of it (phase 2).
-    pretrain_steps: int = 3000
-    pretrain_ways: int = 60
-    pretrain_shots: int = 1
-    pretrain_queries: int = 5
-    pretrain_lr: float = 1e-3
-    pretrain_distort: float = 1.0  # scales the ranges of phase 1's random distortion (augment)
-    # take the encoder from this checkpoint instead of phase 1; an ensemble (model.encoders n > 1)
-    # takes a list of n, one single-encoder checkpoint per member
-    encoder_from: str | list[str] | None = None
-    freeze_encoder: bool = True  # phase 2 keeps a pretrained (or taken) encoder fixed
-
+from .model import build_model, config_from_dict
 
 # Tasks that train the controller and heads on a frozen encoder's cached embeddings.
 CONTROLLER_TASKS = {"relabel": ("relabel",), "capacity": ("capacity",),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import typer
 from typer.testing import CliRunner
 
-from mindstore.neural.cli import register
+from mindstore.neural.cli import register, train_command
 from mindstore.neural.data import SyntheticEpisodes
 from mindstore.neural.evaluate import accuracy_by_instance, prototype_accuracy
 from mindstore.neural.model import MANNConfig, build_model, config_from_dict
@@ -94,6 +97,25 @@ def test_cli_help_lists_the_options():
     assert res.exit_code == 0
     for opt in ("--model", "--controller", "--memory", "--steps", "--data", "--out", "--seed"):
         assert opt in res.output
+
+
+def test_cli_train_options_are_the_config_fields_and_map_onto_them():
+    from mindstore.neural.cli import TRAIN_HELP, train_config
+
+    fields = {f.name: f for cls in (MANNConfig, TrainConfig) for f in dataclasses.fields(cls)}
+    assert set(TRAIN_HELP) <= set(fields)
+    params = inspect.signature(train_command).parameters
+    assert list(params) == [*TRAIN_HELP, "log", "progress"]
+    assert params["hidden"].default.default == MANNConfig.hidden
+    assert params["lr"].default.default == TrainConfig.lr
+    options = {name: p.default.default for name, p in params.items() if name in TRAIN_HELP}
+    assert train_config(options) == TrainConfig(out="runs/mann.pt")
+    options |= {"ways": [5, 20], "parts": ["controller"], "hidden": 32, "lr": 1e-3,
+                "data": Path("/d"), "encoder_from": [Path("a.pt")]}
+    cfg = train_config(options)
+    assert (cfg.ways, cfg.parts, cfg.model.hidden, cfg.lr, cfg.data, cfg.encoder_from) == (
+        (5, 20), ("controller",), 32, 1e-3, "/d", "a.pt")
+    assert train_config(options | {"encoder_from": [Path("a.pt"), Path("b.pt")]}).encoder_from == ["a.pt", "b.pt"]
 
 
 def tiny_cli_run(out) -> tuple[typer.Typer, list[str]]:
