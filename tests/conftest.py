@@ -16,8 +16,8 @@ why (``grep -rn "\\._[a-z]" tests bench | grep -v "__"``):
   ``mindstore.core.writes.insert_columns`` and ``mindstore.core.wal.Checkpoints.checkpoint`` (test_bulk.py).
 - White-box tests of an IVF's list placement, which no public API shows: test_bulk.py:63, :68
   and :84 (``_train_ivf``: a retrain between prepare and add), test_index_training.py:82, :84, :88.
-- Laziness and background work: test_store.py:313 (``_spaces.loaded``: a read that loads no key index),
-  test_bulk.py:341 (``_checkpoints.last``: wait for the checkpoint thread), test_durability.py:181
+- Laziness and background work: test_store.py:136 (``_spaces.loaded``: a read that loads no key index),
+  test_bulk.py:341 (``_checkpoints.last``: wait for the checkpoint thread), test_durability.py:185
   (``_spaces.index``: ``SpaceIndex.catch_up`` and its own-events shortcut).
 - test_bulk.py:16: mindstore/_gc.py, a private module tested as a unit.
 - tests/tui/conftest.py:25: Textual keeps an app's notifications in its ``_notifications`` and has
@@ -77,7 +77,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 # The behaviour every key index must share (scopes, versions, hybrid search, the store's calls,
 # bad input): these run against the pgvector key index too; the rest of db_url's tests, about
 # FAISS files, threads and training, run on FAISS alone.
-PGVECTOR_SUITES = ("test_store.py", "test_scoping.py", "test_versions.py", "test_hybrid.py", "test_bad_input.py", "test_durability.py",
+PGVECTOR_SUITES = ("test_store.py", "test_search.py", "test_writes.py", "test_messages.py", "test_scoping.py", "test_versions.py", "test_hybrid.py", "test_bad_input.py", "test_durability.py",
                    "test_concurrency.py", "test_filters.py", "test_retention.py", "test_reindex.py", "test_stats.py")
 
 

@@ -14,7 +14,7 @@ import pytest
 from textual.app import App
 from textual.notifications import Notification
 
-from mindstore.tui.screenshots import build_demo
+from tests.tui.scenes import build_demo
 
 FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -1,6 +1,8 @@
-"""Screenshots of the main screens, for docs/ and for the snapshot tests.
+"""The TUI's scenes: a small demo store and the pilot steps from the browse screen to each main
+view. The snapshot tests (test_snapshots.py) compare them with their saved pictures, and the same
+scenes draw the pictures in docs/ (a developer's tool, kept with the tests, not shipped):
 
-    python -m mindstore.tui.screenshots docs/     # writes docs/tui-*.svg from a small demo store
+    python -m tests.tui.scenes docs/     # writes docs/tui-*.svg, from the repository's root
 
 Each scene drives the real app with Textual's pilot, from the browse screen to the view it shows.
 """
@@ -17,10 +19,9 @@ import numpy as np
 from textual.pilot import Pilot
 
 from mindstore import Config, MindStore
-
-from .app import MindStoreApp
-from .data import ScopeFilter
-from .widgets import ScopeTree, SlotTable
+from mindstore.tui.app import MindStoreApp
+from mindstore.tui.data import ScopeFilter
+from mindstore.tui.widgets import ScopeTree, SlotTable
 
 __all__ = ["DEMO", "SCENES", "SIZE", "bind_glyphs", "build_demo", "glyphs", "settle", "shoot", "stage"]
 

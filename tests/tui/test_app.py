@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from mindstore import NotFoundError
@@ -15,11 +16,11 @@ from mindstore.tui.screens import (
     HelpScreen,
     SlotScreen,
 )
-from mindstore.tui.screenshots import DEMO as FACTS
-from mindstore.tui.screenshots import DEMO_FILLER as FILLER
-from mindstore.tui.screenshots import pick, settle
 from mindstore.tui.widgets import ScopeTree, SlotTable
 from tests.tui.conftest import notifications
+from tests.tui.scenes import DEMO as FACTS
+from tests.tui.scenes import DEMO_FILLER as FILLER
+from tests.tui.scenes import pick, settle
 
 from conftest import FUSION_QUERY, FUSION_TEXTS
 
@@ -39,6 +40,24 @@ def cell(t: DataTable, row: int, column: int) -> str:
 def row_texts(t: DataTable, store) -> list[str]:
     """The full text of each row's slot, in table order (the table cuts long texts)."""
     return [store.get(int(t.coordinate_to_cell_key((i, 0)).row_key.value)).text for i in range(t.row_count)]
+
+
+async def open_slot(app: MindStoreApp, pilot: Pilot) -> SlotScreen:
+    """Open the browse table's highlighted slot; its screen, once its worker has run."""
+    table(app).focus()
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(app.screen, SlotScreen)
+    return app.screen
+
+
+async def edit_slot(app: MindStoreApp, pilot: Pilot) -> tuple[int, EditScreen]:
+    """Open the highlighted slot and press e: (its id, the edit screen)."""
+    slot_id = (await open_slot(app, pilot)).slot_id
+    await pilot.press("e")
+    await pilot.pause()
+    assert isinstance(app.screen, EditScreen)
+    return slot_id, app.screen
 
 
 def _walk(node):
@@ -124,11 +143,7 @@ async def test_opening_a_slot_shows_text_metadata_history_and_neighbours(store) 
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        table(app).focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, SlotScreen)
+        screen = await open_slot(app, pilot)
         slot_id = screen.slot_id
         assert str(screen.query_one("#slot-text", Static).render()) == FACTS["alice"][0]
         assert '"source": "demo"' in str(screen.query_one("#slot-metadata", Static).render())
@@ -146,15 +161,9 @@ async def test_editing_a_slot_saves_through_update_and_grows_its_history(store) 
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        table(app).focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        slot_id = app.screen.slot_id
-        await pilot.press("e")
-        await pilot.pause()
-        assert isinstance(app.screen, EditScreen)
-        app.screen.query_one("#edit-text", TextArea).text = "Alice is allergic to peanuts and shellfish"
-        app.screen.query_one("#edit-meta", TextArea).text = '{"source": "demo", "checked": true}'
+        slot_id, edit = await edit_slot(app, pilot)
+        edit.query_one("#edit-text", TextArea).text = "Alice is allergic to peanuts and shellfish"
+        edit.query_one("#edit-meta", TextArea).text = '{"source": "demo", "checked": true}'
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, SlotScreen)
@@ -170,13 +179,8 @@ async def test_edit_rejects_metadata_that_is_not_a_json_object(store) -> None:
     app = MindStoreApp(store=store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        table(app).focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        slot_id = app.screen.slot_id
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#edit-meta", TextArea).text = "{not json"
+        slot_id, edit = await edit_slot(app, pilot)
+        edit.query_one("#edit-meta", TextArea).text = "{not json"
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, EditScreen)

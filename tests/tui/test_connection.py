@@ -16,10 +16,10 @@ from sqlalchemy.engine import make_url
 from mindstore import Config, MindStore
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.screens import SlotScreen
-from mindstore.tui.screenshots import settle
 from mindstore.tui.widgets import SlotTable
 from tests.conftest import PG_ADMIN_URL
 from tests.tui.conftest import notifications
+from tests.tui.scenes import settle
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 SIZE = (120, 36)

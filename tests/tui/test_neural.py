@@ -17,9 +17,9 @@ from mindstore.neural.drawing import render_blocks
 from mindstore.tui.app import MindStoreApp
 from mindstore.tui.data import ScopeFilter
 from mindstore.tui.screens import SlotScreen
-from mindstore.tui.screenshots import bind_glyphs, glyphs, pick, settle
 from mindstore.tui.widgets import BindingView, SlotTable
 from tests.conftest import packaged_image_size
+from tests.tui.scenes import bind_glyphs, glyphs, pick, settle
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 60)

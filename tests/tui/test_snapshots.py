@@ -14,7 +14,7 @@ import pytest
 
 from mindstore.tui import data
 from mindstore.tui.app import MindStoreApp
-from mindstore.tui.screenshots import SCENES, SIZE, settle, stage
+from tests.tui.scenes import SCENES, SIZE, settle, stage
 
 from .conftest import FIXED
 
