@@ -315,6 +315,8 @@ def stats(
                     line += f", recall@10 {ix['recall_at_10']:.3f}"
                 if ix["file_bytes"] is not None:
                     line += f", file {ix['file_bytes'] / 2**20:.1f} MiB"
+                if ix["advice"]:
+                    line += f"\n  {ix['advice']}"
             typer.echo(line)
             typer.echo("  uses (reads + writes): " + ", ".join(f"{k}: {v}" for k, v in sp["usage"].items()))
 

@@ -42,9 +42,13 @@ class Config:
     PostgreSQL store: an HNSW index in the database, written with the slots and shared by every
     process, which then holds no copy; see docs/architecture.md, "Which key index"), or ``auto``:
     pgvector when the store is on PostgreSQL, the server has pgvector and the text space holds
-    at least ``mindstore.core.registry.PGVECTOR_FROM`` slots when it is opened, else FAISS. A space
-    once moved to pgvector stays there for every process (``mindstore reindex --key-index faiss``
-    moves it back). Vector spaces (neural keys) always use FAISS."""
+    at least ``mindstore.core.registry.PGVECTOR_FROM`` slots when it is opened, else FAISS. The
+    process that opens it moves the keys then (a copy and one HNSW build), up to
+    ``AUTO_MOVE_MAX`` slots; a larger FAISS space stays as it is and ``mindstore stats`` says to
+    run ``mindstore reindex --key-index pgvector``. A space once moved to pgvector stays there
+    for every process; processes that still hold a FAISS copy write their keys to it too
+    (``mindstore reindex --key-index faiss`` moves it back). Vector spaces (neural keys) always
+    use FAISS."""
     save_index_every: int = 10_000
     """Save the key index after this many changes, or a quarter of its size if larger (it is also
     saved on close; changes since the last save are replayed from the change log on open)."""

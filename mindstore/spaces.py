@@ -57,6 +57,7 @@ class IndexInfo:
     repaired: str | None  # how the last open fixed the index, if it had to
     recall_at_10: float | None = None  # measured against an exhaustive scan when asked for
     training: bool = False  # IVF lists are being trained in the background (kind: what serves now)
+    advice: str | None = None  # what the operator should do about this index, if anything
 
 
 def keys_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:

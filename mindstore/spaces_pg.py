@@ -13,17 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from .db import SlotRow, SpaceRow, scope_where
 from .db.models import last_seq
-from .index.pgvector import PgVectorKeys
+from .index.pgvector import PgVectorKeys, build_memory
 from .index.runtime import normalize
 from .slots import Scope
 from .spaces import IndexInfo, keys_from_bytes
 
-__all__ = ["PgSpaceIndex", "drop_key_tables", "has_key_table", "key_table", "pgvector_available"]
+__all__ = ["PgSpaceIndex", "drop_key_tables", "has_key_table", "key_table", "keys_moved", "moved_keys", "pgvector_available"]
 
 _PREFIX = "mindstore_keys_"
 _CHUNK = 50_000  # slots read and written at a time by a rebuild
@@ -31,6 +31,22 @@ _CHUNK = 50_000  # slots read and written at a time by a rebuild
 
 def key_table(space_id: int) -> str:
     return f"{_PREFIX}{int(space_id)}"
+
+
+def keys_moved(conn: Connection, space_id: int) -> bool:
+    """Inside a write's transaction on PostgreSQL, for a process that searches the space with a
+    FAISS copy: whether the space's keys now live in a key table (another process moved them),
+    so that the write must put its keys there too. Takes a share of the space's row lock until
+    the commit, so a move (which holds the lock while it copies) cannot start between this check
+    and the commit; the check runs after the lock, in a statement of its own, and so sees a move
+    committed while it waited."""
+    conn.execute(select(SpaceRow.id).where(SpaceRow.id == space_id).with_for_update(read=True))
+    return conn.scalar(select(func.to_regclass(key_table(space_id)))) is not None
+
+
+def moved_keys(engine: Engine, space_id: int, dim: int) -> PgVectorKeys:
+    """The key table of a space whose keys another process moved there (see :func:`keys_moved`)."""
+    return PgVectorKeys(engine, space_id, dim, prefix=_PREFIX, create=False)
 
 
 def has_key_table(engine: Engine, space_id: int) -> bool:
@@ -133,6 +149,10 @@ class PgSpaceIndex:
         from tqdm.auto import tqdm
 
         with self._engine.begin() as c:
+            # The space's row lock, held to the commit: a write that takes its share of it
+            # (keys_moved) either commits before the copy reads the slots or waits and then finds
+            # the table; no slot is left without its key.
+            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
             total = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
             c.execute(text(f"TRUNCATE {self.keys.table.name}"))
             self.keys.drop_index(conn=c)
@@ -140,7 +160,7 @@ class PgSpaceIndex:
                 for ids, blobs in self._chunks(c):
                     self.keys.add(ids, keys_from_bytes(blobs, self.dim), conn=c)
                     bar.update(len(ids))
-            self.keys.build_index(conn=c)
+            self.keys.build_index(conn=c, maintenance_work_mem=build_memory(total, self.dim, half=self.keys.kind == "halfvec"))
             c.execute(text("ANALYZE slots"))
         return int(total)
 

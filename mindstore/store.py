@@ -410,7 +410,10 @@ class MindStore:
         ``"pgvector"`` (searched in PostgreSQL and shared by every process; the store must be on
         PostgreSQL and its server have pgvector) or back to ``"faiss"``. Returns how many keys
         the new index holds. Other processes pick the change up when they reopen the store (a
-        FAISS process keeps its copy until then). See ``Config.key_index``."""
+        FAISS process keeps its copy until then, and writes its keys to the key table too). Back
+        to ``"faiss"`` under ``Config(key_index="auto")`` holds for this store object; a process
+        that opens the store later decides again, so keep FAISS with ``key_index="faiss"``. See
+        ``Config.key_index``."""
         self._check_open()
         return self._spaces.move_keys(key_index)
 

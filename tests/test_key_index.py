@@ -131,3 +131,44 @@ def test_reset_drops_every_key_table_and_the_store_starts_afresh(pg_url: str, co
         s.add("Dana sails on weekends", user_id="dana")
         assert [h.slot.text for h in s.search("sailing", user_id="dana", k=1, mode="dense")] == ["Dana sails on weekends"]
         assert len(key_tables(pg_url)) == 1
+
+
+def test_a_process_still_on_its_faiss_copy_writes_its_keys_where_another_moved_them(pg_url: str, config: Config) -> None:
+    with MindStore(pg_url, config=config) as a, MindStore(pg_url, config=config) as b:
+        fill(a)
+        assert a.index_info().kind == "flat"  # a holds its FAISS copy from here on
+        assert b.move_keys("pgvector") == 4
+        lisbon = a.add("Bob moved to Lisbon", user_id="bob")
+        cats = a.search("which allergy does bob have", user_id="bob", k=1, mode="dense")[0].slot
+        a.update(cats.id, text="Bob is allergic to horses")
+        assert a.index_info().kind == "flat"  # a still searches its own copy, which has both writes
+        assert [h.slot.id for h in a.search("where does bob live", user_id="bob", k=1, mode="dense")] == [lisbon.id]
+        assert [h.slot.id for h in b.search("where does bob live", user_id="bob", k=1, mode="dense")] == [lisbon.id]
+        assert [h.slot.id for h in b.search("horse allergy", user_id="bob", k=1, mode="dense")] == [cats.id]
+        info = b.index_info()
+        assert info.kind == "hnsw (pgvector)" and info.keys == 5 and info.repaired is None
+
+
+def test_auto_moves_a_grown_text_space_when_opened_and_leaves_a_large_one_to_reindex(
+        pg_url: str, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mindstore.core.registry as registry
+
+    monkeypatch.setattr(registry, "PGVECTOR_FROM", 4)
+    monkeypatch.setattr(registry, "AUTO_MOVE_MAX", 5)
+    auto = Config(key_index="auto", index_dir=config.index_dir)
+    with MindStore(pg_url, config=auto) as s:
+        s.add("Dave rides a red bicycle to work", user_id="dave")
+        assert s.index_info().kind == "flat" and s.index_info().advice is None  # 1 slot: FAISS
+        fill(s)
+    with MindStore(pg_url, config=auto) as s:  # 5 slots when opened: moved
+        assert s.index_info().kind == "hnsw (pgvector)" and s.index_info().keys == 5
+        assert s.move_keys("faiss") == 5
+        s.add("Carol grows tomatoes", user_id="carol")
+        assert s.index_info().kind == "flat" and key_tables(pg_url) == []  # this store keeps what it was told
+    with MindStore(pg_url, config=auto) as s:  # 6 slots: past AUTO_MOVE_MAX, kept on FAISS with advice
+        info = s.index_info()
+        assert info.kind == "flat" and "mindstore reindex --key-index pgvector" in info.advice
+        assert key_tables(pg_url) == []
+        monkeypatch.setenv("XDG_CACHE_HOME", str(config.index_dir / "cache"))  # the CLI's FAISS files
+        res = CliRunner().invoke(app, ["stats", "--db", pg_url])
+        assert res.exit_code == 0 and "mindstore reindex --key-index pgvector" in res.output, res.output

@@ -7,6 +7,11 @@ then, and saved on close.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -20,12 +25,18 @@ from . import state
 from .keys import TextKeys
 from .state import Shared
 
-__all__ = ["PGVECTOR_FROM", "Registry"]
+__all__ = ["AUTO_MOVE_MAX", "PGVECTOR_FROM", "Registry"]
+
+log = logging.getLogger("mindstore")
 
 _MAX_WAIT_S = 10**6  # wait_trained(timeout=...): longer than any training, short of what threading takes
 # Config.key_index="auto": a text space of at least this many slots on a PostgreSQL server with
 # pgvector is searched there (docs/architecture.md, "Which key index", has the measurements).
 PGVECTOR_FROM = 100_000
+# ... moved there by the process that opens it, but only up to this many slots: the move (a copy and
+# one HNSW build) then fits in the open's time budget of a minute or so. A larger space keeps its
+# FAISS key index, and index_info / `mindstore stats` say to move it with `mindstore reindex`.
+AUTO_MOVE_MAX = 250_000
 
 
 class Registry:
@@ -37,6 +48,9 @@ class Registry:
         self.space = space  # the text space
         self._indexes: dict[str, SpaceIndex] = {}
         self._lexical: dict[str, LexicalIndex] = {}  # BM25 indexes, opened by the first hybrid search
+        self._moved: dict[int, Any] = {}  # space id -> key table another process moved its keys to
+        self._advice: dict[str, str] = {}  # space -> what index_info should tell the operator
+        self._faiss_chosen: set[str] = set()  # spaces moved back to FAISS here: auto leaves them there
 
     @property
     def loaded(self) -> list[str]:
@@ -88,7 +102,8 @@ class Registry:
         """Whether a space's keys are searched in PostgreSQL (see ``Config.key_index``), from a
         table that is ``"existing"`` or ``"new"`` (to fill from the slots); None: FAISS. A space
         with a key table always is; otherwise the text space when the config asks for pgvector,
-        or for ``auto`` when the server has it and the space holds PGVECTOR_FROM slots."""
+        or for ``auto`` when the server has it and the space holds PGVECTOR_FROM to AUTO_MOVE_MAX
+        slots."""
         engine, choice = self._shared.engine, self._shared.config.key_index
         if engine.dialect.name != "postgresql":
             return None
@@ -96,14 +111,38 @@ class Registry:
 
         if has_key_table(engine, row.id):
             return "existing"
-        if row.name != self.space or choice == "faiss":
+        if row.name != self.space or choice == "faiss" or row.name in self._faiss_chosen:
             return None
         if choice == "auto":
             with self._shared.sessions() as s:
                 n = s.scalar(select(func.count()).where(SlotRow.space_id == row.id)) or 0
             if n < PGVECTOR_FROM or not pgvector_available(engine):
                 return None
+            if n > AUTO_MOVE_MAX:
+                self._advice[row.name] = (
+                    f"key_index='auto' would search these {n:,} keys in pgvector, but moving them is too long to do while the store "
+                    "opens: run `mindstore reindex --key-index pgvector` once (docs/architecture.md, 'Which key index')")
+                log.warning("space %r: %s", row.name, self._advice[row.name])
+                return None
         return "new"
+
+    def write_keys(self, s: Session, sp: SpaceIndex, ids: Any, keys: np.ndarray) -> None:
+        """Inside a write's transaction: the keys into the space's key table, where it has one. A
+        pgvector space always does; a FAISS copy of the text space on PostgreSQL checks whether
+        another process has moved the keys there since this one loaded them (its own copy still
+        gets them after the commit, and serves its searches until it reopens the store)."""
+        if getattr(sp, "in_sql", False):
+            sp.write_keys(s.connection(), ids, keys)
+            return
+        if sp.name != self.space or self._shared.engine.dialect.name != "postgresql":
+            return
+        from ..spaces_pg import keys_moved, moved_keys
+
+        conn = s.connection()
+        if keys_moved(conn, sp.space_id):
+            if sp.space_id not in self._moved:
+                self._moved[sp.space_id] = moved_keys(self._shared.engine, sp.space_id, sp.dim)
+            self._moved[sp.space_id].add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
 
     def move_keys(self, key_index: str) -> int:
         """Move the text space's keys to ``key_index`` (``pgvector`` or ``faiss``); returns how
@@ -125,6 +164,7 @@ class Registry:
             else:
                 if has_key_table(self._shared.engine, row.id):
                     PgSpaceIndex.drop_table(self._shared.engine, row.id)
+                self._faiss_chosen.add(self.space)
                 sp = self.index(self.space)
             self._indexes[self.space] = sp
             return len(sp.index)
@@ -198,7 +238,9 @@ class Registry:
         with self._shared.lock:
             sp = self.existing(space)
             sp.catch_up()
-            return sp.info(recall_sample=recall_sample)
+            info = sp.info(recall_sample=recall_sample)
+            advice = None if getattr(sp, "in_sql", False) else self._advice.get(info.space)
+            return dataclasses.replace(info, advice=advice) if advice else info
 
     def wait_trained(self, space: str | None, timeout: float | None) -> bool:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= _MAX_WAIT_S):

@@ -229,8 +229,7 @@ class Writer:
             Checkpoints.autocheckpoint_off(s)
         fresh_ids = insert_columns(s, SlotRow, len(b.fresh), columns)
         b.new_ids = dict(zip(b.fresh, fresh_ids))
-        if sp.in_sql:  # a pgvector space: its keys commit with the slots
-            sp.write_keys(s.connection(), fresh_ids, fresh_keys)
+        self._registry.write_keys(s, sp, fresh_ids, fresh_keys)  # a key table's keys commit with the slots
         if _one_range_event(fresh_ids, columns["text"], columns["metadata_"]):
             # Contiguous new slots, no texts, one metadata: their history is one event.
             b.event_ids = insert_with_ids(s, EventRow, [{
@@ -297,8 +296,8 @@ class Writer:
                 values["key"] = key.tobytes()
             with self._shared.sessions() as s, s.begin():
                 s.execute(sql_update(SlotRow).where(SlotRow.id == row.id).values(**values))
-                if key is not None and sp.in_sql:
-                    sp.write_keys(s.connection(), [row.id], key[None, :])
+                if key is not None:
+                    self._registry.write_keys(s, sp, [row.id], key[None, :])
                 eid = s.execute(insert(EventRow).returning(EventRow.id), [{
                     "space_id": sp.space_id, "slot_id": row.id, "kind": "update",
                     "old_text": row.text, "new_text": text if text is not None else row.text,
@@ -338,8 +337,7 @@ class Writer:
             try:
                 with self._shared.sessions() as s, s.begin():
                     s.execute(sql_update(SlotRow), values)
-                    if sp.in_sql:
-                        sp.write_keys(s.connection(), ids, keys)
+                    self._registry.write_keys(s, sp, ids, keys)
                     eids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), events).scalars().all()
                     got = {r.id: r for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(ids))).all()}
             except SQLAlchemyError as exc:

@@ -21,6 +21,7 @@ bulk writes through binary ``COPY`` (pgvector's wire format, built with numpy).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,14 @@ def missing_message(database: str, *, available: str | None, installed: str | No
             "server (Debian/Ubuntu: apt install postgresql-<version>-pgvector; from source: "
             "https://github.com/pgvector/pgvector#installation), then run CREATE EXTENSION vector in that database, "
             "or use the FAISS key index (Config(key_index='faiss'))")
+
+
+def build_memory(n: int, dim: int, *, half: bool = False) -> str:
+    """``maintenance_work_mem`` for building the HNSW graph of ``n`` keys once: about twice the
+    keys' size, so that the graph and its keys stay in memory (past it the build goes on inserting
+    into the on-disk graph, several times slower), between 1 and 8 GB."""
+    gb = math.ceil(2 * n * dim * (2 if half else 4) / 2**30)
+    return f"{min(8, max(1, gb))}GB"
 
 
 def _version(v: str) -> tuple[int, ...]:
