@@ -20,6 +20,7 @@ from .db import SlotRow, SpaceRow, scope_where
 from .db.models import last_seq
 from .index.pgvector import PgVectorKeys, build_memory
 from .index.runtime import normalize
+from .lexical_pg import PgLexical, text_table
 from .slots import Scope
 from .spaces import IndexInfo, keys_from_bytes
 
@@ -106,11 +107,12 @@ class PgSpaceIndex:
 
     in_sql = True  # keys are written in the slots' transaction (write_keys)
 
-    def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool) -> None:
+    def __init__(self, row: SpaceRow, engine: Engine, *, rebuild: bool, context: bool = True) -> None:
         self.space_id, self.name, self.dim, self.key_source = row.id, row.name, row.dim, row.key_source
         self._engine = engine
         self.keys = PgVectorKeys(engine, row.id, row.dim, prefix=_PREFIX)
         self.index = _Keys(self.keys)
+        self.lexical = PgLexical(engine, row.id, row.name, context=context)  # BM25, beside the keys
         self.local_events: set[int] = set()
         self.changes_since_save = 0
         self.repaired: str | None = None
@@ -119,10 +121,41 @@ class PgSpaceIndex:
         # agree; a count is O(n), most of a cold open at 1e6): ``info`` checks it.
         if rebuild:
             self.rebuild()
+        else:
+            self._text_table()
 
     def write_keys(self, conn: Connection, ids: Any, keys: np.ndarray) -> None:
         """Store the keys of ``ids`` inside the caller's transaction (the slots' own)."""
         self.keys.add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
+
+    def fill_missing(self) -> int:
+        """Keys and BM25 terms for the slots that have none (an import writes slots alone), under
+        the space's row lock; returns how many slots were filled."""
+        with self._engine.begin() as c:
+            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
+            rows = c.execute(text(f"SELECT s.id, s.key FROM slots s WHERE s.space_id = :sid AND NOT EXISTS "
+                                  f"(SELECT 1 FROM {self.keys.table.name} k WHERE k.slot_id = s.id) ORDER BY s.id"), {"sid": self.space_id}).all()
+            if rows:
+                self.keys.add(np.array([r[0] for r in rows], dtype=np.int64), keys_from_bytes([r[1] for r in rows], self.dim), conn=c)
+            bare = c.scalars(text(f"SELECT s.id FROM slots s WHERE s.space_id = :sid AND NOT EXISTS "
+                                  f"(SELECT 1 FROM {self.lexical.table} t WHERE t.slot_id = s.id)"), {"sid": self.space_id}).all()
+            self.lexical.write(c, bare)
+        return max(len(rows), len(bare))
+
+    def write_texts(self, conn: Connection, ids: Any) -> None:
+        """Index the texts of ``ids`` for BM25 inside the caller's transaction (the slots' own)."""
+        self.lexical.write(conn, ids)
+
+    def _text_table(self) -> None:
+        """A key table made before BM25 moved into PostgreSQL gets its text table, filled under
+        the space's row lock (as a rebuild is) so that no write in between is left out."""
+        with self._engine.connect() as c:
+            if c.scalar(text("SELECT to_regclass(:t)"), {"t": text_table(self.space_id)}) is not None:
+                return
+        with self._engine.begin() as c:
+            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
+            if self.lexical.create(c):
+                self.lexical.fill(c)
 
     def search_scoped(self, q: np.ndarray, k: int, scope: Scope, current_only: bool,
                       subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +194,8 @@ class PgSpaceIndex:
                     self.keys.add(ids, keys_from_bytes(blobs, self.dim), conn=c)
                     bar.update(len(ids))
             self.keys.build_index(conn=c, maintenance_work_mem=build_memory(total, self.dim, half=self.keys.kind == "halfvec"))
+            self.lexical.create(c)
+            self.lexical.fill(c)
             c.execute(text("ANALYZE slots"))
         return int(total)
 
@@ -210,20 +245,23 @@ class PgSpaceIndex:
         pass
 
     def drop(self) -> None:
-        """Drop the key table: the space goes back to a FAISS key index."""
-        self.keys.drop()
+        """Drop the key and text tables: the space goes back to FAISS and a per-process BM25."""
+        self.drop_table(self._engine, self.space_id)
 
     @staticmethod
     def drop_table(engine: Engine, space_id: int) -> None:
         with engine.begin() as c:
+            c.execute(text(f"DROP TABLE IF EXISTS {text_table(space_id)}"))
             c.execute(text(f"DROP TABLE IF EXISTS {key_table(space_id)}"))
 
 
 def drop_key_tables(engine: Engine) -> None:
-    """Drop every space's key table (after a reset deleted the spaces)."""
+    """Drop every space's key and text tables (after a reset deleted the spaces)."""
     with engine.begin() as c:
-        for name in c.scalars(text(f"SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE '{_PREFIX}%'")).all():
-            c.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+        for prefix in (text_table(0)[:-1], _PREFIX):
+            for name in c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, :p)"),
+                                  {"p": prefix}).all():
+                c.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
 
 
 def pgvector_available(engine: Engine) -> bool:

@@ -170,6 +170,7 @@ def test_lexical_index_is_saved_and_reloaded(sqlite_url: str, config: Config) ->
         assert s.lexical_index("chat").repaired is None  # loaded as saved, not rebuilt
 
 
+@pytest.mark.faiss_only  # a pgvector space's BM25 is a table: no file
 def test_damaged_or_stale_lexical_file_is_repaired_from_sql(db_url: str, config: Config) -> None:
     with MindStore(db_url, config=config) as s:
         ids = _pets(s)

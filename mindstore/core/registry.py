@@ -93,7 +93,7 @@ class Registry:
         if table is not None:
             from ..spaces_pg import PgSpaceIndex
 
-            return PgSpaceIndex(row, self._shared.engine, rebuild=table == "new")
+            return PgSpaceIndex(row, self._shared.engine, rebuild=table == "new", context=self._shared.config.index_context)
         config, index_dir = self._shared.config, self._shared.index_dir
         path = index_dir / f"{name}.faiss" if index_dir is not None else None
         return SpaceIndex(row, self._shared.sessions, path, config.device, config.approximate_from, config.train_in_background)
@@ -126,23 +126,32 @@ class Registry:
                 return None
         return "new"
 
-    def write_keys(self, s: Session, sp: SpaceIndex, ids: Any, keys: np.ndarray) -> None:
-        """Inside a write's transaction: the keys into the space's key table, where it has one. A
-        pgvector space always does; a FAISS copy of the text space on PostgreSQL checks whether
-        another process has moved the keys there since this one loaded them (its own copy still
-        gets them after the commit, and serves its searches until it reopens the store)."""
+    def write_keys(self, s: Session, sp: SpaceIndex, ids: Any, keys: np.ndarray | None, *, texts: bool = False) -> None:
+        """Inside a write's transaction: the keys of ``ids`` (and, with ``texts``, their BM25 terms:
+        new slots, or a new text or metadata) into the space's key and text tables, where it has
+        them. A pgvector space always does; a FAISS copy of the text space on PostgreSQL checks
+        whether another process has moved the space there since this one loaded it (its own copy
+        still gets the keys after the commit, and serves its searches until it reopens the store)."""
         if getattr(sp, "in_sql", False):
-            sp.write_keys(s.connection(), ids, keys)
+            if keys is not None:
+                sp.write_keys(s.connection(), ids, keys)
+            if texts:
+                sp.write_texts(s.connection(), ids)
             return
         if sp.name != self.space or self._shared.engine.dialect.name != "postgresql":
             return
+        from ..lexical_pg import PgLexical
         from ..spaces_pg import keys_moved, moved_keys
 
         conn = s.connection()
-        if keys_moved(conn, sp.space_id):
+        if not keys_moved(conn, sp.space_id):
+            return
+        if keys is not None:
             if sp.space_id not in self._moved:
                 self._moved[sp.space_id] = moved_keys(self._shared.engine, sp.space_id, sp.dim)
             self._moved[sp.space_id].add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
+        if texts:
+            PgLexical(self._shared.engine, sp.space_id, sp.name, context=self._shared.config.index_context).write(conn, ids)
 
     def move_keys(self, key_index: str) -> int:
         """Move the text space's keys to ``key_index`` (``pgvector`` or ``faiss``); returns how
@@ -159,8 +168,9 @@ class Registry:
             from ..spaces_pg import PgSpaceIndex, has_key_table
 
             self._indexes.pop(self.space, None)
+            self._lexical.pop(self.space, None)  # BM25 moves with the keys
             if key_index == "pgvector":
-                sp = PgSpaceIndex(row, self._shared.engine, rebuild=True)
+                sp = PgSpaceIndex(row, self._shared.engine, rebuild=True, context=self._shared.config.index_context)
             else:
                 if has_key_table(self._shared.engine, row.id):
                     PgSpaceIndex.drop_table(self._shared.engine, row.id)
@@ -261,7 +271,10 @@ class Registry:
             return self.lexical(self.existing(space, "lexical index"))
 
     def lexical(self, sp: SpaceIndex) -> LexicalIndex:
-        """The BM25 index of a text space, opened (loaded, checked, caught up) on first use."""
+        """The BM25 index of a text space, opened (loaded, checked, caught up) on first use; a
+        pgvector space's is in PostgreSQL beside its keys (``lexical_pg``)."""
+        if getattr(sp, "in_sql", False):
+            return sp.lexical
         lex = self._lexical.get(sp.name)
         if lex is None:
             config, index_dir = self._shared.config, self._shared.index_dir
@@ -281,9 +294,21 @@ class Registry:
             sp.save(background=True)
 
     def catch_up(self) -> None:
-        """Bring every loaded key index up to SQL (after an import)."""
+        """Bring every key index up to SQL (after an import): the loaded FAISS copies catch up, and
+        every key table, loaded here or not, gets the keys and terms of the slots imported into it."""
         for sp in list(self._indexes.values()):
             sp.catch_up()
+        if self._shared.engine.dialect.name == "postgresql":
+            from ..spaces_pg import PgSpaceIndex, has_key_table
+
+            with self._shared.sessions() as s:
+                rows = s.scalars(select(SpaceRow)).all()
+            for row in rows:
+                if has_key_table(self._shared.engine, row.id):
+                    sp = self._indexes.get(row.name)
+                    if not getattr(sp, "in_sql", False):
+                        sp = PgSpaceIndex(row, self._shared.engine, rebuild=False, context=self._shared.config.index_context)
+                    sp.fill_missing()
 
     def rekeyed(self, name: str) -> None:
         """After a space's keys were replaced in SQL (a re-embedding): rebuild its key index from
@@ -296,7 +321,7 @@ class Registry:
             from ..spaces_pg import PgSpaceIndex, has_key_table
 
             if getattr(sp, "in_sql", False) or has_key_table(self._shared.engine, row.id):
-                self._indexes[name] = PgSpaceIndex(row, self._shared.engine, rebuild=True)
+                self._indexes[name] = PgSpaceIndex(row, self._shared.engine, rebuild=True, context=self._shared.config.index_context)
 
     def emptied(self) -> None:
         """After every space was deleted in SQL: empty and save the indexes, then forget them."""

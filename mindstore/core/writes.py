@@ -229,7 +229,7 @@ class Writer:
             Checkpoints.autocheckpoint_off(s)
         fresh_ids = insert_columns(s, SlotRow, len(b.fresh), columns)
         b.new_ids = dict(zip(b.fresh, fresh_ids))
-        self._registry.write_keys(s, sp, fresh_ids, fresh_keys)  # a key table's keys commit with the slots
+        self._registry.write_keys(s, sp, fresh_ids, fresh_keys, texts=True)  # a key table's keys and BM25 terms commit with the slots
         if _one_range_event(fresh_ids, columns["text"], columns["metadata_"]):
             # Contiguous new slots, no texts, one metadata: their history is one event.
             b.event_ids = insert_with_ids(s, EventRow, [{
@@ -243,6 +243,8 @@ class Writer:
             events = _versions_in(s, sp, b)
             b.versions = len(events)
             b.event_ids += insert_with_ids(s, EventRow, events)
+            if b.reinforced:  # a restatement's metadata may name a speaker or date that BM25 indexes
+                self._registry.write_keys(s, sp, list(b.reinforced), None, texts=True)
         if not b.reinforced:
             return {}
         return {r.id: to_slot(r, sp.name) for r in s.scalars(select(SlotRow).where(SlotRow.id.in_(list(b.reinforced)))).all()}
@@ -296,8 +298,8 @@ class Writer:
                 values["key"] = key.tobytes()
             with self._shared.sessions() as s, s.begin():
                 s.execute(sql_update(SlotRow).where(SlotRow.id == row.id).values(**values))
-                if key is not None:
-                    self._registry.write_keys(s, sp, [row.id], key[None, :])
+                if key is not None or new_meta is not None:
+                    self._registry.write_keys(s, sp, [row.id], None if key is None else key[None, :], texts=True)
                 eid = s.execute(insert(EventRow).returning(EventRow.id), [{
                     "space_id": sp.space_id, "slot_id": row.id, "kind": "update",
                     "old_text": row.text, "new_text": text if text is not None else row.text,
