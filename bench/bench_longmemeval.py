@@ -182,6 +182,8 @@ def main() -> None:
     ap.add_argument("--no-now", action="store_true", help="ask without the question date (now = the wall clock)")
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/benchmarks.md alone")
     ap.add_argument("--json", type=Path, default=None, help="also write per-question results to this file")
+    ap.add_argument("--url", default=None, help="run on this PostgreSQL database instead of an in-memory SQLite store per "
+                    "question (each question empties it first; with --set key_index=pgvector its keys and BM25 live there)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a Config field for an experiment (e.g. version_threshold=0.85); the docs table is only written with defaults")
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
@@ -202,7 +204,9 @@ def main() -> None:
     per_question = []
     t_all = time.perf_counter()
     for q in tqdm(questions, unit="question", mininterval=10):
-        with MindStore("sqlite://", embedder=embedder, config=config) as store:
+        with MindStore(args.url or "sqlite://", embedder=embedder, config=config) as store:
+            if args.url:
+                store.reset()
             res = run_question(store, q, modes, not args.no_now)
         results.append((q["question_type"], res))
         per_question.append({"question_id": q["question_id"], "type": q["question_type"], **{m: res[m] for m in modes}})
@@ -227,7 +231,7 @@ def main() -> None:
     print(main_table)
     print(type_table)
     print(f"{len(questions)} questions in {wall:.0f} s")
-    if args.no_write or args.set:
+    if args.no_write or args.set or args.url:
         return
     cmd = "python bench/bench_longmemeval.py" + (f" --limit {args.limit}" if args.limit else "")
     which = (f"the first {len(questions)} of the 468 questions that are not abstentions, in the script's order (each type's questions spread evenly, so the mix of types is the full set's)"

@@ -57,7 +57,7 @@ def exact_top(keys_unit: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     return np.array(out)
 
 
-def cold_open(url: str, index_dir: Path, dim: int, approximate_from: int) -> tuple[float, float, float]:
+def cold_open(url: str, index_dir: Path, dim: int, approximate_from: int, key_index: str = "auto") -> tuple[float, float, float]:
     """(open s, open + first vector search s, peak RSS MiB) in a fresh process.
 
     The peak is the process's own VmHWM: ru_maxrss of a child started by fork + exec also counts
@@ -65,7 +65,8 @@ def cold_open(url: str, index_dir: Path, dim: int, approximate_from: int) -> tup
     copy of every key and made a cold open look like 6.4 GiB at 1e6."""
     code = (
         "import time; t=time.perf_counter(); from mindstore import MindStore, Config; "
-        f"s=MindStore({url!r}, config=Config(index_dir={str(index_dir)!r}, approximate_from={approximate_from})); o=time.perf_counter()-t; "
+        f"s=MindStore({url!r}, config=Config(index_dir={str(index_dir)!r}, approximate_from={approximate_from}, key_index={key_index!r})); "
+        "o=time.perf_counter()-t; "
         f"s.search_vector([1.0] * {dim}, k=10); r=time.perf_counter()-t; "
         "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; print(o, r, int(hwm) / 1024); s.close()"
     )
@@ -114,8 +115,11 @@ def empty_rss(server: str | None, approximate_from: int) -> float:
 
 
 def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_from: int, nq: int, server: str | None = None,
-             rss0: float = 0.0) -> tuple[list[object], dict[str, float]]:
-    """One size: the table's row, and its figures for the plot."""
+             rss0: float = 0.0, key_index: str = "faiss") -> tuple[list[object], dict[str, float]]:
+    """One size: the table's row, and its figures for the plot. ``key_index="pgvector"``: the
+    space is filled with FAISS keys, as a store that outgrew one host would be, then moved into
+    pgvector (``move_keys``, the migration path: the HNSW graph is built once after the copy),
+    and every search after that runs in PostgreSQL."""
     keys = make_keys(centres, n, seed=n)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp, database(server, tmp, n) as (url, data_size):
         index_dir = Path(tmp) / "index"
@@ -134,6 +138,11 @@ def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_f
             small = make_keys(centres, 50, seed=-1 % 2**32)
             small_ids = [s.id for s in store.add_vectors(small, space="chat", user_id="small")]
             print(f"  {n}: filled in {fill_s:.1f} s ({n / fill_s:,.0f} slots/s), lists trained {trained_s:.1f} s later", flush=True)
+            if key_index == "pgvector":
+                t = time.perf_counter()
+                store.move_keys("pgvector")
+                trained_s = time.perf_counter() - t  # the column's "+ s": here the move and the HNSW build
+                print(f"  {n}: keys moved into pgvector and indexed in {trained_s:.1f} s", flush=True)
 
             qv = make_keys(centres, nq, seed=n + 1)
             kidx = store.key_index("chat")  # the key index alone, for its own latency
@@ -157,22 +166,27 @@ def run_size(n: int, centres: np.ndarray, emb, queries: list[str], approximate_f
             tq = make_keys(centres, 20, seed=7)
             small_truth = np.array(small_ids)[exact_top(normalize(small), tq, 10)]
             small_ok = np.mean([[h.slot.id for h in store.search_vector(q, k=10, user_id="small")] == list(t) for q, t in zip(tq, small_truth)])
-            lat_text = []
+            lat_text, lat_scoped = [], []
             for q in queries[:10]:
                 store.search(q, k=10)
-            for q in queries:
+            for i, q in enumerate(queries):
                 t = time.perf_counter()
                 store.search(q, k=10)
                 lat_text.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                store.search(q, k=10, user_id=f"user{i % 100}")  # one user's slots: 1% of the space
+                lat_scoped.append(time.perf_counter() - t)
             kind = store.index_info("chat").kind
         disk = data_size() + sum(f.stat().st_size for f in index_dir.rglob("*") if f.is_file())
-        opened, ready, rss = cold_open(url, index_dir, DIM, approximate_from)
+        # the row's own key index (auto would move a FAISS space of 1e5 slots into pgvector here)
+        opened, ready, rss = cold_open(url, index_dir, DIM, approximate_from, key_index)
     sp50, sp95 = percentiles(lat_store)
     ip50, ip95 = percentiles(lat_index)
     tp50, tp95 = percentiles(lat_text)
+    up50, up95 = percentiles(lat_scoped)
     mem = (rss - rss0) * 2**20 / (n + 50)
     row = [f"{n:,}", kind, f"{n / fill_s:,.0f} (+{trained_s:.1f} s)", f"{ip50:.2f} / {ip95:.2f}", f"{sp50:.2f} / {sp95:.2f}", f"{tp50:.1f} / {tp95:.1f}",
-           f"{recall:.3f}", f"{small_ok:.2f}", f"{opened:.2f} / {ready:.2f}", f"{disk / (n + 50):,.0f}", f"{rss:,.0f}", f"{mem:,.0f}"]
+           f"{up50:.1f} / {up95:.1f}", f"{recall:.3f}", f"{small_ok:.2f}", f"{opened:.2f} / {ready:.2f}", f"{disk / (n + 50):,.0f}", f"{rss:,.0f}", f"{mem:,.0f}"]
     return row, {"n": n, "add": n / fill_s, "index p50": ip50, "index p95": ip95, "vector p50": sp50, "vector p95": sp95,
                  "text p50": tp50, "text p95": tp95, "disk": disk / (n + 50), "memory": mem}
 
@@ -286,8 +300,13 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=None, help="only compare IVF list counts at this many keys")
     ap.add_argument("--url", default=None, help="a PostgreSQL server (SQLAlchemy URL of any database on it): each size runs "
                     "in a fresh database created there and dropped after (default: a SQLite file)")
+    ap.add_argument("--key-index", nargs="+", choices=["faiss", "pgvector"], default=["faiss"],
+                    help="with --url: run each size with each of these key indexes, one after the other (pgvector: the "
+                    "space filled with FAISS keys, then moved into pgvector)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if "pgvector" in args.key_index and not args.url:
+        ap.error("--key-index pgvector needs --url (a PostgreSQL server with pgvector)")
     emb = default_embedder()
     centres = emb.embed(sentences(2000, seed=0))
     if args.compare:
@@ -313,18 +332,20 @@ def main() -> None:
     rss0 = empty_rss(args.url, args.approximate_from)
     rows, points = [], []
     for n in args.sizes:
-        row, point = run_size(n, centres, emb, queries, args.approximate_from, args.queries, args.url, rss0)
-        rows.append(row)
-        points.append(point)
-        print(" | ".join(map(str, rows[-1])), flush=True)
-    headers = ["slots", "index", "bulk add slots/s (lists trained s later)", "index search p50 / p95 ms", "vector search p50 / p95 ms", "text search p50 / p95 ms",
-               "recall@10", "50-slot scope exact", "cold open / + first search s", "disk B/slot", "cold process peak RSS MiB", "memory B/slot"]
+        for key_index in args.key_index:
+            row, point = run_size(n, centres, emb, queries, args.approximate_from, args.queries, args.url, rss0, key_index)
+            rows.append(row)
+            if key_index == args.key_index[0]:
+                points.append(point)
+            print(" | ".join(map(str, rows[-1])), flush=True)
+    headers = ["slots", "index", "bulk add slots/s (lists trained, or keys moved, s later)", "index search p50 / p95 ms", "vector search p50 / p95 ms",
+               "text search p50 / p95 ms", "one user's text search p50 / p95 ms", "recall@10", "50-slot scope exact", "cold open / + first search s", "disk B/slot", "cold process peak RSS MiB", "memory B/slot"]
     body = table(headers, rows)
     print(body)
     columns = (
         "'index search' is the key index alone (`KeyIndex.search`); 'vector search' is `search_vector` (catch-up check, index, SQL "
         "read of the candidates and rescoring from their float32 keys, counting the hits as reads); 'text search' adds MiniLM "
-        "embedding of the query. The bulk add rate is until the last `add_vectors` call returned, every slot durable and "
+        "embedding of the query; 'one user's' searches the slots of one of the 100 users (1% of the space). The bulk add rate is until the last `add_vectors` call returned, every slot durable and "
         "searchable; the lists of an IVF then finish training in the background ('+ s'), and the searches run on them. "
         "Recall@10 is the store's top 10 against exact float32 search over all keys (numpy). '50-slot scope exact' is the "
         "share of 20 searches in a 50-slot user's scope that returned exactly its exact top 10. Cold open is a fresh "
@@ -332,16 +353,20 @@ def main() -> None:
         "process's own VmHWM. Memory a slot is that peak less the peak of the same cold process on a store of one key "
         f"({rss0:,.0f} MiB), over the slots. Run it with nothing else on the machine: on 2 cores any other job shows."
     )
-    if not args.no_write:
+    both = args.key_index != ["faiss"]
+    if not args.no_write and not both:
         name = "scale_pg.png" if args.url else "scale.png"
         plot(points, DOC.parent / name, f"{'PostgreSQL' if args.url else 'SQLite file'} store, 384-d keys, IVF past {args.approximate_from:,} keys; {machine()}")
         body += f"\n\n![search latency, bulk add rate, disk and memory per slot against slots]({name})"
     if not args.no_write and args.url:
         server = make_url(args.url)
-        write_section("scale-pg", "Scale on PostgreSQL (issue 7)",
-                      f"python bench/bench_scale.py --url {server.render_as_string(hide_password=True)} --sizes " + " ".join(map(str, args.sizes)),
+        section, title = ("scale-pgvector", "Scale on PostgreSQL: the FAISS and pgvector key indexes side by side (issue 29)") if both \
+            else ("scale-pg", "Scale on PostgreSQL (issue 7)")
+        write_section(section, title,
+                      f"python bench/bench_scale.py --url {server.render_as_string(hide_password=True)} --sizes " + " ".join(map(str, args.sizes))
+                      + ("" if not both else " --key-index " + " ".join(args.key_index)),
                       f"The same bench on the PostgreSQL server at {server.host}:{server.port} (on this machine, loopback), a fresh "
-                      f"database per size; IVF past {args.approximate_from:,} keys, {args.queries} queries, k=10, one query per call. "
+                      f"database per size and key index; IVF past {args.approximate_from:,} keys, {args.queries} queries, k=10, one query per call. "
                       "Disk is the database's size (pg_database_size) plus the index files. " + columns + "\n\n" + body)
     elif not args.no_write:
         write_section("scale", "Scale: 1e4 to 1e6 slots of 384 dims (issue 7)", "python bench/bench_scale.py --sizes " + " ".join(map(str, args.sizes)),

@@ -2,6 +2,7 @@
 FAISS key index (a copy per worker) and the pgvector one (none): issue 29's point 1.
 
     python bench/bench_workers.py --n 10000 --n 100000 --workers 1 --workers 2 --workers 4
+    python bench/bench_workers.py --n 1000000 --kind pgvector     # one key index only
 
 For each size: a fresh database filled with clustered random 384-d keys in the text space (100
 users), then for each key index, N worker processes started at once: each opens the store, runs
@@ -68,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, action="append", help="slots (repeat)")
     ap.add_argument("--workers", type=int, action="append", help="worker processes (repeat)")
+    ap.add_argument("--kind", choices=["faiss", "pgvector"], action="append", help="key indexes to run (repeat; default both)")
     args = ap.parse_args()
     rows = []
     for n in args.n or [10_000, 100_000]:
@@ -82,7 +84,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fill(url, n, index_dir)
                 print(f"filled {n:,} slots in {time.perf_counter() - t0:.0f} s", flush=True)
-                for kind in ("faiss", "pgvector"):
+                for kind in args.kind or ["faiss", "pgvector"]:
                     if kind == "pgvector":
                         from mindstore import Config, MindStore
 

@@ -205,7 +205,8 @@ class Searcher:
             depth = max(depth, ask.k * _GROUP_DEPTH)  # k sessions need more than k turns
         lexical: list[tuple[list[int], dict[int, float]]] = []
         with self._shared.read_connection() as s:  # reads only: a Connection costs less than an ORM Session
-            sp.catch_up(s)  # on this connection: one indexed max() when nothing changed
+            if not sp.in_sql or ask.mode != "dense":  # a key table has nothing to catch up; BM25's statistics follow the sequence
+                sp.catch_up(s)  # on this connection: one indexed max() when nothing changed
             # A pgvector space filters by scope in its own statement: the ids are read first
             # only for what it cannot do there (a metadata filter; BM25's subset).
             scoped_in_sql = sp.in_sql and ask.pred is None and ask.mode == "dense"
@@ -217,7 +218,10 @@ class Searcher:
                 # The index proposes candidates (FAISS: from float16 codes, with a margin); the
                 # float32 keys in SQL decide the order and the scores.
                 if sp.in_sql:  # the scope in SQL; ids only for what SQL cannot filter (metadata)
-                    _, ids = sp.search_scoped(q, depth, ask.scope, not ask.include_superseded, subset if ask.pred is not None else None)
+                    # Leaving superseded versions out joins the slots; a space without any (one
+                    # probe of a partial index) searches its key table alone.
+                    current = not ask.include_superseded and s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
+                    _, ids = sp.search_scoped(q, depth, ask.scope, current, subset if ask.pred is not None else None)
                 else:
                     _, ids = sp.index.search(q, depth, subset=subset)
                 cands = [[int(i) for i in row if i >= 0] for row in ids]

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-from sqlalchemy import BigInteger, Column, Float, MetaData, Table, any_, bindparam, cast, func, literal, select, text
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, any_, bindparam, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -271,7 +271,7 @@ class PgVectorKeys:
             exact = self._prepare_scan(c, preds, limit, ef_search or self.ef_search, max_scan_tuples)
             stmt = self._search_stmt(preds, k, exact=exact)
             for row, vec in enumerate(q.tolist()):
-                got = c.execute(stmt, {"q": vec}).all()
+                got = c.execute(stmt, {"q": _literal(vec)}).all()
                 if got:
                     found = np.array([g[0] for g in got], np.int64)
                     sims = -np.array([g[1] for g in got], np.float32)  # <#> is the negative inner product
@@ -283,7 +283,7 @@ class PgVectorKeys:
         """``SELECT slot_id, key <#> q ... ORDER BY distance LIMIT k``, joined with ``slots``
         when a predicate is given. ``exact``: order by an expression the HNSW index cannot serve
         (``distance + 0``), so the planner scans the few matching slots and sorts them."""
-        query = cast(bindparam("q", type_=ARRAY(Float)), self.table.c.key.type)  # float8[] -> vector: exact for float32 values
+        query = cast(bindparam("q", type_=String), self.table.c.key.type)  # pgvector's text form: _literal
         distance = self.table.c.key.op("<#>", return_type=Float)(query)
         stmt = select(self.table.c.slot_id, distance)
         if any(_touches_slots(p) for p in preds):
@@ -321,6 +321,12 @@ class PgVectorKeys:
             return
         with self.engine.begin() as c:
             yield c
+
+
+def _literal(vec: list[float]) -> str:
+    """A query vector in pgvector's text form, ``[x1,x2,...]``: a float32 value's shortest
+    repr reads back as that float32, and the text costs a fraction of a float8[] parameter."""
+    return "[" + ",".join(map(repr, vec)) + "]"
 
 
 def _touches(pred: ColumnElement[bool], table: Table) -> bool:
