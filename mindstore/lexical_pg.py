@@ -1,6 +1,6 @@
 """BM25 in PostgreSQL for a space whose keys are there too (pgvector): no per-process copy.
 
-One row a slot in ``mindstore_text_<space id>``: its terms and their counts (``tokenize`` of the
+One row a slot that has terms in ``mindstore_text_<space id>``: its terms and their counts (``tokenize`` of the
 text, with the speaker and date of ``indexed_text`` when ``Config.index_context``) and its length,
 written in the slots' own transaction (``write``), deleted with the slot (a cascading foreign
 key), and found through a GIN index on the terms. A search scores in one statement, with the
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from .db import SlotRow
@@ -94,11 +94,18 @@ class PgLexical:
             self._upsert(c, c.execute(select(SlotRow.id, SlotRow.text, SlotRow.metadata_).where(SlotRow.id.in_(part))).all())
 
     def _upsert(self, c: Connection, rows: Iterable[Any]) -> None:
-        values = []
+        """A row for each slot with terms; none for one without (no text, or stop words only), so
+        the GIN index and the planner's statistics hold only what a query can match."""
+        values, bare = [], []
         for slot_id, body, meta in rows:
             tokens = tokenize(indexed_text(body, meta or {}) if self.context else body) if body is not None else []
+            if not tokens:
+                bare.append(int(slot_id))
+                continue
             counts = Counter(tokens)
             values.append({"id": int(slot_id), "terms": list(counts), "tfs": list(counts.values()), "len": len(tokens)})
+        if bare:
+            c.execute(text(f"DELETE FROM {self.table} WHERE slot_id = ANY(CAST(:ids AS BIGINT[]))"), {"ids": bare})
         if values:
             c.execute(text(f"INSERT INTO {self.table} (slot_id, terms, tfs, len) VALUES (:id, :terms, :tfs, :len) "
                            "ON CONFLICT (slot_id) DO UPDATE SET terms = EXCLUDED.terms, tfs = EXCLUDED.tfs, len = EXCLUDED.len"), values)
@@ -106,8 +113,10 @@ class PgLexical:
     # -- reads --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        """The slots indexed: every slot of the space, as for the per-process index (those
+        without terms count as documents of length 0)."""
         with self.engine.connect() as c:
-            return int(c.scalar(text(f"SELECT count(*) FROM {self.table}")))
+            return int(c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)))
 
     def catch_up(self, db_seq: int | None = None) -> int:
         """Nothing to catch up (writes reach the table in their own transaction); records the
@@ -123,7 +132,8 @@ class PgLexical:
             n, total, seq, when = self._stats
             if seq == self.seq or (n >= EXACT_STATS_BELOW and now - when < STATS_TTL_S):
                 return n, total / max(n, 1)
-        n, total = c.execute(text(f"SELECT count(*), coalesce(sum(len), 0) FROM {self.table}")).one()
+        n, total = c.execute(text(f"SELECT (SELECT count(*) FROM slots WHERE space_id = :sid), (SELECT coalesce(sum(len), 0) FROM {self.table})"),
+                             {"sid": self.space_id}).one()
         self._stats = (int(n), float(total), self.seq, now)
         return int(n), float(total) / max(int(n), 1)
 

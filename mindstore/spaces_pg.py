@@ -137,7 +137,7 @@ class PgSpaceIndex:
                                   f"(SELECT 1 FROM {self.keys.table.name} k WHERE k.slot_id = s.id) ORDER BY s.id"), {"sid": self.space_id}).all()
             if rows:
                 self.keys.add(np.array([r[0] for r in rows], dtype=np.int64), keys_from_bytes([r[1] for r in rows], self.dim), conn=c)
-            bare = c.scalars(text(f"SELECT s.id FROM slots s WHERE s.space_id = :sid AND NOT EXISTS "
+            bare = c.scalars(text(f"SELECT s.id FROM slots s WHERE s.space_id = :sid AND s.text IS NOT NULL AND NOT EXISTS "
                                   f"(SELECT 1 FROM {self.lexical.table} t WHERE t.slot_id = s.id)"), {"sid": self.space_id}).all()
             self.lexical.write(c, bare)
         return max(len(rows), len(bare))
