@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from mindstore import InvalidInputError, MindStore, MindStoreError, NotFoundError, Slot, Written
 from mindstore.validate import check_scope
 
-__all__ = ["Memory", "MemoryHit", "MemoryPage", "MemoryEvent", "create_server", "serve"]
+__all__ = ["Memory", "MemoryEvent", "MemoryHit", "MemoryPage", "MemoryTools", "create_server", "serve"]
 
 T = TypeVar("T")
 
@@ -97,6 +97,84 @@ def _tool_errors() -> Iterator[None]:
         raise ToolError(str(exc)) from exc
 
 
+class MemoryTools:
+    """The server's tools over one store (within ``agent_id`` when given): each public method is
+    one MCP tool, its signature the tool's schema and its docstring the tool's description."""
+
+    NAMES = ("add_memory", "search_memories", "list_memories", "update_memory", "delete_memory", "memory_history")
+
+    def __init__(self, store: MindStore, agent_id: str | None) -> None:
+        self.store, self.agent_id = store, agent_id
+
+    def _owned(self, user_id: str, memory_id: int) -> Slot:
+        """The user's memory, or the one answer for every id that is not theirs: missing, another
+        user's, out of range. Answering a missing id otherwise would tell which ids exist."""
+        unknown = NotFoundError(f"user {user_id!r} has no memory with id {memory_id}; find ids with search_memories or list_memories")
+        try:
+            slot = self.store.get(memory_id)
+        except (NotFoundError, InvalidInputError):
+            raise unknown from None
+        if slot.user_id != user_id or slot.space != self.store.space or (self.agent_id is not None and slot.agent_id != self.agent_id):
+            raise unknown
+        return slot
+
+    def add_memory(self, user_id: UserId, text: Annotated[str, Field(description="the fact to remember, in plain words")], metadata: Metadata = None,
+                   session_id: str | None = None) -> Remembered:
+        """Remember a fact about the user. Restating a memory they already have reinforces it; a
+        changed version of one (a new number, date, name) supersedes it: searches then return the
+        new one. The result says which happened."""
+        return Remembered.of_write(self.store.add(text, user_id=user_id, agent_id=self.agent_id, session_id=session_id, metadata=metadata))
+
+    def search_memories(
+        self,
+        user_id: UserId,
+        query: Annotated[str, Field(description="what to look for, in plain words")],
+        k: Annotated[int, Field(description="how many memories at most", ge=1, le=100)] = 5,
+        filters: Annotated[dict[str, Any] | None, Field(description="structured metadata filter, e.g. {\"topic\": \"food\"} or {\"year\": {\"$gte\": 2024}}")] = None,
+        min_score: float | None = None,
+    ) -> SearchResult:
+        """The user's memories closest in meaning to the query, best first."""
+        hits = self.store.search(query, k=k, user_id=user_id, agent_id=self.agent_id, filters=filters, min_score=min_score)
+        return SearchResult(hits=[MemoryHit(score=h.score, memory=Memory.of(h.slot)) for h in hits])
+
+    def list_memories(
+        self,
+        user_id: UserId,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+        session_id: str | None = None,
+    ) -> MemoryPage:
+        """A page of the user's memories, oldest first."""
+        page = self.store.list(user_id=user_id, agent_id=self.agent_id, session_id=session_id, limit=limit, cursor=cursor)
+        return MemoryPage(memories=[Memory.of(s) for s in page.slots], next_cursor=page.next_cursor)
+
+    def update_memory(self, user_id: UserId, memory_id: MemoryId, text: str | None = None, metadata: Metadata = None) -> Memory:
+        """Correct a memory's text (re-embedded) and/or replace its metadata; its history keeps the old version."""
+        self._owned(user_id, memory_id)
+        return Memory.of(self.store.update(memory_id, text=text, metadata=metadata))
+
+    def delete_memory(self, user_id: UserId, memory_id: MemoryId) -> Deleted:
+        """Forget one memory."""
+        self._owned(user_id, memory_id)
+        self.store.delete(memory_id)
+        return Deleted(deleted=memory_id)
+
+    def memory_history(self, user_id: UserId, memory_id: MemoryId) -> History:
+        """Every change of one of the user's memories, oldest first."""
+        self._owned(user_id, memory_id)
+        return History(events=[MemoryEvent(kind=e.kind, old_text=e.old_text, new_text=e.new_text, at=e.at) for e in self.store.history(memory_id)])
+
+
+def _as_tool(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` with MindStore's errors turned into tool errors (its signature and docstring kept)."""
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        with _tool_errors():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def create_server(store: MindStore, *, agent_id: str | None = None, name: str = "mindstore") -> MCPServer:
     """An MCP server whose tools read and write ``store`` (within ``agent_id`` when given)."""
     check_scope(None, agent_id, None)  # a bad agent_id would otherwise fail every tool call
@@ -107,77 +185,9 @@ def create_server(store: MindStore, *, agent_id: str | None = None, name: str = 
         "add_memory for lasting facts they tell you (preferences, plans, people, constraints); "
         "update_memory or delete_memory when they correct or retract something."
     ))
-
-    def owned(user_id: str, memory_id: int) -> Slot:
-        """The user's memory, or the one answer for every id that is not theirs: missing, another
-        user's, out of range. Answering a missing id otherwise would tell which ids exist."""
-        unknown = NotFoundError(f"user {user_id!r} has no memory with id {memory_id}; find ids with search_memories or list_memories")
-        try:
-            slot = store.get(memory_id)
-        except (NotFoundError, InvalidInputError):
-            raise unknown from None
-        if slot.user_id != user_id or slot.space != store.space or (agent_id is not None and slot.agent_id != agent_id):
-            raise unknown
-        return slot
-
-    def tool(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def wrapped(*args: Any, **kwargs: Any) -> T:
-            with _tool_errors():
-                return fn(*args, **kwargs)
-
-        server.tool()(wrapped)
-        return fn
-
-    @tool
-    def add_memory(user_id: UserId, text: Annotated[str, Field(description="the fact to remember, in plain words")], metadata: Metadata = None, session_id: str | None = None) -> Remembered:
-        """Remember a fact about the user. Restating a memory they already have reinforces it; a
-        changed version of one (a new number, date, name) supersedes it: searches then return the
-        new one. The result says which happened."""
-        return Remembered.of_write(store.add(text, user_id=user_id, agent_id=agent_id, session_id=session_id, metadata=metadata))
-
-    @tool
-    def search_memories(
-        user_id: UserId,
-        query: Annotated[str, Field(description="what to look for, in plain words")],
-        k: Annotated[int, Field(description="how many memories at most", ge=1, le=100)] = 5,
-        filters: Annotated[dict[str, Any] | None, Field(description="structured metadata filter, e.g. {\"topic\": \"food\"} or {\"year\": {\"$gte\": 2024}}")] = None,
-        min_score: float | None = None,
-    ) -> SearchResult:
-        """The user's memories closest in meaning to the query, best first."""
-        hits = store.search(query, k=k, user_id=user_id, agent_id=agent_id, filters=filters, min_score=min_score)
-        return SearchResult(hits=[MemoryHit(score=h.score, memory=Memory.of(h.slot)) for h in hits])
-
-    @tool
-    def list_memories(
-        user_id: UserId,
-        limit: Annotated[int, Field(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
-        session_id: str | None = None,
-    ) -> MemoryPage:
-        """A page of the user's memories, oldest first."""
-        page = store.list(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=limit, cursor=cursor)
-        return MemoryPage(memories=[Memory.of(s) for s in page.slots], next_cursor=page.next_cursor)
-
-    @tool
-    def update_memory(user_id: UserId, memory_id: MemoryId, text: str | None = None, metadata: Metadata = None) -> Memory:
-        """Correct a memory's text (re-embedded) and/or replace its metadata; its history keeps the old version."""
-        owned(user_id, memory_id)
-        return Memory.of(store.update(memory_id, text=text, metadata=metadata))
-
-    @tool
-    def delete_memory(user_id: UserId, memory_id: MemoryId) -> Deleted:
-        """Forget one memory."""
-        owned(user_id, memory_id)
-        store.delete(memory_id)
-        return Deleted(deleted=memory_id)
-
-    @tool
-    def memory_history(user_id: UserId, memory_id: MemoryId) -> History:
-        """Every change of one of the user's memories, oldest first."""
-        owned(user_id, memory_id)
-        return History(events=[MemoryEvent(kind=e.kind, old_text=e.old_text, new_text=e.new_text, at=e.at) for e in store.history(memory_id)])
-
+    tools = MemoryTools(store, agent_id)
+    for tool_name in MemoryTools.NAMES:
+        server.tool()(_as_tool(getattr(tools, tool_name)))
     return server
 
 
