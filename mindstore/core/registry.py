@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ..db import SlotRow, SpaceRow, insert_or_get
@@ -140,7 +140,7 @@ class Registry:
             return
         if sp.name != self.space or self._shared.engine.dialect.name != "postgresql":
             return
-        from ..lexical_pg import PgLexical
+        from ..lexical_pg import PgLexical, text_table
         from ..spaces_pg import keys_moved, moved_keys
 
         conn = s.connection()
@@ -150,7 +150,8 @@ class Registry:
             if sp.space_id not in self._moved:
                 self._moved[sp.space_id] = moved_keys(self._shared.engine, sp.space_id, sp.dim)
             self._moved[sp.space_id].add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
-        if texts:
+        if texts and conn.scalar(text("SELECT to_regclass(:t)"), {"t": text_table(sp.space_id)}) is not None:
+            # (none yet: the move that made the key table fills it next, under the row lock, after this commit)
             PgLexical(self._shared.engine, sp.space_id, sp.name, context=self._shared.config.index_context).write(conn, ids)
 
     def move_keys(self, key_index: str) -> int:
