@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from .db import SlotRow
+from .db import SlotRow, table_exists
 from .lexical import tokenize
 from .retrieval import indexed_text
 
-__all__ = ["PgLexical", "text_table"]
+__all__ = ["TEXT_PREFIX", "PgLexical", "text_table"]
 
-_PREFIX = "mindstore_text_"
+TEXT_PREFIX = "mindstore_text_"
 _CHUNK = 10_000  # slots tokenised and written a statement
 EXACT_STATS_BELOW = 50_000
 STATS_TTL_S = 60.0
@@ -37,7 +37,7 @@ K1, B = 1.2, 0.75  # as Bm25's defaults
 
 
 def text_table(space_id: int) -> str:
-    return f"{_PREFIX}{int(space_id)}"
+    return f"{TEXT_PREFIX}{int(space_id)}"
 
 
 class PgLexical:
@@ -58,7 +58,7 @@ class PgLexical:
     def create(self, c: Connection) -> bool:
         """The table and its GIN index, if missing; True when this call made them (then the
         caller fills it: :meth:`fill`)."""
-        if c.scalar(text("SELECT to_regclass(:t)"), {"t": self.table}) is not None:
+        if table_exists(c, self.table):
             return False
         c.execute(text(f"CREATE TABLE IF NOT EXISTS {self.table} (slot_id BIGINT PRIMARY KEY REFERENCES slots(id) ON DELETE CASCADE, "
                        "terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL, len INTEGER NOT NULL)"))
@@ -85,10 +85,14 @@ class PgLexical:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, c: Connection, ids: Iterable[int]) -> None:
-        """Index these slots as they stand in the caller's transaction (new, or with a new text or
-        metadata), replacing what was indexed for them."""
+    def write(self, c: Connection, ids: Iterable[int], docs: Sequence[tuple[str | None, dict[str, Any] | None]] | None = None) -> None:
+        """Index these slots (new, or with a new text or metadata) inside the caller's transaction,
+        replacing what was indexed for them: from ``docs``, their (text, metadata) in the order of
+        ``ids``, when the caller has them, else as the slots stand in the transaction."""
         ids = [int(i) for i in ids]
+        if docs is not None:
+            self._upsert(c, [(i, body, meta) for i, (body, meta) in zip(ids, docs)])
+            return
         for at in range(0, len(ids), _CHUNK):
             part = ids[at : at + _CHUNK]
             self._upsert(c, c.execute(select(SlotRow.id, SlotRow.text, SlotRow.metadata_).where(SlotRow.id.in_(part))).all())

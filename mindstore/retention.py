@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .db import SlotRow, SpaceRow, scope_where
@@ -41,7 +42,7 @@ class Retention:
 LEAST_USED = (SlotRow.last_access, SlotRow.reads + SlotRow.writes, SlotRow.id)
 
 
-def lock_space(s: Session, space_id: int) -> None:
+def lock_space(s: Session | Connection, space_id: int) -> None:
     """Serialise eviction in a space across processes: a no-op write to its row takes the row
     lock on PostgreSQL and the write lock on SQLite, so counts read after it are current and two
     processes cannot both evict for the same excess."""

@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from .db import SlotRow, SpaceRow, scope_where
+from .db import SlotRow, SpaceRow, scope_where, table_exists
 from .db.models import last_seq
 from .index.pgvector import PgVectorKeys, build_memory
 from .index.runtime import normalize
-from .lexical_pg import PgLexical, text_table
+from .lexical_pg import TEXT_PREFIX, PgLexical, text_table
+from .retention import lock_space
 from .slots import Scope
 from .spaces import IndexInfo, keys_from_bytes
 
@@ -42,7 +43,7 @@ def keys_moved(conn: Connection, space_id: int) -> bool:
     and the commit; the check runs after the lock, in a statement of its own, and so sees a move
     committed while it waited."""
     conn.execute(select(SpaceRow.id).where(SpaceRow.id == space_id).with_for_update(read=True))
-    return conn.scalar(select(func.to_regclass(key_table(space_id)))) is not None
+    return table_exists(conn, key_table(space_id))
 
 
 def moved_keys(engine: Engine, space_id: int, dim: int) -> PgVectorKeys:
@@ -132,7 +133,7 @@ class PgSpaceIndex:
         """Keys and BM25 terms for the slots that have none (an import writes slots alone), under
         the space's row lock; returns how many slots were filled."""
         with self._engine.begin() as c:
-            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
+            lock_space(c, self.space_id)
             rows = c.execute(text(f"SELECT s.id, s.key FROM slots s WHERE s.space_id = :sid AND NOT EXISTS "
                                   f"(SELECT 1 FROM {self.keys.table.name} k WHERE k.slot_id = s.id) ORDER BY s.id"), {"sid": self.space_id}).all()
             if rows:
@@ -142,18 +143,19 @@ class PgSpaceIndex:
             self.lexical.write(c, bare)
         return max(len(rows), len(bare))
 
-    def write_texts(self, conn: Connection, ids: Any) -> None:
-        """Index the texts of ``ids`` for BM25 inside the caller's transaction (the slots' own)."""
-        self.lexical.write(conn, ids)
+    def write_texts(self, conn: Connection, ids: Any, docs: Any = None) -> None:
+        """Index the texts of ``ids`` for BM25 inside the caller's transaction (the slots' own);
+        ``docs``: their (text, metadata), when the caller has them (see ``PgLexical.write``)."""
+        self.lexical.write(conn, ids, docs)
 
     def _text_table(self) -> None:
         """A key table made before BM25 moved into PostgreSQL gets its text table, filled under
         the space's row lock (as a rebuild is) so that no write in between is left out."""
         with self._engine.connect() as c:
-            if c.scalar(text("SELECT to_regclass(:t)"), {"t": text_table(self.space_id)}) is not None:
+            if table_exists(c, self.lexical.table):
                 return
         with self._engine.begin() as c:
-            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
+            lock_space(c, self.space_id)
             if self.lexical.create(c):
                 self.lexical.fill(c)
 
@@ -185,7 +187,7 @@ class PgSpaceIndex:
             # The space's row lock, held to the commit: a write that takes its share of it
             # (keys_moved) either commits before the copy reads the slots or waits and then finds
             # the table; no slot is left without its key.
-            c.execute(update(SpaceRow).where(SpaceRow.id == self.space_id).values(dim=SpaceRow.dim))
+            lock_space(c, self.space_id)
             total = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
             c.execute(text(f"TRUNCATE {self.keys.table.name}"))
             self.keys.drop_index(conn=c)
@@ -258,7 +260,7 @@ class PgSpaceIndex:
 def drop_key_tables(engine: Engine) -> None:
     """Drop every space's key and text tables (after a reset deleted the spaces)."""
     with engine.begin() as c:
-        for prefix in (text_table(0)[:-1], _PREFIX):
+        for prefix in (TEXT_PREFIX, _PREFIX):
             for name in c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, :p)"),
                                   {"p": prefix}).all():
                 c.execute(text(f'DROP TABLE IF EXISTS "{name}"'))

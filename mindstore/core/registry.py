@@ -12,10 +12,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import SlotRow, SpaceRow, insert_or_get
+from ..db import SlotRow, SpaceRow, insert_or_get, table_exists
 from ..errors import InvalidInputError, SpaceError
 from ..index import KeyIndex
 from ..lexical import LexicalIndex
@@ -48,7 +48,7 @@ class Registry:
         self.space = space  # the text space
         self._indexes: dict[str, SpaceIndex] = {}
         self._lexical: dict[str, LexicalIndex] = {}  # BM25 indexes, opened by the first hybrid search
-        self._moved: dict[int, Any] = {}  # space id -> key table another process moved its keys to
+        self._moved: dict[int, tuple[Any, Any]] = {}  # space id -> (key table, text table) another process moved it to
         self._advice: dict[str, str] = {}  # space -> what index_info should tell the operator
         self._faiss_chosen: set[str] = set()  # spaces moved back to FAISS here: auto leaves them there
 
@@ -126,33 +126,36 @@ class Registry:
                 return None
         return "new"
 
-    def write_keys(self, s: Session, sp: SpaceIndex, ids: Any, keys: np.ndarray | None, *, texts: bool = False) -> None:
+    def write_keys(self, s: Session, sp: SpaceIndex, ids: Any, keys: np.ndarray | None, *, texts: bool = False, docs: Any = None) -> None:
         """Inside a write's transaction: the keys of ``ids`` (and, with ``texts``, their BM25 terms:
-        new slots, or a new text or metadata) into the space's key and text tables, where it has
-        them. A pgvector space always does; a FAISS copy of the text space on PostgreSQL checks
-        whether another process has moved the space there since this one loaded it (its own copy
-        still gets the keys after the commit, and serves its searches until it reopens the store)."""
+        new slots, or a new text or metadata; ``docs``: their (text, metadata) when the caller has
+        them, else they are read back) into the space's key and text tables, where it has them. A
+        pgvector space always does; a FAISS copy of the text space on PostgreSQL checks whether
+        another process has moved the space there since this one loaded it (its own copy still
+        gets the keys after the commit, and serves its searches until it reopens the store)."""
         if getattr(sp, "in_sql", False):
             if keys is not None:
                 sp.write_keys(s.connection(), ids, keys)
             if texts:
-                sp.write_texts(s.connection(), ids)
+                sp.write_texts(s.connection(), ids, docs)
             return
         if sp.name != self.space or self._shared.engine.dialect.name != "postgresql":
             return
-        from ..lexical_pg import PgLexical, text_table
+        from ..lexical_pg import PgLexical
         from ..spaces_pg import keys_moved, moved_keys
 
         conn = s.connection()
         if not keys_moved(conn, sp.space_id):
             return
+        if sp.space_id not in self._moved:
+            self._moved[sp.space_id] = (moved_keys(self._shared.engine, sp.space_id, sp.dim),
+                                        PgLexical(self._shared.engine, sp.space_id, sp.name, context=self._shared.config.index_context))
+        key_table, lexical = self._moved[sp.space_id]
         if keys is not None:
-            if sp.space_id not in self._moved:
-                self._moved[sp.space_id] = moved_keys(self._shared.engine, sp.space_id, sp.dim)
-            self._moved[sp.space_id].add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
-        if texts and conn.scalar(text("SELECT to_regclass(:t)"), {"t": text_table(sp.space_id)}) is not None:
+            key_table.add(np.asarray(ids, dtype=np.int64), keys, conn=conn)
+        if texts and table_exists(conn, lexical.table):
             # (none yet: the move that made the key table fills it next, under the row lock, after this commit)
-            PgLexical(self._shared.engine, sp.space_id, sp.name, context=self._shared.config.index_context).write(conn, ids)
+            lexical.write(conn, ids, docs)
 
     def move_keys(self, key_index: str) -> int:
         """Move the text space's keys to ``key_index`` (``pgvector`` or ``faiss``); returns how

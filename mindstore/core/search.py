@@ -102,10 +102,14 @@ def _check_flags(**flags: Any) -> None:
             raise InvalidInputError(f"{name} must be True or False, not {flag!r:.40}")
 
 
-def _candidates(s: Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None, *, current_only: bool = True) -> np.ndarray | None:
+def _any_superseded(s: Connection, sp: SpaceIndex) -> bool:
+    """Whether the space holds a superseded version: one probe of a partial index."""
+    return s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
+
+
+def _candidates(s: Connection, sp: SpaceIndex, scope: Scope, pred: Predicate | None, *, current_only: bool) -> np.ndarray | None:
     """Ids that a scoped or filtered search may return (None: the whole space). ``current_only``
-    leaves superseded versions out."""
-    current_only = current_only and s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
+    leaves superseded versions out (say False when the space has none: see _any_superseded)."""
     if scope == Scope() and pred is None and not current_only:
         return None
     where = scope_where(sp.space_id, scope)
@@ -210,7 +214,10 @@ class Searcher:
             # A pgvector space filters by scope in its own statement: the ids are read first
             # only for what it cannot do there (a metadata filter; BM25's subset).
             scoped_in_sql = sp.in_sql and ask.pred is None and ask.mode == "dense"
-            subset = None if scoped_in_sql else _candidates(s, sp, ask.scope, ask.pred, current_only=not ask.include_superseded)
+            # Leaving superseded versions out costs a filter (FAISS: the ids; pgvector: a join
+            # with the slots), needed only when the space has any.
+            current = not ask.include_superseded and _any_superseded(s, sp)
+            subset = None if scoped_in_sql else _candidates(s, sp, ask.scope, ask.pred, current_only=current)
             if subset is not None and len(subset) == 0:
                 return None
             cands: list[list[int]] = [[] for _ in q]
@@ -218,9 +225,6 @@ class Searcher:
                 # The index proposes candidates (FAISS: from float16 codes, with a margin); the
                 # float32 keys in SQL decide the order and the scores.
                 if sp.in_sql:  # the scope in SQL; ids only for what SQL cannot filter (metadata)
-                    # Leaving superseded versions out joins the slots; a space without any (one
-                    # probe of a partial index) searches its key table alone.
-                    current = not ask.include_superseded and s.execute(_ANY_SUPERSEDED, {"space": sp.space_id}).first() is not None
                     _, ids = sp.search_scoped(q, depth, ask.scope, current, subset if ask.pred is not None else None)
                 else:
                     _, ids = sp.index.search(q, depth, subset=subset)

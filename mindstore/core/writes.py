@@ -229,7 +229,8 @@ class Writer:
             Checkpoints.autocheckpoint_off(s)
         fresh_ids = insert_columns(s, SlotRow, len(b.fresh), columns)
         b.new_ids = dict(zip(b.fresh, fresh_ids))
-        self._registry.write_keys(s, sp, fresh_ids, fresh_keys, texts=True)  # a key table's keys and BM25 terms commit with the slots
+        # A key table's keys and BM25 terms commit with the slots.
+        self._registry.write_keys(s, sp, fresh_ids, fresh_keys, texts=True, docs=list(zip(columns["text"], columns["metadata_"])))
         if _one_range_event(fresh_ids, columns["text"], columns["metadata_"]):
             # Contiguous new slots, no texts, one metadata: their history is one event.
             b.event_ids = insert_with_ids(s, EventRow, [{
@@ -299,7 +300,8 @@ class Writer:
             with self._shared.sessions() as s, s.begin():
                 s.execute(sql_update(SlotRow).where(SlotRow.id == row.id).values(**values))
                 if key is not None or new_meta is not None:
-                    self._registry.write_keys(s, sp, [row.id], None if key is None else key[None, :], texts=True)
+                    doc = (text if text is not None else row.text, new_meta if new_meta is not None else row.metadata_)
+                    self._registry.write_keys(s, sp, [row.id], None if key is None else key[None, :], texts=True, docs=[doc])
                 eid = s.execute(insert(EventRow).returning(EventRow.id), [{
                     "space_id": sp.space_id, "slot_id": row.id, "kind": "update",
                     "old_text": row.text, "new_text": text if text is not None else row.text,

@@ -186,6 +186,11 @@ def event_slots(slot_id: int, slot_last: int | None) -> range:
     return range(slot_id, (slot_id if slot_last is None else slot_last) + 1)
 
 
+def table_exists(c: Connection, name: str) -> bool:
+    """Whether PostgreSQL has the table ``name`` in the search path, as this statement sees it."""
+    return c.scalar(select(func.to_regclass(name))) is not None
+
+
 def last_seq(s: Session | Connection, space_id: int) -> int:
     """The space's change sequence: the id of its newest event (0 before any)."""
     return s.execute(_LAST_SEQ, {"space": space_id}).scalar() or 0

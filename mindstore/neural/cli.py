@@ -314,7 +314,6 @@ def train_command(**options: Any) -> None:
                            "seconds": metrics["seconds"], "val": metrics["val"]}))
 
 
-
 def evaluate_command(
     checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="Checkpoint from `train`."),
     ways: int = typer.Option(5, help="Classes per episode (5 or 20, up to the label space)."),
