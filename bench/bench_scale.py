@@ -343,7 +343,7 @@ def main() -> None:
     body = table(headers, rows)
     print(body)
     columns = (
-        "'index search' is the key index alone (`KeyIndex.search`); 'vector search' is `search_vector` (catch-up check, index, SQL "
+        "'index search' is the key index alone (`KeyIndex.search`, the same query just after the store's, its pages cached); 'vector search' is `search_vector` (catch-up check, index, SQL "
         "read of the candidates and rescoring from their float32 keys, counting the hits as reads); 'text search' adds MiniLM "
         "embedding of the query; 'one user's' searches the slots of one of the 100 users (1% of the space). The bulk add rate is until the last `add_vectors` call returned, every slot durable and "
         "searchable; the lists of an IVF then finish training in the background ('+ s'), and the searches run on them. "
@@ -360,12 +360,17 @@ def main() -> None:
         body += f"\n\n![search latency, bulk add rate, disk and memory per slot against slots]({name})"
     if not args.no_write and args.url:
         server = make_url(args.url)
+        engine = create_engine(args.url)
+        with engine.connect() as c:
+            version, buffers = c.execute(text("SELECT current_setting('server_version'), current_setting('shared_buffers')")).one()
+        engine.dispose()
         section, title = ("scale-pgvector", "Scale on PostgreSQL: the FAISS and pgvector key indexes side by side (issue 29)") if both \
             else ("scale-pg", "Scale on PostgreSQL (issue 7)")
         write_section(section, title,
                       f"python bench/bench_scale.py --url {server.render_as_string(hide_password=True)} --sizes " + " ".join(map(str, args.sizes))
                       + ("" if not both else " --key-index " + " ".join(args.key_index)),
-                      f"The same bench on the PostgreSQL server at {server.host}:{server.port} (on this machine, loopback), a fresh "
+                      f"The same bench on the PostgreSQL {version} server at {server.host}:{server.port} (on this machine, loopback; "
+                      f"shared_buffers {buffers}), a fresh "
                       f"database per size and key index; IVF past {args.approximate_from:,} keys, {args.queries} queries, k=10, one query per call. "
                       "Disk is the database's size (pg_database_size) plus the index files. " + columns + "\n\n" + body)
     elif not args.no_write:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -141,15 +142,15 @@ class PgLexical:
         self._stats = (int(n), float(total), self.seq, now)
         return int(n), float(total) / max(int(n), 1)
 
-    def search(self, query: str, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, subset: np.ndarray | None = None, *, conn: Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` slot ids by BM25 for ``query`` (only those in ``subset`` when given), best first,
-        ties by the smaller id."""
+        ties by the smaller id; on ``conn`` (a search's read connection) or one of its own."""
         qtf = Counter(tokenize(query))
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         if not qtf or (subset is not None and len(subset) == 0):
             return empty
         terms = list(qtf)
-        with self.engine.connect() as c:
+        with nullcontext(conn) if conn is not None else self.engine.connect() as c:
             n, avgdl = self._corpus(c)
             if n == 0:
                 return empty

@@ -9,6 +9,7 @@ it, whatever its ``Config.key_index`` (which decides only for spaces without one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,14 +161,14 @@ class PgSpaceIndex:
                 self.lexical.fill(c)
 
     def search_scoped(self, q: np.ndarray, k: int, scope: Scope, current_only: bool,
-                      subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                      subset: np.ndarray | None, conn: Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` by cosine within the scope (and ``subset``, when a metadata filter chose
-        one), filtered in the same statement. In a transaction of its own: the HNSW settings are
-        ``SET LOCAL``, which a search's autocommit connection would drop between statements."""
+        one), filtered in the same statement; on ``conn`` (a search's autocommit read connection:
+        the HNSW settings stay with its session) or in a transaction of its own."""
         where = scope_where(self.space_id, scope) if scope != Scope() else []  # unscoped: the table is the space's own
         if current_only:
             where.append(SlotRow.superseded_by.is_(None))
-        return self.keys.search(q, k, where=where or None, subset=subset)
+        return self.keys.search(q, k, where=where or None, subset=subset, conn=conn)
 
     def catch_up(self, session: Any = None) -> int:
         """Nothing to catch up; records the space's change sequence (what BM25 catches up to)."""
@@ -217,14 +218,16 @@ class PgSpaceIndex:
         or by an older mindstore), and how to mend it."""
         self.catch_up()
         with self._engine.connect() as c:
-            size = c.scalar(text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": self.keys.table.name})
+            size, graph, buffers = c.execute(text(
+                "SELECT pg_total_relation_size(CAST(:t AS regclass)), pg_relation_size(to_regclass(:i)), "
+                "pg_size_bytes(current_setting('shared_buffers'))"), {"t": self.keys.table.name, "i": f"{self.keys.table.name}_hnsw"}).one()
             in_slots = c.scalar(select(func.count()).where(SlotRow.space_id == self.space_id)) or 0
         keys = len(self.index)
         self.repaired = None if keys == in_slots else (
             f"the key table holds {keys} keys for {in_slots} slots: run `mindstore reindex --key-index pgvector` to rebuild it from the slots")
         return IndexInfo(self.name, "hnsw (pgvector)", "postgresql", keys, self.index.seq, 0,
                          f"table {self.keys.table.name}", int(size or 0), self.repaired,
-                         self._recall(recall_sample) if recall_sample else None, False)
+                         self._recall(recall_sample) if recall_sample else None, False, buffers_advice(graph, buffers))
 
     def _recall(self, sample: int, k: int = 10) -> float:
         """recall@k of the HNSW search against an exact scan, with ``sample`` stored keys as queries."""
@@ -255,6 +258,19 @@ class PgSpaceIndex:
         with engine.begin() as c:
             c.execute(text(f"DROP TABLE IF EXISTS {text_table(space_id)}"))
             c.execute(text(f"DROP TABLE IF EXISTS {key_table(space_id)}"))
+
+
+def buffers_advice(graph: int | None, buffers: int) -> str | None:
+    """What to tell the operator when a space's HNSW graph (``graph`` bytes) does not fit in the
+    server's ``shared_buffers``: a search then copies most of the pages it visits in from the
+    operating system's cache, several times slower than reading them from PostgreSQL's own."""
+    if graph is None or graph <= buffers:
+        return None
+    want = max(128, 2 ** math.ceil(math.log2(graph * 1.25 / 2**20)))  # MiB: a quarter to spare, a power of two, at least the default
+    setting = f"{want // 1024}GB" if want >= 1024 else f"{want}MB"
+    return (f"the HNSW index ({graph / 2**20:,.0f} MB) is larger than the server's shared_buffers ({buffers / 2**20:,.0f} MB), so "
+            f"searches read most of it from outside PostgreSQL's cache, several times slower: set shared_buffers to {setting} or "
+            "more in postgresql.conf and restart the server")
 
 
 def drop_key_tables(engine: Engine) -> None:

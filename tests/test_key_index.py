@@ -121,6 +121,28 @@ def test_stats_says_when_the_key_table_and_the_slots_disagree_and_reindex_mends_
         assert s.index_info().keys == 4 and s.index_info().repaired is None
 
 
+def test_stats_advises_shared_buffers_when_the_hnsw_graph_outgrows_them(pg_url: str, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mindstore.spaces_pg as spaces_pg
+
+    with MindStore(pg_url, config=Config(key_index="pgvector", index_dir=config.index_dir)) as s:
+        fill(s)
+        assert s.index_info().advice is None  # a few keys: the graph fits in any shared_buffers
+        # The server's own figures, read as if its shared_buffers held one byte.
+        real = spaces_pg.buffers_advice
+        monkeypatch.setattr(spaces_pg, "buffers_advice", lambda graph, buffers: real(graph, 1))
+        assert "set shared_buffers to 128MB or more" in s.index_info().advice
+    out = CliRunner().invoke(app, ["stats", "--db", pg_url], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "shared_buffers" in out.output, out.output
+
+
+def test_buffers_advice_asks_for_the_graph_and_a_quarter_rounded_up() -> None:
+    from mindstore.spaces_pg import buffers_advice
+
+    assert buffers_advice(None, 2**27) is None and buffers_advice(2**27, 2**27) is None
+    assert "set shared_buffers to 4GB or more" in buffers_advice(1953 * 2**20, 128 * 2**20)
+    assert "set shared_buffers to 512MB or more" in buffers_advice(300 * 2**20, 128 * 2**20)
+
+
 def test_reset_drops_every_key_table_and_the_store_starts_afresh(pg_url: str, config: Config) -> None:
     pg = Config(key_index="pgvector", index_dir=config.index_dir)
     with MindStore(pg_url, config=pg) as s:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from mindstore.db.engine import open_database
 from mindstore.db.models import SlotRow, SpaceRow, scope_where
 from mindstore.errors import DatabaseError, InvalidVectorError
-from mindstore.index.pgvector import PgVectorKeys, PgVectorMissingError, ensure_pgvector, missing_message
+from mindstore.index.pgvector import EF_SEARCH, PgVectorKeys, PgVectorMissingError, ensure_pgvector, missing_message
 from mindstore.slots import Scope
 
 from conftest import PG_ADMIN_URL
@@ -78,6 +78,31 @@ def test_stored_key_is_its_own_top_hit(engine: Engine) -> None:
     assert (got[:, 0] == ids[:20]).all()
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 1e-7).all()  # best first
+
+
+def test_scan_settings_stay_with_an_autocommit_session_and_end_with_a_transaction(engine: Engine) -> None:
+    """On an autocommit connection (the store's reads) the HNSW settings are set once for the
+    session, and set again when a search asks for others; in a transaction they are SET LOCAL."""
+    rng = np.random.default_rng(11)
+    space, ids = new_space(engine, 16, [Scope(user_id="u")] * 50)
+    index = PgVectorKeys(engine, space, 16)
+    keys = unit(rng, 50, 16)
+    index.add(ids, keys)
+    _, alone = index.search(keys[:3], 5)
+    with engine.connect() as raw:
+        c = raw.execution_options(isolation_level="AUTOCOMMIT")
+        _, got = index.search(keys[:3], 5, conn=c)
+        np.testing.assert_array_equal(got, alone)
+        assert (c.scalar(text("SHOW hnsw.ef_search")), c.scalar(text("SHOW hnsw.iterative_scan"))) == (str(EF_SEARCH), "relaxed_order")
+        index.search(keys[:3], 5, conn=c, ef_search=37)
+        assert c.scalar(text("SHOW hnsw.ef_search")) == "37"
+        index.search(keys[:3], 5, conn=c)
+        assert c.scalar(text("SHOW hnsw.ef_search")) == str(EF_SEARCH)
+    with engine.connect() as c:
+        with c.begin():
+            index.search(keys[:3], 5, conn=c, ef_search=41)
+            assert c.scalar(text("SHOW hnsw.ef_search")) == "41"
+        assert c.scalar(text("SHOW hnsw.ef_search")) != "41"  # SET LOCAL: gone with the transaction
 
 
 def test_recall_at_10_against_exact_search(engine: Engine) -> None:

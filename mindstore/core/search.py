@@ -225,14 +225,14 @@ class Searcher:
                 # The index proposes candidates (FAISS: from float16 codes, with a margin); the
                 # float32 keys in SQL decide the order and the scores.
                 if sp.in_sql:  # the scope in SQL; ids only for what SQL cannot filter (metadata)
-                    _, ids = sp.search_scoped(q, depth, ask.scope, current, subset if ask.pred is not None else None)
+                    _, ids = sp.search_scoped(q, depth, ask.scope, current, subset if ask.pred is not None else None, s)
                 else:
                     _, ids = sp.index.search(q, depth, subset=subset)
                 cands = [[int(i) for i in row if i >= 0] for row in ids]
             if ask.mode != "dense" and ask.query is not None:
                 lex = self._registry.lexical(sp)
                 lex.catch_up(sp.index.seq)  # the key index has just caught up to the space's last change
-                found, bm25 = lex.search(ask.query, depth, subset)
+                found, bm25 = lex.search(ask.query, depth, subset, **({"conn": s} if sp.in_sql else {}))  # PostgreSQL's BM25: on this connection
                 lexical = [(found.tolist(), dict(zip(found.tolist(), bm25.tolist())))]
             wanted = sorted({i for c in cands + [ranking for ranking, _ in lexical] for i in c})
             rows = {r.id: r for r in s.execute(_HIT_ROWS, {"ids": wanted})} if wanted else {}

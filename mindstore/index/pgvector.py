@@ -40,14 +40,19 @@ from ..errors import DatabaseError, InvalidInputError, PgVectorMissingError
 from ..validate import check_vectors
 from .runtime import normalize
 
-__all__ = ["PgVectorKeys", "PgVectorMissingError", "ensure_pgvector"]
+__all__ = ["EF_SEARCH", "PgVectorKeys", "PgVectorMissingError", "ensure_pgvector"]
 
 MIN_VERSION = (0, 8, 0)  # iterative index scans (hnsw.iterative_scan)
 MAX_HNSW_DIM = {"vector": 2000, "halfvec": 4000}  # pgvector's HNSW limits
+# Candidates an HNSW search keeps: recall@10 must stay >= 0.95 at 1e6 keys on any build of the
+# graph (m 16, ef_construction 64); 100 fell short on some (docs/architecture.md, "Which key index").
+EF_SEARCH = 200
 COPY_FROM = 512  # rows: a write of at least this many goes through binary COPY
 _LOCK = 0x70677663  # advisory lock serialising CREATE EXTENSION / TABLE across processes
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _SLOTS = SlotRow.__table__
+_GUCS = ("hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples")  # the scan's settings, in _prepare_scan's order
+_SETTINGS = "mindstore.hnsw_settings"  # Connection.info: the settings a session holds
 Where = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
 
 
@@ -121,13 +126,13 @@ class PgVectorKeys:
 
     ``engine``: the store's (PostgreSQL, psycopg 3 for binary ``COPY``). Every method takes an
     optional ``conn`` to run inside the caller's transaction (a slot and its key committed
-    together); without one it runs in a transaction of its own. ``ef_search`` (default 100)
-    trades search time for recall; ``m`` and ``ef_construction`` are the HNSW build parameters.
+    together); without one it runs in a transaction of its own. ``ef_search`` trades search time
+    for recall (default :data:`EF_SEARCH`); ``m`` and ``ef_construction`` are the HNSW build parameters.
     ``create``: make the extension, table and index if missing (else they must exist)."""
 
     def __init__(self, engine: Engine, space_id: int, dim: int, *, half: bool = False, schema: str | None = None,
                  prefix: str = "mindstore_keys_", foreign_key: bool = True, m: int = 16, ef_construction: int = 64,
-                 ef_search: int = 100, exact_below: int = 2048, create: bool = True) -> None:
+                 ef_search: int = EF_SEARCH, exact_below: int = 2048, create: bool = True) -> None:
         self.kind = "halfvec" if half else "vector"
         if not 0 < int(dim) <= MAX_HNSW_DIM[self.kind]:
             raise InvalidInputError(f"pgvector's HNSW index holds {self.kind} keys of 1 to {MAX_HNSW_DIM[self.kind]} dimensions, not {dim}"
@@ -292,14 +297,25 @@ class PgVectorKeys:
 
     def _prepare_scan(self, c: Connection, preds: list[ColumnElement[bool]], exact_below: int, ef_search: int,
                       max_scan_tuples: int) -> bool:
-        """Set this transaction's HNSW scan (``set_config(..., true)`` is ``SET LOCAL``) and, in
-        the same round trip, count the keyed slots the predicates match, up to ``exact_below + 1``
-        (an index range scan for a scope). Returns whether the search should be exact. The
-        planner often picks the exact plan for a small scope by itself; the count makes it sure,
-        so a tiny scope is never left to a graph walk that may stop short of ``k``."""
-        iterative = "relaxed_order" if preds else "off"
-        cols = [func.set_config("hnsw.ef_search", str(ef_search), True), func.set_config("hnsw.iterative_scan", iterative, True),
-                func.set_config("hnsw.max_scan_tuples", str(max_scan_tuples), True)]
+        """Set the HNSW scan's settings on ``c`` and, in the same round trip, count the keyed slots
+        the predicates match, up to ``exact_below + 1`` (an index range scan for a scope). Returns
+        whether the search should be exact. The planner often picks the exact plan for a small
+        scope by itself; the count makes it sure, so a tiny scope is never left to a graph walk
+        that may stop short of ``k``.
+
+        In a transaction the settings are ``SET LOCAL`` (``set_config(..., true)``), sent with
+        every search. On an autocommit connection (the store's reads) a ``SET LOCAL`` would end
+        with its statement, so they are set for the session instead, once per connection (noted in
+        ``Connection.info``, which the pool clears with the connection): a search there is one
+        statement, or two with the count. The iterative scan is always on (``relaxed_order``): a
+        search that needs no filter stops at its ``LIMIT`` within the first ``ef_search``
+        candidates, sorted, as with it off, so one setting serves both kinds of search."""
+        settings = (str(ef_search), "relaxed_order", str(max_scan_tuples))
+        autocommit = bool(getattr(c.connection.dbapi_connection, "autocommit", False))
+        cols = []
+        if not autocommit or c.info.get(_SETTINGS) != settings:
+            local = not autocommit
+            cols = [func.set_config(name, value, local) for name, value in zip(_GUCS, settings)]
         probe = bool(preds) and exact_below > 0
         if probe:
             # Over slots alone when the predicates allow (an upper bound: a slot may lack a key),
@@ -310,7 +326,11 @@ class PgVectorKeys:
                 inner = select(literal(1)).select_from(self.table).join(_SLOTS, _SLOTS.c.id == self.table.c.slot_id)
             capped = inner.where(*preds).limit(exact_below + 1).subquery()
             cols.append(select(func.count()).select_from(capped).scalar_subquery())
+        if not cols:
+            return False
         row = c.execute(select(*cols)).one()
+        if autocommit:
+            c.info[_SETTINGS] = settings
         return probe and int(row[-1]) <= exact_below
 
     @contextmanager
