@@ -105,6 +105,18 @@ def test_scan_settings_stay_with_an_autocommit_session_and_end_with_a_transactio
         assert c.scalar(text("SHOW hnsw.ef_search")) != "41"  # SET LOCAL: gone with the transaction
 
 
+def test_a_whole_space_search_for_more_than_ef_search_rows_gets_them_all_best_first(engine: Engine) -> None:
+    """Without the iterative scan an HNSW scan stops at ef_search rows; a search for more gets them."""
+    rng = np.random.default_rng(12)
+    space, ids = new_space(engine, 16, [Scope(user_id="u")] * 300)
+    index = PgVectorKeys(engine, space, 16, ef_search=10)
+    keys = unit(rng, 300, 16)
+    index.add(ids, keys)
+    scores, got = index.search(keys[:2], 50)
+    assert (got >= 0).all() and all(len(set(row)) == 50 for row in got)
+    assert (np.diff(scores, axis=1) <= 1e-7).all() and (got[:, 0] == ids[:2]).all()
+
+
 def test_recall_at_10_against_exact_search(engine: Engine) -> None:
     rng = np.random.default_rng(2)
     n, dim = 5000, 64

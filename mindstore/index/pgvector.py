@@ -322,8 +322,10 @@ class PgVectorKeys:
         with its statement, so they are set for the session instead, once per connection (noted in
         ``Connection.info``, which the pool clears with the connection): a search there is one
         statement, or two with the count. The iterative scan is always on (``relaxed_order``): a
-        search that needs no filter stops at its ``LIMIT`` within the first ``ef_search``
-        candidates, sorted, as with it off, so one setting serves both kinds of search."""
+        search without a filter that asks for at most ``ef_search`` rows stops within the first
+        ``ef_search`` candidates, sorted, as with it off, and one that asks for more gets them
+        (re-sorted by :meth:`search`) where with it off it would stop at ``ef_search``; so one
+        setting serves every search."""
         settings = (str(ef_search), "relaxed_order", str(max_scan_tuples))
         autocommit = bool(getattr(c.connection.dbapi_connection, "autocommit", False))
         cols = []
