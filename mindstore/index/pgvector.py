@@ -49,6 +49,7 @@ MAX_HNSW_DIM = {"vector": 2000, "halfvec": 4000}  # pgvector's HNSW limits
 # Candidates an HNSW search keeps: recall@10 must stay >= 0.95 at 1e6 keys on any build of the
 # graph (m 16, ef_construction 64); 100 fell short on some (docs/architecture.md, "Which key index").
 EF_SEARCH = 200
+_WIRE = {"vector": ">f4", "halfvec": ">f2"}  # a key's numbers in pgvector's binary form (vector_recv, halfvec_recv)
 COPY_FROM = 512  # rows: a write of at least this many goes through binary COPY
 _LOCK = 0x70677663  # advisory lock serialising CREATE EXTENSION / TABLE across processes
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -379,7 +380,7 @@ def _binary(vec: np.ndarray, kind: str) -> _PgVectorBytes:
     big-endian float32 (or float16): 1.5 kB for 384 dims, built in a microsecond, where the text
     form is 8 kB and a quarter of a millisecond of ``repr``."""
     head = len(vec).to_bytes(2, "big") + b"\x00\x00"
-    return _PgVectorBytes(head + np.asarray(vec, dtype=">f4" if kind == "vector" else ">f2").tobytes())
+    return _PgVectorBytes(head + np.asarray(vec, dtype=_WIRE[kind]).tobytes())
 
 
 @functools.cache
@@ -418,9 +419,9 @@ def _copy_binary(ids: np.ndarray, unit: np.ndarray, kind: str) -> bytes:
     """Rows ``(slot_id, key)`` in PostgreSQL's binary COPY format, keys in pgvector's binary form
     (int16 dim, int16 0, then big-endian float32, or float16 for ``halfvec``)."""
     n, dim = unit.shape
-    width = 4 if kind == "vector" else 2
+    width = np.dtype(_WIRE[kind]).itemsize
     row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("key_len", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
-                    ("key", ">f4" if width == 4 else ">f2", (dim,))])
+                    ("key", _WIRE[kind], (dim,))])
     rows = np.zeros(n, dtype=row)
     rows["fields"], rows["id_len"], rows["id"] = 2, 8, ids
     rows["key_len"], rows["dim"], rows["key"] = 4 + width * dim, dim, unit
